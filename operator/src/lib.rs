@@ -1,0 +1,12 @@
+//! pgwarehouse: a whole customer data warehouse on Postgres, declared as one resource.
+//!
+//! The data flows spec → [`template`] → [`validate`] → [`secrets`] → [`sql`] (observe → plan →
+//! apply); the CLI in [`cli`] drives the same pipeline the controller does.
+
+pub mod api;
+pub mod cli;
+pub mod crd;
+pub mod secrets;
+pub mod sql;
+pub mod template;
+pub mod validate;

@@ -1,0 +1,130 @@
+//! Applies a plan: each unit in its own transaction, so a failure leaves no half-made object;
+//! a failing unit is reported and the others go on (a failed migration holds back later ones).
+
+use serde::Serialize;
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
+
+use crate::sql::ledger;
+use crate::sql::plan::{ItemKind, Plan, Unit};
+use crate::sql::quote::{Sql, scrub};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum ItemState {
+    Converged,
+    Changed,
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ItemOutcome {
+    pub item: ItemKind,
+    pub name: String,
+    pub state: ItemState,
+    pub statements: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// What applying did, per item, and what it cost.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ApplyReport {
+    pub items: Vec<ItemOutcome>,
+    /// Statements of the plan that ran (ledger bookkeeping not counted).
+    pub statements: usize,
+    pub round_trips: usize,
+}
+
+impl ApplyReport {
+    pub fn failed(&self) -> impl Iterator<Item = &ItemOutcome> {
+        self.items.iter().filter(|i| i.state == ItemState::Failed)
+    }
+}
+
+pub async fn apply(conn: &mut PgConnection, plan: &Plan) -> ApplyReport {
+    let mut report = ApplyReport::default();
+    let mut failed_migration: Option<String> = None;
+    for unit in &plan.units {
+        let outcome = |state, message: Option<String>| ItemOutcome {
+            item: unit.item,
+            name: unit.name.clone(),
+            state,
+            statements: if state == ItemState::Changed { unit.changes.len() } else { 0 },
+            message,
+        };
+        let outcome = if let Some(why) = &unit.blocked {
+            outcome(ItemState::Failed, Some(why.clone()))
+        } else if let (ItemKind::Migration, Some(failed)) = (unit.item, &failed_migration) {
+            outcome(ItemState::Failed, Some(format!("not run: migration {failed:?} before it failed")))
+        } else if !unit.has_work() {
+            outcome(ItemState::Converged, None)
+        } else {
+            match run_unit(conn, unit, &mut report.round_trips).await {
+                Ok(()) => {
+                    report.statements += unit.changes.len();
+                    outcome(ItemState::Changed, None)
+                }
+                Err(error) => {
+                    if unit.item == ItemKind::Migration {
+                        failed_migration = Some(unit.name.clone());
+                    }
+                    let secrets = unit.changes.iter().flat_map(|c| c.sql.secrets());
+                    outcome(ItemState::Failed, Some(scrub(&describe(&error), secrets)))
+                }
+            }
+        };
+        if let Some(message) = &outcome.message {
+            tracing::warn!(item = ?outcome.item, name = %outcome.name, %message, "item failed");
+        }
+        report.items.push(outcome);
+    }
+    report
+}
+
+fn describe(error: &sqlx::Error) -> String {
+    match error.as_database_error() {
+        Some(db) => match db.code() {
+            Some(code) => format!("{} (SQLSTATE {code})", db.message()),
+            None => db.message().to_string(),
+        },
+        None => error.to_string(),
+    }
+}
+
+/// One transaction; consecutive statements without parameters go as one script (one round trip).
+async fn run_unit(conn: &mut PgConnection, unit: &Unit, round_trips: &mut usize) -> Result<(), sqlx::Error> {
+    let mut tx = conn.begin().await?;
+    *round_trips += 1;
+    let bookkeeping = ledger::render(&unit.ledger);
+    let statements: Vec<&Sql> = unit.changes.iter().map(|c| &c.sql).chain(&bookkeeping).collect();
+    let mut script = String::new();
+    if statements.iter().any(|s| s.secrets().next().is_some()) {
+        // A failing statement is otherwise written to the server log with its secret inside.
+        script.push_str("SET LOCAL log_min_error_statement = panic;\nSET LOCAL log_statement = none;\n");
+    }
+    for sql in statements {
+        let (text, params) = sql.expose();
+        if params.is_empty() {
+            // A newline first: a script may end in a `--` comment.
+            script.push_str(&text);
+            script.push_str("\n;\n");
+            continue;
+        }
+        if !script.is_empty() {
+            sqlx::raw_sql(AssertSqlSafe(std::mem::take(&mut script))).execute(&mut *tx).await?;
+            *round_trips += 1;
+        }
+        let mut query = sqlx::query(AssertSqlSafe(text));
+        for param in params {
+            query = query.bind(param.to_string());
+        }
+        query.execute(&mut *tx).await?;
+        *round_trips += 1;
+    }
+    if !script.is_empty() {
+        sqlx::raw_sql(AssertSqlSafe(script)).execute(&mut *tx).await?;
+        *round_trips += 1;
+    }
+    tx.commit().await?;
+    *round_trips += 1;
+    Ok(())
+}

@@ -1,0 +1,36 @@
+//! The convergence engine: observe the catalogs, plan the difference, apply it.
+
+pub mod apply;
+pub mod ledger;
+pub mod observe;
+pub mod plan;
+pub mod quote;
+
+use sqlx::PgConnection;
+
+use crate::secrets::Secrets;
+use crate::validate::ValidatedStack;
+
+/// Observations cost this many round trips, whatever the stack's size.
+pub const OBSERVE_ROUND_TRIPS: usize = 2;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("cannot read the catalogs: {0}")]
+    Observe(#[source] sqlx::Error),
+    #[error(transparent)]
+    Plan(#[from] plan::PlanError),
+}
+
+/// Observes, plans and applies; the plan is returned beside what applying it did.
+pub async fn converge(
+    conn: &mut PgConnection,
+    stack: &ValidatedStack,
+    secrets: &Secrets,
+) -> Result<(plan::Plan, apply::ApplyReport), EngineError> {
+    let observed = observe::observe(conn, stack).await.map_err(EngineError::Observe)?;
+    let plan = plan::plan(stack, &observed, secrets)?;
+    let mut report = apply::apply(conn, &plan).await;
+    report.round_trips += OBSERVE_ROUND_TRIPS;
+    Ok((plan, report))
+}

@@ -1,0 +1,230 @@
+//! The plan: a pure diff of the validated stack against the observed catalogs, as ordered units
+//! of statements. Each unit is one item of the spec (or one pruned item) and applies in one
+//! transaction. Nothing changed ⇒ no statements.
+
+mod extensions;
+mod migrations;
+mod options;
+mod partitions;
+mod roles;
+mod schedules;
+mod sources;
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+
+use crate::secrets::Secrets;
+use crate::sql::ledger::{self, LedgerOp};
+use crate::sql::observe::Observed;
+use crate::sql::quote::Sql;
+use crate::validate::ValidatedStack;
+
+/// What a statement does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Create,
+    Alter,
+    Drop,
+    Grant,
+    Revoke,
+    Run,
+    Schedule,
+    Unschedule,
+}
+
+/// The spec item a unit converges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ItemKind {
+    Ledger,
+    Extension,
+    Source,
+    Migration,
+    Partition,
+    Schedule,
+    Role,
+}
+
+/// One statement of the plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub action: Action,
+    /// The database object kind: extension, schema, server, user_mapping, foreign_table, ...
+    pub kind: &'static str,
+    pub name: String,
+    pub sql: Sql,
+}
+
+/// The statements that converge one item, applied in one transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unit {
+    pub item: ItemKind,
+    pub name: String,
+    pub changes: Vec<Change>,
+    pub ledger: Vec<LedgerOp>,
+    /// Why the item cannot converge; nothing of it is applied.
+    pub blocked: Option<String>,
+}
+
+impl Unit {
+    fn new(item: ItemKind, name: impl Into<String>) -> Unit {
+        Unit { item, name: name.into(), changes: Vec::new(), ledger: Vec::new(), blocked: None }
+    }
+
+    fn change(&mut self, action: Action, kind: &'static str, name: impl Into<String>, sql: Sql) {
+        self.changes.push(Change { action, kind, name: name.into(), sql });
+    }
+
+    fn blocked(item: ItemKind, name: impl Into<String>, why: impl Into<String>) -> Unit {
+        Unit { blocked: Some(why.into()), ..Unit::new(item, name) }
+    }
+
+    /// Whether applying the unit sends anything to the database.
+    pub fn has_work(&self) -> bool {
+        self.blocked.is_none() && !(self.changes.is_empty() && self.ledger.is_empty())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Plan {
+    pub units: Vec<Unit>,
+}
+
+/// One entry of `plan --output json`.
+#[derive(Debug, Serialize)]
+pub struct ChangeView {
+    pub item: String,
+    pub action: Action,
+    pub kind: &'static str,
+    pub name: String,
+    pub sql: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BlockedView {
+    pub item: String,
+    pub error: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PlanView {
+    pub changes: Vec<ChangeView>,
+    pub blocked: Vec<BlockedView>,
+}
+
+impl Plan {
+    pub fn changes(&self) -> impl Iterator<Item = (&Unit, &Change)> {
+        self.units.iter().flat_map(|u| u.changes.iter().map(move |c| (u, c)))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        !self.units.iter().any(|u| u.has_work() || u.blocked.is_some())
+    }
+
+    /// The reviewable form: secrets redacted.
+    pub fn view(&self) -> PlanView {
+        PlanView {
+            changes: self
+                .changes()
+                .map(|(u, c)| ChangeView {
+                    item: item_label(u),
+                    action: c.action,
+                    kind: c.kind,
+                    name: c.name.clone(),
+                    sql: c.sql.to_string(),
+                })
+                .collect(),
+            blocked: self
+                .units
+                .iter()
+                .filter_map(|u| Some(BlockedView { item: item_label(u), error: u.blocked.clone()? }))
+                .collect(),
+        }
+    }
+}
+
+pub fn item_label(unit: &Unit) -> String {
+    format!("{}/{}", serde_json::to_value(unit.item).unwrap().as_str().unwrap_or_default(), unit.name)
+}
+
+/// A state of the server that no plan can fix; reported before any statement runs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error(
+        "this stack needs pg_cron, and the server must load it for database {database:?}: set \
+         shared_preload_libraries to include 'pg_cron' and cron.database_name = '{database}' in \
+         postgresql.conf, then restart Postgres (now: shared_preload_libraries = {preload:?}, \
+         cron.database_name = {cron_database:?})"
+    )]
+    PgCronNotLoaded { database: String, preload: String, cron_database: Option<String> },
+}
+
+/// What planning knows beyond the catalogs: existing and planned schemas, and what this plan
+/// creates (so grants cover tables made in the same run).
+struct Planner<'a> {
+    stack: &'a ValidatedStack,
+    observed: &'a Observed,
+    secrets: &'a Secrets,
+    schemas: BTreeSet<String>,
+    wrappers: BTreeSet<String>,
+    /// Schemas whose tables this plan creates (grants must cover them in the same run).
+    touched_schemas: BTreeSet<String>,
+    /// A migration runs: it may create tables in any schema.
+    migrations_run: bool,
+}
+
+impl Planner<'_> {
+    fn ensure_schema(&mut self, unit: &mut Unit, schema: &str) {
+        if self.schemas.insert(schema.to_string()) {
+            unit.change(Action::Create, "schema", schema, Sql::new("CREATE SCHEMA IF NOT EXISTS ").ident(schema));
+        }
+    }
+
+    fn touched(&self, schema: &str) -> bool {
+        self.migrations_run || self.touched_schemas.contains(schema)
+    }
+}
+
+/// Diffs the stack against the catalogs. Pure: the same inputs give the same plan.
+pub fn plan(stack: &ValidatedStack, observed: &Observed, secrets: &Secrets) -> Result<Plan, PlanError> {
+    if stack.needs_pg_cron() {
+        let preloaded = observed.preload_libraries.split(',').any(|l| l.trim() == "pg_cron");
+        if !preloaded || observed.cron_database_name.as_deref() != Some(observed.database.as_str()) {
+            return Err(PlanError::PgCronNotLoaded {
+                database: observed.database.clone(),
+                preload: observed.preload_libraries.clone(),
+                cron_database: observed.cron_database_name.clone(),
+            });
+        }
+    }
+    let mut planner = Planner {
+        stack,
+        observed,
+        secrets,
+        schemas: observed.schemas.iter().cloned().collect(),
+        wrappers: observed.wrappers.iter().cloned().collect(),
+        touched_schemas: BTreeSet::new(),
+        migrations_run: false,
+    };
+    let mut units = Vec::new();
+    if !observed.ledger_exists {
+        let mut unit = Unit::new(ItemKind::Ledger, "pgwarehouse");
+        for sql in ledger::bootstrap() {
+            unit.change(Action::Create, "ledger", "pgwarehouse", sql);
+        }
+        units.push(unit);
+    }
+    units.extend(stack.extensions.iter().map(|e| extensions::extension(&mut planner, e)));
+    units.extend(sources::removed_sources(&planner));
+    units.extend(stack.sources.iter().map(|s| sources::source(&mut planner, s)));
+    units.extend(migrations::migrations(&mut planner));
+    units.extend(partitions::partitions(&planner));
+    units.extend(schedules::schedules(&planner));
+    units.extend(roles::roles(&planner));
+    Ok(Plan { units })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,469 @@
+//! Validation before any SQL: pure, reports every error at once, each naming its field path.
+//!
+//! The pipeline's later stages take a [`ValidatedStack`], so an unchecked spec cannot reach them.
+
+mod interval;
+mod schedule;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+pub use interval::Interval;
+pub use schedule::{Schedule, parse_schedule};
+
+use crate::api::{
+    DataWarehouseStack, DataWarehouseStackSpec, Epoch, ExtensionSpec, ForeignTableSpec, PartitionSpec,
+    RoleSpec, ScheduleSpec, SecretKeyRef, SecretValue, SourceSpec,
+};
+use crate::sql::quote::TypeName;
+
+pub const DEFAULT_DATABASE: &str = "warehouse";
+/// The schema where the engine keeps its ledger; no spec item may use it.
+pub const LEDGER_SCHEMA: &str = "pgwarehouse";
+/// Prefix of the pg_cron jobs the engine schedules for itself.
+pub const INTERNAL_JOB_PREFIX: &str = "pgwarehouse-";
+pub const TABLE_PRIVILEGES: &[&str] = &["SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER"];
+/// postgresql.conf parameters the operator sets itself.
+pub const OPERATOR_OWNED_PARAMETERS: &[&str] = &[
+    "shared_preload_libraries",
+    "cron.database_name",
+    "cron.use_background_workers",
+    "cron.host",
+    "max_worker_processes",
+    "listen_addresses",
+    "port",
+    "data_directory",
+    "hba_file",
+    "ident_file",
+    "unix_socket_directories",
+];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub path: String,
+    pub message: String,
+}
+
+/// Every problem found in a spec.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ValidationErrors(pub Vec<FieldError>);
+
+impl fmt::Display for ValidationErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{}: {}", e.path, e.message)?;
+        }
+        Ok(())
+    }
+}
+
+/// How the engine creates a source's foreign data wrapper.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wrapper {
+    pub name: String,
+    pub extension: String,
+    /// Handler and validator, when the extension does not create the wrapper itself.
+    pub functions: Option<(String, Option<String>)>,
+}
+
+/// Wrappers whose extension, handler and validator are known.
+fn known_wrapper(name: &str) -> Option<Wrapper> {
+    let (extension, functions) = match name {
+        "postgres_fdw" | "file_fdw" => (name, None),
+        "prometheus_fdw" => (name, Some(("prometheus_fdw_handler", "prometheus_fdw_validator"))),
+        "clerk_fdw" => (name, Some(("clerk_fdw_handler", "clerk_fdw_validator"))),
+        _ => return None,
+    };
+    Some(Wrapper {
+        name: name.to_string(),
+        extension: extension.to_string(),
+        functions: functions.map(|(h, v)| (h.to_string(), Some(v.to_string()))),
+    })
+}
+
+#[derive(Debug, Clone)]
+pub struct ValidatedTable {
+    pub schema: String,
+    pub name: String,
+    pub columns: Vec<(String, TypeName)>,
+    pub options: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ValidatedSource {
+    pub spec: SourceSpec,
+    pub wrapper: Wrapper,
+    pub tables: Vec<ValidatedTable>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ValidatedPartition {
+    pub spec: PartitionSpec,
+    pub schema: String,
+    pub table: String,
+    pub interval: Interval,
+    pub retention: Option<Interval>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ValidatedSchedule {
+    pub spec: ScheduleSpec,
+    pub schedule: Schedule,
+}
+
+/// A spec that passed validation, with its template merged and its implied parts made explicit.
+#[derive(Debug, Clone)]
+pub struct ValidatedStack {
+    pub name: String,
+    pub spec: DataWarehouseStackSpec,
+    pub database: String,
+    /// Declared extensions plus those the sources, schedules and partitions need, in order.
+    pub extensions: Vec<ExtensionSpec>,
+    pub sources: Vec<ValidatedSource>,
+    pub schedules: Vec<ValidatedSchedule>,
+    pub partitions: Vec<ValidatedPartition>,
+}
+
+impl ValidatedStack {
+    pub fn needs_pg_cron(&self) -> bool {
+        self.extensions.iter().any(|e| e.name == "pg_cron")
+    }
+
+    /// Every Secret key the stack reads, with the field that reads it.
+    pub fn secret_refs(&self) -> Vec<(String, &SecretKeyRef)> {
+        let mut refs = Vec::new();
+        for (i, source) in self.spec.sources.iter().enumerate() {
+            for (key, value) in &source.secret_options {
+                refs.push((format!("spec.sources[{i}].secretOptions.{key}"), &value.secret_key_ref));
+            }
+            if let Some(mapping) = &source.user_mapping {
+                for (key, value) in &mapping.secret_options {
+                    refs.push((format!("spec.sources[{i}].userMapping.secretOptions.{key}"), &value.secret_key_ref));
+                }
+            }
+        }
+        for (i, role) in self.spec.roles.iter().enumerate() {
+            if let Some(r) = &role.password_secret_ref {
+                refs.push((format!("spec.roles[{i}].passwordSecretRef"), r));
+            }
+        }
+        refs
+    }
+}
+
+/// Collects errors as validation walks the spec.
+#[derive(Default)]
+struct Report(Vec<FieldError>);
+
+impl Report {
+    fn error(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(FieldError { path: path.into(), message: message.into() });
+    }
+
+    /// A Postgres identifier: 1 to 63 bytes, no NUL.
+    fn ident(&mut self, path: &str, name: &str) {
+        if name.is_empty() {
+            self.error(path, "must not be empty");
+        } else if name.len() > 63 {
+            self.error(path, format!("{name:?} is {} bytes; Postgres names are at most 63", name.len()));
+        } else if name.contains('\0') {
+            self.error(path, "must not contain a NUL character");
+        }
+    }
+
+    /// A name users own: an identifier that is not Postgres's or ours.
+    fn user_name(&mut self, path: &str, name: &str, what: &str) {
+        self.ident(path, name);
+        let lower = name.to_ascii_lowercase();
+        let reserved = lower.starts_with("pg_")
+            || match what {
+                "schema" => ["information_schema", LEDGER_SCHEMA].contains(&lower.as_str()),
+                "role" => ["postgres", "public", "current_user", "session_user"].contains(&lower.as_str()),
+                "database" => ["postgres", "template0", "template1"].contains(&lower.as_str()),
+                _ => false,
+            };
+        if reserved {
+            self.error(path, format!("{name:?} is a reserved {what} name"));
+        }
+    }
+
+    fn text(&mut self, path: &str, value: &str) {
+        if value.contains('\0') {
+            self.error(path, "must not contain a NUL character");
+        }
+    }
+
+    fn options<'a>(&mut self, path: &str, keys: impl Iterator<Item = &'a String>) {
+        for key in keys {
+            self.ident(&format!("{path}.{key}"), key);
+        }
+    }
+
+    fn secret(&mut self, path: &str, value: &SecretKeyRef) {
+        if value.name.is_empty() {
+            self.error(format!("{path}.name"), "must name a Secret");
+        }
+        if value.key.is_empty() {
+            self.error(format!("{path}.key"), "must name a key of the Secret");
+        }
+    }
+
+    fn duplicates<'a>(&mut self, path: &str, names: impl Iterator<Item = &'a str>) {
+        let mut seen = BTreeSet::new();
+        for (i, name) in names.enumerate() {
+            if !seen.insert(name) {
+                self.error(format!("{path}[{i}]"), format!("{name:?} is declared twice"));
+            }
+        }
+    }
+}
+
+/// Validates a stack (template already merged); returns it in the form later stages take.
+pub fn validate(stack: &DataWarehouseStack) -> Result<ValidatedStack, ValidationErrors> {
+    let spec = &stack.spec;
+    let mut report = Report::default();
+    let database = spec.postgres.database.clone().unwrap_or_else(|| DEFAULT_DATABASE.to_string());
+    report.user_name("spec.postgres.database", &database, "database");
+    for key in spec.postgres.parameters.keys() {
+        if OPERATOR_OWNED_PARAMETERS.contains(&key.as_str()) {
+            report.error(format!("spec.postgres.parameters.{key}"), "is set by the operator and cannot be overridden");
+        }
+    }
+
+    report.duplicates("spec.extensions", spec.extensions.iter().map(|e| e.name.as_str()));
+    for (i, ext) in spec.extensions.iter().enumerate() {
+        report.ident(&format!("spec.extensions[{i}].name"), &ext.name);
+        if let Some(schema) = &ext.schema {
+            report.user_name(&format!("spec.extensions[{i}].schema"), schema, "schema");
+        }
+        if let Some(version) = &ext.version {
+            report.text(&format!("spec.extensions[{i}].version"), version);
+        }
+    }
+
+    report.duplicates("spec.sources", spec.sources.iter().map(|s| s.name.as_str()));
+    let sources: Vec<_> = spec.sources.iter().enumerate().filter_map(|(i, s)| source(&mut report, i, s)).collect();
+    let mut table_names = BTreeSet::new();
+    for (i, s) in spec.sources.iter().enumerate() {
+        for (j, t) in s.tables.iter().enumerate() {
+            let key = (t.schema.clone().unwrap_or_else(|| "public".into()), t.name.clone());
+            if !table_names.insert(key.clone()) {
+                report.error(format!("spec.sources[{i}].tables[{j}]"), format!("{}.{} is declared twice", key.0, key.1));
+            }
+        }
+    }
+
+    report.duplicates("spec.migrations", spec.migrations.iter().map(|m| m.name.as_str()));
+    for (i, m) in spec.migrations.iter().enumerate() {
+        report.ident(&format!("spec.migrations[{i}].name"), &m.name);
+        if m.sql.trim().is_empty() {
+            report.error(format!("spec.migrations[{i}].sql"), "must not be empty");
+        }
+        report.text(&format!("spec.migrations[{i}].sql"), &m.sql);
+    }
+
+    report.duplicates("spec.schedules", spec.schedules.iter().map(|s| s.name.as_str()));
+    let schedules = spec.schedules.iter().enumerate().filter_map(|(i, s)| schedule(&mut report, i, s)).collect();
+
+    report.duplicates("spec.partitions", spec.partitions.iter().map(|p| p.table.as_str()));
+    let partitions = spec.partitions.iter().enumerate().filter_map(|(i, p)| partition(&mut report, i, p)).collect();
+
+    report.duplicates("spec.roles", spec.roles.iter().map(|r| r.name.as_str()));
+    for (i, r) in spec.roles.iter().enumerate() {
+        role(&mut report, i, r);
+    }
+
+    if !report.0.is_empty() {
+        return Err(ValidationErrors(report.0));
+    }
+    Ok(ValidatedStack {
+        name: stack.metadata.name.clone().unwrap_or_default(),
+        extensions: with_implied_extensions(spec),
+        database,
+        spec: spec.clone(),
+        sources,
+        schedules,
+        partitions,
+    })
+}
+
+fn source(report: &mut Report, i: usize, s: &SourceSpec) -> Option<ValidatedSource> {
+    let path = format!("spec.sources[{i}]");
+    report.ident(&format!("{path}.name"), &s.name);
+    report.ident(&format!("{path}.wrapper"), &s.wrapper);
+    for (field, value) in [("extension", &s.extension), ("handler", &s.handler), ("validator", &s.validator)] {
+        if let Some(v) = value {
+            report.ident(&format!("{path}.{field}"), v);
+        }
+    }
+    report.options(&format!("{path}.options"), s.options.keys());
+    for (key, value) in &s.options {
+        report.text(&format!("{path}.options.{key}"), value);
+        if s.secret_options.contains_key(key) {
+            report.error(format!("{path}.secretOptions.{key}"), "is also set in options; set it in one place");
+        }
+    }
+    secret_options(report, &format!("{path}.secretOptions"), &s.secret_options);
+    if let Some(m) = &s.user_mapping {
+        if let Some(user) = &m.user {
+            report.ident(&format!("{path}.userMapping.user"), user);
+        }
+        report.options(&format!("{path}.userMapping.options"), m.options.keys());
+        for (key, value) in &m.options {
+            report.text(&format!("{path}.userMapping.options.{key}"), value);
+        }
+        secret_options(report, &format!("{path}.userMapping.secretOptions"), &m.secret_options);
+    }
+    for (j, imp) in s.import_schemas.iter().enumerate() {
+        let p = format!("{path}.importSchemas[{j}]");
+        report.ident(&format!("{p}.remoteSchema"), &imp.remote_schema);
+        report.user_name(&format!("{p}.into"), &imp.into, "schema");
+        if !imp.only.is_empty() && !imp.except.is_empty() {
+            report.error(&p, "set `only` or `except`, not both");
+        }
+        for (k, t) in imp.only.iter().chain(&imp.except).enumerate() {
+            report.ident(&format!("{p}.{}[{k}]", if k < imp.only.len() { "only" } else { "except" }), t);
+        }
+    }
+    let tables: Vec<_> = s.tables.iter().enumerate().filter_map(|(j, t)| table(report, &format!("{path}.tables[{j}]"), t)).collect();
+    let wrapper = match (known_wrapper(&s.wrapper), &s.extension) {
+        (_, Some(extension)) => Wrapper {
+            name: s.wrapper.clone(),
+            extension: extension.clone(),
+            functions: s.handler.clone().map(|h| (h, s.validator.clone())).or_else(|| known_wrapper(&s.wrapper).and_then(|w| w.functions)),
+        },
+        (Some(known), None) => known,
+        (None, None) => {
+            report.error(format!("{path}.extension"), format!("wrapper {:?} is not one pgwarehouse knows; name the extension that provides it", s.wrapper));
+            return None;
+        }
+    };
+    (tables.len() == s.tables.len()).then(|| ValidatedSource { spec: s.clone(), wrapper, tables })
+}
+
+fn secret_options(report: &mut Report, path: &str, options: &BTreeMap<String, SecretValue>) {
+    report.options(path, options.keys());
+    for (key, value) in options {
+        report.secret(&format!("{path}.{key}.secretKeyRef"), &value.secret_key_ref);
+    }
+}
+
+fn table(report: &mut Report, path: &str, t: &ForeignTableSpec) -> Option<ValidatedTable> {
+    let schema = t.schema.clone().unwrap_or_else(|| "public".to_string());
+    report.ident(&format!("{path}.name"), &t.name);
+    report.user_name(&format!("{path}.schema"), &schema, "schema");
+    report.options(&format!("{path}.options"), t.options.keys());
+    for (key, value) in &t.options {
+        report.text(&format!("{path}.options.{key}"), value);
+    }
+    if t.columns.is_empty() {
+        report.error(format!("{path}.columns"), "declare at least one column");
+    }
+    report.duplicates(&format!("{path}.columns"), t.columns.iter().map(|c| c.name.as_str()));
+    let mut columns = Vec::new();
+    for (k, c) in t.columns.iter().enumerate() {
+        report.ident(&format!("{path}.columns[{k}].name"), &c.name);
+        match TypeName::parse(&c.type_name) {
+            Some(ty) => columns.push((c.name.clone(), ty)),
+            None => report.error(format!("{path}.columns[{k}].type"), format!("{:?} is not a Postgres type name", c.type_name)),
+        }
+    }
+    (columns.len() == t.columns.len()).then(|| ValidatedTable { schema, name: t.name.clone(), columns, options: t.options.clone() })
+}
+
+fn schedule(report: &mut Report, i: usize, s: &ScheduleSpec) -> Option<ValidatedSchedule> {
+    let path = format!("spec.schedules[{i}]");
+    report.ident(&format!("{path}.name"), &s.name);
+    if s.name.starts_with(INTERNAL_JOB_PREFIX) {
+        report.error(format!("{path}.name"), format!("names starting with {INTERNAL_JOB_PREFIX:?} are reserved for the operator's own jobs"));
+    }
+    if s.command.trim().is_empty() {
+        report.error(format!("{path}.command"), "must not be empty");
+    }
+    report.text(&format!("{path}.command"), &s.command);
+    match parse_schedule(&s.schedule) {
+        Ok(schedule) => Some(ValidatedSchedule { spec: s.clone(), schedule }),
+        Err(message) => {
+            report.error(format!("{path}.schedule"), message);
+            None
+        }
+    }
+}
+
+fn partition(report: &mut Report, i: usize, p: &PartitionSpec) -> Option<ValidatedPartition> {
+    let path = format!("spec.partitions[{i}]");
+    let (schema, table) = p.table.split_once('.').unwrap_or(("public", p.table.as_str()));
+    report.user_name(&format!("{path}.table"), schema, "schema");
+    report.ident(&format!("{path}.table"), table);
+    report.ident(&format!("{path}.column"), &p.column);
+    let interval = Interval::parse(&p.interval).map_err(|e| report.error(format!("{path}.interval"), e)).ok();
+    let retention = match &p.retention {
+        Some(r) => match Interval::parse(r) {
+            Ok(r) => Some(Some(r)),
+            Err(e) => {
+                report.error(format!("{path}.retention"), e);
+                None
+            }
+        },
+        None => Some(None),
+    };
+    if p.epoch != Epoch::None && interval.is_some_and(|i| i.micros % 1_000_000 != 0) {
+        report.error(format!("{path}.interval"), "epoch partitions are at least one second wide");
+    }
+    Some(ValidatedPartition {
+        spec: p.clone(),
+        schema: schema.to_string(),
+        table: table.to_string(),
+        interval: interval?,
+        retention: retention?,
+    })
+}
+
+fn role(report: &mut Report, i: usize, r: &RoleSpec) {
+    let path = format!("spec.roles[{i}]");
+    report.user_name(&format!("{path}.name"), &r.name, "role");
+    if let Some(secret) = &r.password_secret_ref {
+        report.secret(&format!("{path}.passwordSecretRef"), secret);
+    }
+    report.duplicates(&format!("{path}.grants"), r.grants.iter().map(|g| g.schema.as_str()));
+    for (j, g) in r.grants.iter().enumerate() {
+        report.ident(&format!("{path}.grants[{j}].schema"), &g.schema);
+        if g.privileges.is_empty() {
+            report.error(format!("{path}.grants[{j}].privileges"), "name at least one privilege");
+        }
+        for (k, p) in g.privileges.iter().enumerate() {
+            if !TABLE_PRIVILEGES.contains(&p.to_ascii_uppercase().as_str()) {
+                report.error(format!("{path}.grants[{j}].privileges[{k}]"), format!("{p:?} is not one of {}", TABLE_PRIVILEGES.join(", ")));
+            }
+        }
+    }
+}
+
+/// The declared extensions, then those the spec's parts need and did not declare.
+fn with_implied_extensions(spec: &DataWarehouseStackSpec) -> Vec<ExtensionSpec> {
+    let mut extensions = spec.extensions.clone();
+    let mut add = |name: &str, schema: Option<&str>| {
+        if !extensions.iter().any(|e| e.name == name) {
+            extensions.push(ExtensionSpec { name: name.into(), schema: schema.map(Into::into), version: None });
+        }
+    };
+    for s in &spec.sources {
+        let extension = s.extension.clone().or_else(|| known_wrapper(&s.wrapper).map(|w| w.extension));
+        if let Some(extension) = extension {
+            add(&extension, None);
+        }
+    }
+    if !spec.schedules.is_empty() || !spec.partitions.is_empty() {
+        add("pg_cron", None);
+    }
+    if !spec.partitions.is_empty() {
+        add("pg_partman", Some("partman"));
+    }
+    extensions
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,87 @@
+use super::*;
+use crate::template::load_manifest;
+
+fn stack(spec_yaml: &str) -> DataWarehouseStack {
+    let indented: String = spec_yaml.lines().map(|l| format!("  {l}\n")).collect();
+    load_manifest(&format!(
+        "apiVersion: pgwarehouse.dev/v1alpha1\nkind: DataWarehouseStack\nmetadata: {{name: w}}\nspec:\n{indented}"
+    ))
+    .unwrap()
+}
+
+fn errors(spec_yaml: &str) -> Vec<String> {
+    match validate(&stack(spec_yaml)) {
+        Ok(_) => vec![],
+        Err(ValidationErrors(errors)) => errors.into_iter().map(|e| format!("{}: {}", e.path, e.message)).collect(),
+    }
+}
+
+#[test]
+fn a_full_stack_validates_and_implies_its_extensions() {
+    let v = validate(&stack(
+        "sources:\n- name: cp\n  wrapper: postgres_fdw\n  tables: [{name: t, schema: f, columns: [{name: id, type: int8}]}]\n\
+         - name: clerk\n  wrapper: clerk_fdw\n\
+         schedules: [{name: refresh, schedule: '*/5 * * * *', command: SELECT 1}]\n\
+         partitions: [{table: public.m, column: time, interval: 1 day, epoch: seconds, retention: 30 days}]\n",
+    ))
+    .unwrap();
+    let names: Vec<_> = v.extensions.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["postgres_fdw", "clerk_fdw", "pg_cron", "pg_partman"]);
+    assert_eq!(v.database, "warehouse");
+    assert_eq!(v.sources[1].wrapper.functions, Some(("clerk_fdw_handler".into(), Some("clerk_fdw_validator".into()))));
+    assert_eq!(v.sources[0].tables[0].columns[0].1.as_str(), "bigint");
+    assert_eq!(v.partitions[0].retention.unwrap().days, 30);
+}
+
+#[test]
+fn every_error_is_reported_with_its_field_path() {
+    let long = "x".repeat(64);
+    let found = errors(&format!(
+        "postgres: {{database: template1, parameters: {{shared_preload_libraries: x}}}}\n\
+         sources:\n- {{name: cp, wrapper: postgres_fdw}}\n- {{name: cp, wrapper: mystery_fdw}}\n\
+         - name: {long}\n  wrapper: postgres_fdw\n  tables: [{{name: t, columns: [{{name: a, type: 'int); DROP TABLE x; --'}}]}}]\n\
+         schedules:\n- {{name: refresh, schedule: 5 minutes, command: SELECT 1}}\n- {{name: junk, schedule: '*/5 * * * * junk', command: SELECT 1}}\n\
+         partitions: [{{table: public.m, column: time, interval: 1 fortnight, retention: forever}}]\n\
+         roles: [{{name: pg_admin, grants: [{{schema: public, privileges: [SELECT, EXECUTE]}}]}}]\n"
+    ));
+    let expected = [
+        "spec.postgres.database: \"template1\" is a reserved database name",
+        "spec.postgres.parameters.shared_preload_libraries: is set by the operator",
+        "spec.sources[1]: \"cp\" is declared twice",
+        "spec.sources[1].extension: wrapper \"mystery_fdw\" is not one pgwarehouse knows",
+        "spec.sources[2].name: \"xxxx",
+        "spec.sources[2].tables[0].columns[0].type: \"int); DROP TABLE x; --\" is not a Postgres type name",
+        "spec.schedules[0].schedule: \"5 minutes\" is not a pg_cron schedule; write '*/5 * * * *'",
+        "spec.schedules[1].schedule: \"*/5 * * * * junk\" has 6 fields",
+        "spec.partitions[0].interval: \"1 fortnight\": unknown unit",
+        "spec.partitions[0].retention: \"forever\"",
+        "spec.roles[0].name: \"pg_admin\" is a reserved role name",
+        "spec.roles[0].grants[0].privileges[1]: \"EXECUTE\" is not one of",
+    ];
+    for want in expected {
+        assert!(found.iter().any(|f| f.starts_with(want)), "missing {want:?} in {found:#?}");
+    }
+    assert_eq!(found.len(), expected.len(), "{found:#?}");
+}
+
+#[test]
+fn reserved_job_names_and_missing_secret_keys_are_refused() {
+    let found = errors(
+        "schedules: [{name: pgwarehouse-partman-maintenance, schedule: '@hourly', command: SELECT 1}]\n\
+         roles: [{name: analyst, passwordSecretRef: {name: analyst, key: ''}}]\n",
+    );
+    assert_eq!(found.len(), 2, "{found:#?}");
+    assert!(found[0].starts_with("spec.schedules[0].name: names starting with \"pgwarehouse-\""));
+    assert_eq!(found[1], "spec.roles[0].passwordSecretRef.key: must name a key of the Secret");
+}
+
+#[test]
+fn secret_refs_name_the_fields_that_read_them() {
+    let v = validate(&stack(
+        "sources:\n- name: cp\n  wrapper: postgres_fdw\n  userMapping:\n    secretOptions: {password: {secretKeyRef: {name: cp, key: password}}}\n",
+    ))
+    .unwrap();
+    let refs = v.secret_refs();
+    assert_eq!(refs[0].0, "spec.sources[0].userMapping.secretOptions.password");
+    assert_eq!(refs[0].1, &SecretKeyRef { name: "cp".into(), key: "password".into() });
+}

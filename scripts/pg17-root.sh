@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Builds (once) a Debian trixie root holding PostgreSQL 17 + pg_cron 1.6 + pg_partman 5.x, so the
+# real-Postgres suite can run on the newer generation beside the host's bookworm PostgreSQL 15.
+# Prints the root's path. Reused when already complete.
+set -euo pipefail
+root=${PGW_PG17_ROOT:-/var/cache/pgwarehouse/trixie-pg17}
+mirror=${PGW_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+if [ -f "$root/.pgwarehouse-ready" ]; then
+  echo "$root"
+  exit 0
+fi
+if ! command -v debootstrap >/dev/null; then
+  apt-get install -y -qq debootstrap >&2
+fi
+work="$root.partial"
+rm -rf "$work"
+mkdir -p "$(dirname "$root")"
+echo "building the PostgreSQL 17 (trixie) root in $root ..." >&2
+debootstrap --variant=minbase trixie "$work" "$mirror" >&2
+# No service may start inside the root while packages install.
+printf '#!/bin/sh\nexit 101\n' >"$work/usr/sbin/policy-rc.d"
+chmod +x "$work/usr/sbin/policy-rc.d"
+mkdir -p "$work/etc/postgresql-common/createcluster.d"
+echo "create_main_cluster = false" >"$work/etc/postgresql-common/createcluster.d/no-main.conf"
+chroot "$work" /usr/bin/env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+  postgresql-17 postgresql-17-cron postgresql-17-partman >&2
+chroot "$work" apt-get clean >&2
+touch "$work/.pgwarehouse-ready"
+rm -rf "$root"
+mv "$work" "$root"
+echo "$root"
