@@ -2,6 +2,7 @@
 //! a failing unit is reported and the others go on (a failed migration holds back later ones).
 
 use serde::Serialize;
+use sqlx::postgres::PgDatabaseError;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
 use crate::sql::ledger;
@@ -53,10 +54,10 @@ pub async fn apply(conn: &mut PgConnection, plan: &Plan) -> ApplyReport {
         };
         let outcome = if let Some(why) = &unit.blocked {
             outcome(ItemState::Failed, Some(why.clone()))
-        } else if let (ItemKind::Migration, Some(failed)) = (unit.item, &failed_migration) {
-            outcome(ItemState::Failed, Some(format!("not run: migration {failed:?} before it failed")))
         } else if !unit.has_work() {
             outcome(ItemState::Converged, None)
+        } else if let (ItemKind::Migration, Some(failed)) = (unit.item, &failed_migration) {
+            outcome(ItemState::Failed, Some(format!("not run: migration {failed:?} before it failed")))
         } else {
             match run_unit(conn, unit, &mut report.round_trips).await {
                 Ok(()) => {
@@ -80,13 +81,19 @@ pub async fn apply(conn: &mut PgConnection, plan: &Plan) -> ApplyReport {
     report
 }
 
+/// The database's words: message, detail and hint (a connection failure's cause is in the detail).
 fn describe(error: &sqlx::Error) -> String {
-    match error.as_database_error() {
-        Some(db) => match db.code() {
-            Some(code) => format!("{} (SQLSTATE {code})", db.message()),
-            None => db.message().to_string(),
-        },
-        None => error.to_string(),
+    let Some(db) = error.as_database_error() else { return error.to_string() };
+    let mut text = db.message().to_string();
+    if let Some(pg) = db.try_downcast_ref::<PgDatabaseError>() {
+        for extra in [pg.detail(), pg.hint()].into_iter().flatten() {
+            text.push_str(": ");
+            text.push_str(extra.trim());
+        }
+    }
+    match db.code() {
+        Some(code) => format!("{text} (SQLSTATE {code})"),
+        None => text,
     }
 }
 

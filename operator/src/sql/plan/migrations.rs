@@ -17,11 +17,12 @@ pub(super) fn migrations(planner: &mut Planner) -> Vec<Unit> {
     let mut held_back: Option<String> = None;
     for migration in &planner.stack.spec.migrations {
         let sum = checksum(&migration.sql);
-        if let Some(reason) = &held_back {
+        let done = applied.iter().find(|m| m.name == migration.name);
+        if let (Some(reason), false) = (&held_back, done.is_some_and(|d| d.checksum == sum)) {
             units.push(Unit::blocked(ItemKind::Migration, &migration.name, reason.clone()));
             continue;
         }
-        match applied.iter().find(|m| m.name == migration.name) {
+        match done {
             Some(done) if done.checksum == sum => units.push(Unit::new(ItemKind::Migration, &migration.name)),
             Some(done) => {
                 units.push(Unit::blocked(
