@@ -140,7 +140,8 @@ async fn execute(cli: Cli) -> Result<(), CliError> {
 
 /// Manifest → template → validation → secrets: everything that happens before any SQL.
 pub fn load(input: &Input) -> Result<(ValidatedStack, Secrets), CliError> {
-    let text = std::fs::read_to_string(&input.file).map_err(|source| CliError::Read { path: input.file.clone(), source })?;
+    let text =
+        std::fs::read_to_string(&input.file).map_err(|source| CliError::Read { path: input.file.clone(), source })?;
     let stack = validate::validate(&template::load_manifest(&text)?)?;
     let source: Box<dyn SecretSource> = match &input.secrets_dir {
         Some(dir) => Box::new(SecretsDir(dir.clone())),

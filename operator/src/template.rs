@@ -8,10 +8,7 @@ use serde_json::Value;
 use crate::api::DataWarehouseStack;
 
 /// Templates built into the binary, by name.
-const TEMPLATES: &[(&str, &str)] = &[(
-    "datawarehouse",
-    include_str!("../../stack-templates/datawarehouse.yaml"),
-)];
+const TEMPLATES: &[(&str, &str)] = &[("datawarehouse", include_str!("../../stack-templates/datawarehouse.yaml"))];
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -29,8 +26,7 @@ pub fn template_names() -> Vec<&'static str> {
 
 /// Parses a manifest as one would `kubectl apply` it and merges its template under the spec.
 pub fn load_manifest(yaml: &str) -> Result<DataWarehouseStack, LoadError> {
-    let mut manifest: Value =
-        serde_saphyr::from_str(yaml).map_err(|e| LoadError::Yaml(e.to_string()))?;
+    let mut manifest: Value = serde_saphyr::from_str(yaml).map_err(|e| LoadError::Yaml(e.to_string()))?;
     let kind = manifest.get("kind").and_then(Value::as_str).unwrap_or_default();
     if kind != "DataWarehouseStack" {
         return Err(LoadError::Shape(format!("kind is {kind:?}")));

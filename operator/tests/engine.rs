@@ -68,10 +68,11 @@ async fn converges_from_empty_and_the_second_apply_does_nothing() {
     assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM f.queue_archive").await, 2);
     assert_eq!(scalar::<String>(&mut db, "SELECT srvname::text FROM pg_foreign_server").await, "control_plane");
     assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM pgwarehouse.migrations").await, 2);
-    let job: (String, String, String, bool) = sqlx::query_as("SELECT schedule, command, database, active FROM cron.job WHERE jobname = 'update-clusters'")
-        .fetch_one(&mut db)
-        .await
-        .unwrap();
+    let job: (String, String, String, bool) =
+        sqlx::query_as("SELECT schedule, command, database, active FROM cron.job WHERE jobname = 'update-clusters'")
+            .fetch_one(&mut db)
+            .await
+            .unwrap();
     assert_eq!(job, ("*/5 * * * *".into(), "SELECT refresh_clusters()".into(), "warehouse".into(), true));
     assert_eq!(
         scalar::<i64>(&mut db, "SELECT count(*) FROM cron.job WHERE jobname = 'pgwarehouse-partman-maintenance'").await,
@@ -102,14 +103,23 @@ async fn drift_made_by_hand_is_repaired() {
     let sql = statements(&plan);
     assert!(sql.iter().any(|s| s.starts_with(r#"CREATE FOREIGN TABLE "cp"."organizations""#)), "{sql:#?}");
     assert!(sql.iter().any(|s| s.contains(r#"LIMIT TO ("queue_archive")"#)), "{sql:#?}");
-    assert!(sql.contains(&r#"ALTER SERVER "control_plane" OPTIONS (SET "host" '127.0.0.1', DROP "fetch_size")"#.to_string()), "{sql:#?}");
+    assert!(
+        sql.contains(
+            &r#"ALTER SERVER "control_plane" OPTIONS (SET "host" '127.0.0.1', DROP "fetch_size")"#.to_string()
+        ),
+        "{sql:#?}"
+    );
     assert!(sql.iter().any(|s| s.starts_with("SELECT cron.schedule('update-clusters'")), "{sql:#?}");
 
     fx.apply_ok(STACK).await;
     assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM cp.organizations").await, 3);
     assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM f.queue_archive").await, 2);
     assert_eq!(
-        scalar::<Vec<String>>(&mut db, "SELECT srvoptions::text[] FROM pg_foreign_server WHERE srvname = 'control_plane'").await,
+        scalar::<Vec<String>>(
+            &mut db,
+            "SELECT srvoptions::text[] FROM pg_foreign_server WHERE srvname = 'control_plane'"
+        )
+        .await,
         vec!["dbname=controlplane".to_string(), "host=127.0.0.1".into(), format!("port={}", fx.server.port)]
     );
     assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM cron.job WHERE jobname = 'update-clusters'").await, 1);
@@ -132,16 +142,25 @@ async fn pruning_removes_only_what_the_engine_made_and_keeps_local_data() {
     let (migrations, _) = rest.split_once("schedules:").unwrap();
     let smaller = format!("{without_parts}migrations:{migrations}");
     let report = fx.apply_ok(&smaller).await;
-    let changed: Vec<_> = report.items.iter().filter(|i| i.state == ItemState::Changed).map(|i| (i.item, i.name.as_str())).collect();
+    let changed: Vec<_> =
+        report.items.iter().filter(|i| i.state == ItemState::Changed).map(|i| (i.item, i.name.as_str())).collect();
     assert!(changed.contains(&(ItemKind::Source, "control_plane")), "{changed:?}");
 
-    assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM pg_foreign_server WHERE srvname = 'control_plane'").await, 0, "server pruned");
+    assert_eq!(
+        scalar::<i64>(&mut db, "SELECT count(*) FROM pg_foreign_server WHERE srvname = 'control_plane'").await,
+        0,
+        "server pruned"
+    );
     assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM pg_foreign_server WHERE srvname = 'by_hand'").await, 1);
     assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM cron.job").await, 0, "jobs unscheduled");
     assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM partman.part_config").await, 0, "partition set released");
     assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM ingested_clusters").await, 4, "local data kept");
     assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM metric_values").await, 1, "partitioned data kept");
-    assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM pg_roles WHERE rolname = 'analyst'").await, 0, "role made by us dropped");
+    assert_eq!(
+        scalar::<i64>(&mut db, "SELECT count(*) FROM pg_roles WHERE rolname = 'analyst'").await,
+        0,
+        "role made by us dropped"
+    );
     assert!(fx.plan(&smaller).await.is_empty());
 }
 
@@ -169,10 +188,7 @@ async fn a_rotated_secret_is_applied_and_never_shown() {
 
     let plan = fx.plan(STACK).await;
     let sql = statements(&plan);
-    assert_eq!(
-        sql,
-        [r#"ALTER USER MAPPING FOR PUBLIC SERVER "control_plane" OPTIONS (SET "password" '<redacted>')"#],
-    );
+    assert_eq!(sql, [r#"ALTER USER MAPPING FOR PUBLIC SERVER "control_plane" OPTIONS (SET "password" '<redacted>')"#],);
     assert!(!serde_json::to_string(&plan.view()).unwrap().contains("rotated-pw"));
     fx.apply_ok(STACK).await;
     let mut db = fx.warehouse().await;
@@ -195,7 +211,11 @@ async fn a_wrong_password_fails_its_source_only_and_is_not_reported() {
     assert!(!message.contains("wrong-secret-value"));
     assert_eq!(report.failed().count(), 1, "{report:#?}");
     let mut db = fx.warehouse().await;
-    assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM pg_foreign_server WHERE srvname = 'broken'").await, 0, "rolled back");
+    assert_eq!(
+        scalar::<i64>(&mut db, "SELECT count(*) FROM pg_foreign_server WHERE srvname = 'broken'").await,
+        0,
+        "rolled back"
+    );
     assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM f.instances").await, 4, "the other source converged");
     assert!(!fx.server.log().contains("wrong-secret-value"), "the server log holds the secret");
 }
@@ -209,10 +229,14 @@ async fn partman_makes_daily_partitions_and_retention_drops_old_ones() {
     let before: i64 = scalar(&mut db, children).await;
     assert!(before >= 5, "premake 4 + current (+ default): {before}");
     let config: (String, Option<String>, bool) =
-        sqlx::query_as("SELECT partition_interval, retention, retention_keep_table FROM partman.part_config").fetch_one(&mut db).await.unwrap();
+        sqlx::query_as("SELECT partition_interval, retention, retention_keep_table FROM partman.part_config")
+            .fetch_one(&mut db)
+            .await
+            .unwrap();
     assert_eq!((config.1.as_deref(), config.2), (Some("30 days"), false));
 
-    exec(&mut db, "SELECT partman.create_partition_time('public.metric_values', ARRAY[now() - interval '40 days'])").await;
+    exec(&mut db, "SELECT partman.create_partition_time('public.metric_values', ARRAY[now() - interval '40 days'])")
+        .await;
     exec(&mut db, "INSERT INTO metric_values VALUES (1, extract(epoch from now() - interval '40 days')::int8, 1), (1, extract(epoch from now())::int8, 2)").await;
     assert_eq!(scalar::<i64>(&mut db, children).await, before + 1);
     exec(&mut db, "CALL partman.run_maintenance_proc()").await;
@@ -222,7 +246,9 @@ async fn partman_makes_daily_partitions_and_retention_drops_old_ones() {
     let longer = STACK.replace("retention: 30 days", "retention: 45 days");
     assert_eq!(
         statements(&fx.plan(&longer).await),
-        ["UPDATE \"partman\".\"part_config\" SET premake = '4'::int, retention = NULLIF('45 days', ''), retention_keep_table = 'false'::boolean WHERE parent_table = 'public.metric_values'"]
+        [
+            "UPDATE \"partman\".\"part_config\" SET premake = '4'::int, retention = NULLIF('45 days', ''), retention_keep_table = 'false'::boolean WHERE parent_table = 'public.metric_values'"
+        ]
     );
 }
 
@@ -235,7 +261,9 @@ async fn migrations_run_once_and_a_changed_one_is_refused() {
     let mut db = fx.warehouse().await;
     assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM counter").await, 2);
 
-    let changed = spec.replace("VALUES (1)", "VALUES (10)").replace("- {name: m2", "- {name: m3, sql: 'INSERT INTO counter VALUES (3)'}\n- {name: m2");
+    let changed = spec
+        .replace("VALUES (1)", "VALUES (10)")
+        .replace("- {name: m2", "- {name: m3, sql: 'INSERT INTO counter VALUES (3)'}\n- {name: m2");
     let report = fx.apply(&changed).await;
     let m1 = report.items.iter().find(|i| i.name == "m1").unwrap();
     assert_eq!(m1.state, ItemState::Failed);
@@ -289,12 +317,19 @@ schedules:
 "#;
     fx.apply_ok(spec).await;
     let mut db = fx.warehouse().await;
-    assert_eq!(scalar::<String>(&mut db, "SELECT srvname::text FROM pg_foreign_server").await, r#"we"ird; DROP SCHEMA public; --"#);
+    assert_eq!(
+        scalar::<String>(&mut db, "SELECT srvname::text FROM pg_foreign_server").await,
+        r#"we"ird; DROP SCHEMA public; --"#
+    );
     assert_eq!(
         scalar::<Vec<String>>(&mut db, "SELECT srvoptions::text[] FROM pg_foreign_server").await,
         [r#"dbname=it's "x"; -- \ $$"#, "host=127.0.0.1"]
     );
-    assert_eq!(scalar::<String>(&mut db, "SELECT relname::text FROM pg_class c JOIN pg_foreign_table f ON f.ftrelid = c.oid").await, "t'; DROP TABLE x; --");
+    assert_eq!(
+        scalar::<String>(&mut db, "SELECT relname::text FROM pg_class c JOIN pg_foreign_table f ON f.ftrelid = c.oid")
+            .await,
+        "t'; DROP TABLE x; --"
+    );
     assert_eq!(scalar::<String>(&mut db, "SELECT command FROM cron.job").await, "SELECT 'x''; --'");
     assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM pg_namespace WHERE nspname = 'public'").await, 1);
     assert!(fx.plan(spec).await.is_empty());
@@ -330,7 +365,10 @@ async fn versions_decide_what_is_possible() {
         assert!(fast.message.as_deref().unwrap().contains("needs pg_cron 1.5"), "{fast:?}");
     } else {
         assert_eq!(fast.state, ItemState::Changed, "{fast:?}");
-        assert_eq!(scalar::<String>(&mut db, "SELECT schedule FROM cron.job WHERE jobname = 'fast'").await, "30 seconds");
+        assert_eq!(
+            scalar::<String>(&mut db, "SELECT schedule FROM cron.job WHERE jobname = 'fast'").await,
+            "30 seconds"
+        );
     }
 }
 

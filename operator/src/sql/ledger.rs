@@ -8,12 +8,27 @@ use crate::validate::LEDGER_SCHEMA;
 /// A change to the ledger, made in the same transaction as the DDL it describes.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LedgerOp {
-    Record { kind: &'static str, name: String, detail: Value },
-    Forget { kind: &'static str, name: String },
-    MigrationApplied { name: String, checksum: String },
+    Record {
+        kind: &'static str,
+        name: String,
+        detail: Value,
+    },
+    Forget {
+        kind: &'static str,
+        name: String,
+    },
+    MigrationApplied {
+        name: String,
+        checksum: String,
+    },
     /// Records the foreign tables an `IMPORT FOREIGN SCHEMA` just made: those of `server` in
     /// `schema` that were not there before.
-    RecordImported { server: String, schema: String, import: String, existing: Vec<String> },
+    RecordImported {
+        server: String,
+        schema: String,
+        import: String,
+        existing: Vec<String>,
+    },
 }
 
 /// Creates the ledger; readable by its owner (the operator's superuser) only.
@@ -37,9 +52,7 @@ pub fn render(ops: &[LedgerOp]) -> Vec<Sql> {
     let forgets: Vec<Sql> = ops
         .iter()
         .filter_map(|op| match op {
-            LedgerOp::Forget { kind, name } => {
-                Some(Sql::new("(").literal(kind).push(", ").literal(name).push(")"))
-            }
+            LedgerOp::Forget { kind, name } => Some(Sql::new("(").literal(kind).push(", ").literal(name).push(")")),
             _ => None,
         })
         .collect();
@@ -56,7 +69,13 @@ pub fn render(ops: &[LedgerOp]) -> Vec<Sql> {
         .iter()
         .filter_map(|op| match op {
             LedgerOp::Record { kind, name, detail } => Some(
-                Sql::new("(").literal(kind).push(", ").literal(name).push(", ").literal(&detail.to_string()).push("::jsonb)"),
+                Sql::new("(")
+                    .literal(kind)
+                    .push(", ")
+                    .literal(name)
+                    .push(", ")
+                    .literal(&detail.to_string())
+                    .push("::jsonb)"),
             ),
             _ => None,
         })

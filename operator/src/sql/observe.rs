@@ -262,9 +262,17 @@ fn managed_query(core: &Observed) -> String {
     };
     let (ledger_rows, migrations, ledger_roles) = if ledger {
         (
-            format!("COALESCE((SELECT json_agg(json_build_object('kind', kind, 'name', name, 'detail', detail)) FROM {schema}.managed), '[]')"),
-            format!("COALESCE((SELECT json_agg(json_build_object('name', name, 'checksum', checksum)) FROM {schema}.migrations), '[]')"),
-            format!(" UNION SELECT name FROM {schema}.managed WHERE kind IN ({}, {})", literal("role"), literal("role_password")),
+            format!(
+                "COALESCE((SELECT json_agg(json_build_object('kind', kind, 'name', name, 'detail', detail)) FROM {schema}.managed), '[]')"
+            ),
+            format!(
+                "COALESCE((SELECT json_agg(json_build_object('name', name, 'checksum', checksum)) FROM {schema}.migrations), '[]')"
+            ),
+            format!(
+                " UNION SELECT name FROM {schema}.managed WHERE kind IN ({}, {})",
+                literal("role"),
+                literal("role_password")
+            ),
         )
     } else {
         ("'[]'::json".into(), "'[]'::json".into(), String::new())

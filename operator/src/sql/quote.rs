@@ -20,11 +20,7 @@ pub fn qualified(schema: &str, name: &str) -> String {
 /// `value` as a Postgres string literal, correct whatever `standard_conforming_strings` is.
 pub fn literal(value: &str) -> String {
     let doubled = value.replace('\'', "''");
-    if value.contains('\\') {
-        format!("E'{}'", doubled.replace('\\', "\\\\"))
-    } else {
-        format!("'{doubled}'")
-    }
+    if value.contains('\\') { format!("E'{}'", doubled.replace('\\', "\\\\")) } else { format!("'{doubled}'") }
 }
 
 const REDACTED: &str = "'<redacted>'";
@@ -64,11 +60,9 @@ impl TypeName {
         let head_ok = !head.trim().is_empty() && head.split_whitespace().all(word_ok);
         let mut rest = suffix.trim_start();
         if let Some(inner) = rest.strip_prefix('(') {
-            let Some(close) = inner.find(')') else { return None };
+            let close = inner.find(')')?;
             let args = &inner[..close];
-            let args_ok = args
-                .split(',')
-                .all(|a| !a.trim().is_empty() && a.trim().chars().all(|c| c.is_ascii_digit()));
+            let args_ok = args.split(',').all(|a| !a.trim().is_empty() && a.trim().chars().all(|c| c.is_ascii_digit()));
             if !args_ok {
                 return None;
             }
@@ -80,8 +74,8 @@ impl TypeName {
             None => (rest, ""),
         };
         let tail_ok = tail_words.split_whitespace().all(word_ok);
-        let arrays_ok = arrays.replace(' ', "").split_terminator("[]").all(str::is_empty)
-            && arrays.replace(' ', "").len() % 2 == 0;
+        let arrays_ok =
+            arrays.replace(' ', "").split_terminator("[]").all(str::is_empty) && arrays.replace(' ', "").len() % 2 == 0;
         (head_ok && tail_ok && arrays_ok).then(|| TypeName(canonical_type(text)))
     }
 
@@ -235,10 +229,7 @@ impl fmt::Display for Sql {
 
 /// Removes every secret of `statements` from a message (a database error may quote its input).
 pub fn scrub<'a>(message: &str, secrets: impl IntoIterator<Item = &'a str>) -> String {
-    secrets
-        .into_iter()
-        .filter(|s| !s.is_empty())
-        .fold(message.to_string(), |m, secret| m.replace(secret, "<redacted>"))
+    secrets.into_iter().filter(|s| !s.is_empty()).fold(message.to_string(), |m, secret| m.replace(secret, "<redacted>"))
 }
 
 #[cfg(test)]

@@ -33,9 +33,7 @@ impl Interval {
                     (word, *unit)
                 }
             };
-            let n: i64 = number
-                .parse()
-                .map_err(|_| format!("{text:?}: {number:?} is not a whole number"))?;
+            let n: i64 = number.parse().map_err(|_| format!("{text:?}: {number:?} is not a whole number"))?;
             let unit = unit.to_ascii_lowercase();
             let unit = match unit.as_str() {
                 "ms" | "msec" | "msecs" => "millisecond",

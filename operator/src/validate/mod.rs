@@ -12,8 +12,8 @@ pub use interval::Interval;
 pub use schedule::{Schedule, parse_schedule};
 
 use crate::api::{
-    DataWarehouseStack, DataWarehouseStackSpec, Epoch, ExtensionSpec, ForeignTableSpec, PartitionSpec,
-    RoleSpec, ScheduleSpec, SecretKeyRef, SecretValue, SourceSpec,
+    DataWarehouseStack, DataWarehouseStackSpec, Epoch, ExtensionSpec, ForeignTableSpec, PartitionSpec, RoleSpec,
+    ScheduleSpec, SecretKeyRef, SecretValue, SourceSpec,
 };
 use crate::sql::quote::TypeName;
 
@@ -251,7 +251,8 @@ pub fn validate(stack: &DataWarehouseStack) -> Result<ValidatedStack, Validation
         for (j, t) in s.tables.iter().enumerate() {
             let key = (t.schema.clone().unwrap_or_else(|| "public".into()), t.name.clone());
             if !table_names.insert(key.clone()) {
-                report.error(format!("spec.sources[{i}].tables[{j}]"), format!("{}.{} is declared twice", key.0, key.1));
+                report
+                    .error(format!("spec.sources[{i}].tables[{j}]"), format!("{}.{} is declared twice", key.0, key.1));
             }
         }
     }
@@ -328,16 +329,24 @@ fn source(report: &mut Report, i: usize, s: &SourceSpec) -> Option<ValidatedSour
             report.ident(&format!("{p}.{}[{k}]", if k < imp.only.len() { "only" } else { "except" }), t);
         }
     }
-    let tables: Vec<_> = s.tables.iter().enumerate().filter_map(|(j, t)| table(report, &format!("{path}.tables[{j}]"), t)).collect();
+    let tables: Vec<_> =
+        s.tables.iter().enumerate().filter_map(|(j, t)| table(report, &format!("{path}.tables[{j}]"), t)).collect();
     let wrapper = match (known_wrapper(&s.wrapper), &s.extension) {
         (_, Some(extension)) => Wrapper {
             name: s.wrapper.clone(),
             extension: extension.clone(),
-            functions: s.handler.clone().map(|h| (h, s.validator.clone())).or_else(|| known_wrapper(&s.wrapper).and_then(|w| w.functions)),
+            functions: s
+                .handler
+                .clone()
+                .map(|h| (h, s.validator.clone()))
+                .or_else(|| known_wrapper(&s.wrapper).and_then(|w| w.functions)),
         },
         (Some(known), None) => known,
         (None, None) => {
-            report.error(format!("{path}.extension"), format!("wrapper {:?} is not one pgwarehouse knows; name the extension that provides it", s.wrapper));
+            report.error(
+                format!("{path}.extension"),
+                format!("wrapper {:?} is not one pgwarehouse knows; name the extension that provides it", s.wrapper),
+            );
             return None;
         }
     };
@@ -368,17 +377,26 @@ fn table(report: &mut Report, path: &str, t: &ForeignTableSpec) -> Option<Valida
         report.ident(&format!("{path}.columns[{k}].name"), &c.name);
         match TypeName::parse(&c.type_name) {
             Some(ty) => columns.push((c.name.clone(), ty)),
-            None => report.error(format!("{path}.columns[{k}].type"), format!("{:?} is not a Postgres type name", c.type_name)),
+            None => report
+                .error(format!("{path}.columns[{k}].type"), format!("{:?} is not a Postgres type name", c.type_name)),
         }
     }
-    (columns.len() == t.columns.len()).then(|| ValidatedTable { schema, name: t.name.clone(), columns, options: t.options.clone() })
+    (columns.len() == t.columns.len()).then(|| ValidatedTable {
+        schema,
+        name: t.name.clone(),
+        columns,
+        options: t.options.clone(),
+    })
 }
 
 fn schedule(report: &mut Report, i: usize, s: &ScheduleSpec) -> Option<ValidatedSchedule> {
     let path = format!("spec.schedules[{i}]");
     report.ident(&format!("{path}.name"), &s.name);
     if s.name.starts_with(INTERNAL_JOB_PREFIX) {
-        report.error(format!("{path}.name"), format!("names starting with {INTERNAL_JOB_PREFIX:?} are reserved for the operator's own jobs"));
+        report.error(
+            format!("{path}.name"),
+            format!("names starting with {INTERNAL_JOB_PREFIX:?} are reserved for the operator's own jobs"),
+        );
     }
     if s.command.trim().is_empty() {
         report.error(format!("{path}.command"), "must not be empty");
@@ -436,7 +454,10 @@ fn role(report: &mut Report, i: usize, r: &RoleSpec) {
         }
         for (k, p) in g.privileges.iter().enumerate() {
             if !TABLE_PRIVILEGES.contains(&p.to_ascii_uppercase().as_str()) {
-                report.error(format!("{path}.grants[{j}].privileges[{k}]"), format!("{p:?} is not one of {}", TABLE_PRIVILEGES.join(", ")));
+                report.error(
+                    format!("{path}.grants[{j}].privileges[{k}]"),
+                    format!("{p:?} is not one of {}", TABLE_PRIVILEGES.join(", ")),
+                );
             }
         }
     }

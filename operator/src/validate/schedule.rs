@@ -12,8 +12,8 @@ pub enum Schedule {
 
 const MACROS: &[&str] = &["@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"];
 const NAMES: &[&str] = &[
-    "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec", "sun", "mon", "tue",
-    "wed", "thu", "fri", "sat",
+    "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec", "sun", "mon", "tue", "wed",
+    "thu", "fri", "sat",
 ];
 
 pub fn parse_schedule(text: &str) -> Result<Schedule, String> {
@@ -22,23 +22,23 @@ pub fn parse_schedule(text: &str) -> Result<Schedule, String> {
         return Ok(Schedule::Cron);
     }
     let words: Vec<&str> = text.split_whitespace().collect();
-    if let [count, unit] = words.as_slice() {
-        if let Ok(n) = count.parse::<u32>() {
-            let unit = unit.to_ascii_lowercase();
-            if unit.starts_with("second") {
-                return match u8::try_from(n) {
-                    Ok(n @ 1..=59) => Ok(Schedule::Seconds(n)),
-                    _ => Err(format!("{text:?}: pg_cron runs 1 to 59 seconds apart at most; use cron syntax beyond that")),
-                };
-            }
-            let hint = match unit.trim_end_matches('s') {
-                "minute" if (1..60).contains(&n) => format!("'*/{n} * * * *'"),
-                "hour" if (1..24).contains(&n) => format!("'0 */{n} * * *'"),
-                "day" if n == 1 => "'0 0 * * *' or '@daily'".to_string(),
-                _ => "a 5-field cron expression".to_string(),
+    if let [count, unit] = words.as_slice()
+        && let Ok(n) = count.parse::<u32>()
+    {
+        let unit = unit.to_ascii_lowercase();
+        if unit.starts_with("second") {
+            return match u8::try_from(n) {
+                Ok(n @ 1..=59) => Ok(Schedule::Seconds(n)),
+                _ => Err(format!("{text:?}: pg_cron runs 1 to 59 seconds apart at most; use cron syntax beyond that")),
             };
-            return Err(format!("{text:?} is not a pg_cron schedule; write {hint}"));
         }
+        let hint = match unit.trim_end_matches('s') {
+            "minute" if (1..60).contains(&n) => format!("'*/{n} * * * *'"),
+            "hour" if (1..24).contains(&n) => format!("'0 */{n} * * *'"),
+            "day" if n == 1 => "'0 0 * * *' or '@daily'".to_string(),
+            _ => "a 5-field cron expression".to_string(),
+        };
+        return Err(format!("{text:?} is not a pg_cron schedule; write {hint}"));
     }
     if words.len() != 5 {
         return Err(format!(
@@ -80,7 +80,9 @@ mod tests {
 
     #[test]
     fn what_pg_cron_would_misread_is_refused() {
-        for bad in ["*/5 * * * * junk", "61 seconds", "0 seconds", "* * *", "0 0 L * *", "0 0 * * 5#2", "99 * * * *", ""] {
+        for bad in
+            ["*/5 * * * * junk", "61 seconds", "0 seconds", "* * *", "0 0 L * *", "0 0 * * 5#2", "99 * * * *", ""]
+        {
             assert!(parse_schedule(bad).is_err(), "{bad}");
         }
     }

@@ -110,7 +110,11 @@ impl PgServer {
         };
         let out = cmd.args(args).env("LC_ALL", "C.UTF-8").output().unwrap();
         if !out.status.success() {
-            eprintln!("{program} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            eprintln!(
+                "{program} failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         out.status.success()
     }
@@ -125,14 +129,35 @@ impl PgServer {
     fn init(&self) {
         std::fs::write(self.host_dir.path().join("pwfile"), PASSWORD).unwrap();
         if is_root() {
-            let ok = Command::new("chown").args(["-R", "postgres:postgres"]).arg(self.host_dir.path()).status().unwrap();
+            // The root's `postgres` user may have another uid than the host's.
+            let mut chown = match &self.root {
+                Some(root) => {
+                    let mut c = Command::new("chroot");
+                    c.arg(root).arg("chown");
+                    c
+                }
+                None => Command::new("chown"),
+            };
+            let ok = chown.args(["-R", "postgres:postgres"]).arg(&self.server_dir).status().unwrap();
             assert!(ok.success(), "chown to the postgres user failed");
         }
         let data = self.server_path("data");
         let pwfile = format!("--pwfile={}", self.server_path("pwfile"));
         let ok = self.run(
             "initdb",
-            &["-D", &data, "-U", "postgres", &pwfile, "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--no-locale", "--no-sync"],
+            &[
+                "-D",
+                &data,
+                "-U",
+                "postgres",
+                &pwfile,
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--no-locale",
+                "--no-sync",
+            ],
         );
         assert!(ok, "initdb failed");
     }
@@ -204,13 +229,17 @@ impl Fixture {
     pub fn manifest(&self, spec: &str) -> String {
         let spec = spec.replace("PORT", &self.server.port.to_string());
         let body: String = spec.lines().map(|l| format!("  {l}\n")).collect();
-        format!("apiVersion: pgwarehouse.dev/v1alpha1\nkind: DataWarehouseStack\nmetadata: {{name: test}}\nspec:\n{body}")
+        format!(
+            "apiVersion: pgwarehouse.dev/v1alpha1\nkind: DataWarehouseStack\nmetadata: {{name: test}}\nspec:\n{body}"
+        )
     }
 
     pub fn load(&self, spec: &str) -> (pgwarehouse::validate::ValidatedStack, pgwarehouse::secrets::Secrets) {
         let stack = pgwarehouse::template::load_manifest(&self.manifest(spec)).unwrap();
         let stack = pgwarehouse::validate::validate(&stack).unwrap_or_else(|e| panic!("invalid test stack: {e}"));
-        let secrets = pgwarehouse::secrets::resolve(&stack, &pgwarehouse::secrets::SecretsDir(self.secrets_dir.path().into())).unwrap();
+        let secrets =
+            pgwarehouse::secrets::resolve(&stack, &pgwarehouse::secrets::SecretsDir(self.secrets_dir.path().into()))
+                .unwrap();
         (stack, secrets)
     }
 

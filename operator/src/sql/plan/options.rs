@@ -81,11 +81,12 @@ mod tests {
             ("password", OptionValue::Secret("s3cret")),
         ]);
         let sql = alter_clause(&observed, &desired).unwrap();
-        assert_eq!(
-            sql.to_string(),
-            r#" OPTIONS (SET "host" 'new', ADD "password" '<redacted>', DROP "stale")"#
-        );
-        let same = BTreeMap::from([("host", OptionValue::Plain("old")), ("port", OptionValue::Plain("5432")), ("stale", OptionValue::Plain("x"))]);
+        assert_eq!(sql.to_string(), r#" OPTIONS (SET "host" 'new', ADD "password" '<redacted>', DROP "stale")"#);
+        let same = BTreeMap::from([
+            ("host", OptionValue::Plain("old")),
+            ("port", OptionValue::Plain("5432")),
+            ("stale", OptionValue::Plain("x")),
+        ]);
         assert_eq!(alter_clause(&observed, &same), None);
     }
 }

@@ -27,7 +27,10 @@ pub(super) fn partitions(planner: &Planner) -> Vec<Unit> {
     for entry in observed.ledger("partition_set").filter(|e| !wanted.contains(&e.name)) {
         let mut unit = Unit::new(ItemKind::Partition, &entry.name);
         if observed.managed.part_configs.iter().any(|c| c.parent_table == entry.name) {
-            let sql = Sql::new("DELETE FROM ").qualified(&schema, "part_config").push(" WHERE parent_table = ").param(&entry.name);
+            let sql = Sql::new("DELETE FROM ")
+                .qualified(&schema, "part_config")
+                .push(" WHERE parent_table = ")
+                .param(&entry.name);
             unit.change(Action::Drop, "partition_set", &entry.name, sql);
         }
         unit.ledger.push(LedgerOp::Forget { kind: "partition_set", name: entry.name.clone() });
@@ -77,7 +80,10 @@ fn partition(planner: &Planner, schema: &str, p: &ValidatedPartition) -> Unit {
                 return Unit::blocked(ItemKind::Partition, &parent, problem);
             }
             let retention = config.retention.as_deref().and_then(|r| Interval::parse(r).ok());
-            if config.premake.to_string() != premake || retention != p.retention || config.retention_keep_table != p.spec.retention_keep_table {
+            if config.premake.to_string() != premake
+                || retention != p.retention
+                || config.retention_keep_table != p.spec.retention_keep_table
+            {
                 unit.change(Action::Alter, "partition_set", &parent, update_config(schema, p, &premake));
             }
             if !observed.owns("partition_set", &parent) {
@@ -134,7 +140,8 @@ fn fixed_settings_problem(config: &ObservedPartConfig, p: &ValidatedPartition) -
     let problems: Vec<String> = [
         (config.control != p.spec.column).then(|| format!("column {:?} (spec: {:?})", config.control, p.spec.column)),
         (interval != Some(p.interval)).then(|| format!("interval {:?} (spec: {:?})", config.interval, p.spec.interval)),
-        (config.epoch != p.spec.epoch.as_partman()).then(|| format!("epoch {:?} (spec: {:?})", config.epoch, p.spec.epoch.as_partman())),
+        (config.epoch != p.spec.epoch.as_partman())
+            .then(|| format!("epoch {:?} (spec: {:?})", config.epoch, p.spec.epoch.as_partman())),
     ]
     .into_iter()
     .flatten()

@@ -55,7 +55,12 @@ pub(super) fn roles(planner: &Planner) -> Vec<Unit> {
         revoke_recorded(planner, name, &BTreeMap::new(), &mut unit);
         if observed.owns("role", name) && observed.managed.roles.iter().any(|r| r.name == name) {
             // What the role owns stays, owned by the operator's user; then its grants go.
-            unit.change(Action::Alter, "role", name, Sql::new("REASSIGN OWNED BY ").ident(name).push(" TO CURRENT_USER"));
+            unit.change(
+                Action::Alter,
+                "role",
+                name,
+                Sql::new("REASSIGN OWNED BY ").ident(name).push(" TO CURRENT_USER"),
+            );
             unit.change(Action::Revoke, "role", name, Sql::new("DROP OWNED BY ").ident(name));
             unit.change(Action::Drop, "role", name, Sql::new("DROP ROLE IF EXISTS ").ident(name));
         }
@@ -95,12 +100,21 @@ fn role(planner: &Planner, spec: &RoleSpec) -> Unit {
                 unit.change(Action::Alter, "role", name, login_sql(Sql::new("ALTER ROLE ").ident(name)));
             }
             if let Some(password) = password.filter(|_| fingerprint.as_deref() != recorded_fingerprint) {
-                unit.change(Action::Alter, "role", name, Sql::new("ALTER ROLE ").ident(name).push(" PASSWORD ").secret(password));
+                unit.change(
+                    Action::Alter,
+                    "role",
+                    name,
+                    Sql::new("ALTER ROLE ").ident(name).push(" PASSWORD ").secret(password),
+                );
             }
         }
     }
     if let Some(fingerprint) = fingerprint.filter(|f| Some(f.as_str()) != recorded_fingerprint) {
-        unit.ledger.push(LedgerOp::Record { kind: "role_password", name: name.clone(), detail: json!({"fingerprint": fingerprint}) });
+        unit.ledger.push(LedgerOp::Record {
+            kind: "role_password",
+            name: name.clone(),
+            detail: json!({"fingerprint": fingerprint}),
+        });
     }
     let desired: BTreeMap<String, BTreeSet<String>> =
         spec.grants.iter().map(|g| (g.schema.clone(), privileges(&g.privileges))).collect();
@@ -118,7 +132,12 @@ fn grant(planner: &Planner, role: &str, schema: &str, privs: &BTreeSet<String>, 
         list.iter().find(|g| g.role == role && g.schema == schema && g.privilege == p).map(|g| g.tables)
     };
     if held(&managed.schema_usage, "USAGE").is_none() {
-        unit.change(Action::Grant, "grant", &label, Sql::new("GRANT USAGE ON SCHEMA ").ident(schema).push(" TO ").ident(role));
+        unit.change(
+            Action::Grant,
+            "grant",
+            &label,
+            Sql::new("GRANT USAGE ON SCHEMA ").ident(schema).push(" TO ").ident(role),
+        );
     }
     let tables = managed.table_counts.get(schema).copied().unwrap_or(0);
     let missing_on_tables: BTreeSet<String> = privs
@@ -127,10 +146,16 @@ fn grant(planner: &Planner, role: &str, schema: &str, privs: &BTreeSet<String>, 
         .cloned()
         .collect();
     if !missing_on_tables.is_empty() {
-        let sql = Sql::new("GRANT ").append(privilege_list(&missing_on_tables)).push(" ON ALL TABLES IN SCHEMA ").ident(schema).push(" TO ").ident(role);
+        let sql = Sql::new("GRANT ")
+            .append(privilege_list(&missing_on_tables))
+            .push(" ON ALL TABLES IN SCHEMA ")
+            .ident(schema)
+            .push(" TO ")
+            .ident(role);
         unit.change(Action::Grant, "grant", &label, sql);
     }
-    let missing_default: BTreeSet<String> = privs.iter().filter(|p| held(&managed.default_grants, p).is_none()).cloned().collect();
+    let missing_default: BTreeSet<String> =
+        privs.iter().filter(|p| held(&managed.default_grants, p).is_none()).cloned().collect();
     if !missing_default.is_empty() {
         let sql = Sql::new("ALTER DEFAULT PRIVILEGES IN SCHEMA ")
             .ident(schema)
@@ -149,7 +174,8 @@ fn grant(planner: &Planner, role: &str, schema: &str, privs: &BTreeSet<String>, 
 /// Revokes what the ledger says pgwarehouse granted and the spec no longer wants.
 fn revoke_recorded(planner: &Planner, role: &str, desired: &BTreeMap<String, BTreeSet<String>>, unit: &mut Unit) {
     let role_exists = planner.observed.managed.roles.iter().any(|r| r.name == role);
-    for entry in planner.observed.ledger("grant").filter(|g| g.detail.get("role").and_then(Value::as_str) == Some(role)) {
+    for entry in planner.observed.ledger("grant").filter(|g| g.detail.get("role").and_then(Value::as_str) == Some(role))
+    {
         let schema = entry.detail.get("schema").and_then(Value::as_str).unwrap_or_default();
         if desired.contains_key(schema) {
             let recorded: BTreeSet<String> = entry.detail["privileges"]
@@ -181,16 +207,31 @@ fn revoke(unit: &mut Unit, role: &str, schema: &str, privs: &BTreeSet<String>, u
             Action::Revoke,
             "grant",
             &label,
-            Sql::new("REVOKE ").append(list.clone()).push(" ON ALL TABLES IN SCHEMA ").ident(schema).push(" FROM ").ident(role),
+            Sql::new("REVOKE ")
+                .append(list.clone())
+                .push(" ON ALL TABLES IN SCHEMA ")
+                .ident(schema)
+                .push(" FROM ")
+                .ident(role),
         );
         unit.change(
             Action::Revoke,
             "grant",
             &label,
-            Sql::new("ALTER DEFAULT PRIVILEGES IN SCHEMA ").ident(schema).push(" REVOKE ").append(list).push(" ON TABLES FROM ").ident(role),
+            Sql::new("ALTER DEFAULT PRIVILEGES IN SCHEMA ")
+                .ident(schema)
+                .push(" REVOKE ")
+                .append(list)
+                .push(" ON TABLES FROM ")
+                .ident(role),
         );
     }
     if usage {
-        unit.change(Action::Revoke, "grant", &label, Sql::new("REVOKE USAGE ON SCHEMA ").ident(schema).push(" FROM ").ident(role));
+        unit.change(
+            Action::Revoke,
+            "grant",
+            &label,
+            Sql::new("REVOKE USAGE ON SCHEMA ").ident(schema).push(" FROM ").ident(role),
+        );
     }
 }

@@ -71,13 +71,27 @@ pub(super) fn schedules(planner: &Planner) -> Vec<Unit> {
             units.push(Unit::blocked(
                 ItemKind::Schedule,
                 &job.name,
-                format!("schedule {:?} needs pg_cron 1.5 or later; this server has {}", job.schedule, observed.extension_version("pg_cron").unwrap_or("?")),
+                format!(
+                    "schedule {:?} needs pg_cron 1.5 or later; this server has {}",
+                    job.schedule,
+                    observed.extension_version("pg_cron").unwrap_or("?")
+                ),
             ));
             continue;
         }
         let mut unit = Unit::new(ItemKind::Schedule, &job.name);
-        let found = observed.managed.jobs.iter().find(|j| j.name.as_deref() == Some(job.name.as_str()) && j.username == observed.current_user);
-        let schedule = Sql::new("SELECT cron.schedule(").param(&job.name).push(", ").param(&job.schedule).push(", ").param(&job.command).push(")");
+        let found = observed
+            .managed
+            .jobs
+            .iter()
+            .find(|j| j.name.as_deref() == Some(job.name.as_str()) && j.username == observed.current_user);
+        let schedule = Sql::new("SELECT cron.schedule(")
+            .param(&job.name)
+            .push(", ")
+            .param(&job.schedule)
+            .push(", ")
+            .param(&job.command)
+            .push(")");
         match found {
             None => {
                 unit.change(Action::Schedule, "job", &job.name, schedule);
@@ -109,7 +123,12 @@ pub(super) fn schedules(planner: &Planner) -> Vec<Unit> {
     for entry in observed.ledger("job").filter(|e| !jobs.iter().any(|j| j.name == e.name)) {
         let mut unit = Unit::new(ItemKind::Schedule, &entry.name);
         if observed.managed.jobs.iter().any(|j| j.name.as_deref() == Some(entry.name.as_str())) {
-            unit.change(Action::Unschedule, "job", &entry.name, Sql::new("SELECT cron.unschedule(").param(&entry.name).push(")"));
+            unit.change(
+                Action::Unschedule,
+                "job",
+                &entry.name,
+                Sql::new("SELECT cron.unschedule(").param(&entry.name).push(")"),
+            );
         }
         unit.ledger.push(LedgerOp::Forget { kind: "job", name: entry.name.clone() });
         units.push(unit);

@@ -46,7 +46,8 @@ fn drop_mapping(unit: &mut Unit, server: &str, user: &str) {
 }
 
 fn drop_table(unit: &mut Unit, entry: &LedgerEntry) {
-    let sql = Sql::new("DROP FOREIGN TABLE IF EXISTS ").qualified(detail_str(entry, "schema"), detail_str(entry, "table"));
+    let sql =
+        Sql::new("DROP FOREIGN TABLE IF EXISTS ").qualified(detail_str(entry, "schema"), detail_str(entry, "table"));
     unit.change(Action::Drop, "foreign_table", &entry.name, sql);
     unit.ledger.push(LedgerOp::Forget { kind: "foreign_table", name: entry.name.clone() });
 }
@@ -91,15 +92,16 @@ pub(super) fn source(planner: &mut Planner, source: &ValidatedSource) -> Unit {
     let observed = planner.observed;
     let mut unit = Unit::new(ItemKind::Source, &spec.name);
 
-    if let Some((handler, validator)) = &source.wrapper.functions {
-        if planner.wrappers.insert(source.wrapper.name.clone()) {
-            let mut sql = Sql::new("CREATE FOREIGN DATA WRAPPER ").ident(&source.wrapper.name).push(" HANDLER ").ident(handler);
-            if let Some(validator) = validator {
-                sql = sql.push(" VALIDATOR ").ident(validator);
-            }
-            unit.change(Action::Create, "wrapper", &source.wrapper.name, sql);
-            unit.ledger.push(LedgerOp::Record { kind: "wrapper", name: source.wrapper.name.clone(), detail: json!({}) });
+    if let Some((handler, validator)) = &source.wrapper.functions
+        && planner.wrappers.insert(source.wrapper.name.clone())
+    {
+        let mut sql =
+            Sql::new("CREATE FOREIGN DATA WRAPPER ").ident(&source.wrapper.name).push(" HANDLER ").ident(handler);
+        if let Some(validator) = validator {
+            sql = sql.push(" VALIDATOR ").ident(validator);
         }
+        unit.change(Action::Create, "wrapper", &source.wrapper.name, sql);
+        unit.ledger.push(LedgerOp::Record { kind: "wrapper", name: source.wrapper.name.clone(), detail: json!({}) });
     }
 
     let server_options = options::desired(&spec.options, &spec.secret_options, planner.secrets);
@@ -117,12 +119,20 @@ pub(super) fn source(planner: &mut Planner, source: &ValidatedSource) -> Unit {
             return Unit::blocked(
                 ItemKind::Source,
                 &spec.name,
-                format!("server {:?} exists with wrapper {:?}, not {:?}; rename the source or drop the server", spec.name, found.wrapper, source.wrapper.name),
+                format!(
+                    "server {:?} exists with wrapper {:?}, not {:?}; rename the source or drop the server",
+                    spec.name, found.wrapper, source.wrapper.name
+                ),
             );
         }
         Some(found) => {
             if let Some(clause) = options::alter_clause(&found.options, &server_options) {
-                unit.change(Action::Alter, "server", &spec.name, Sql::new("ALTER SERVER ").ident(&spec.name).append(clause));
+                unit.change(
+                    Action::Alter,
+                    "server",
+                    &spec.name,
+                    Sql::new("ALTER SERVER ").ident(&spec.name).append(clause),
+                );
             }
         }
     }
@@ -154,11 +164,16 @@ fn user_mapping(planner: &Planner, source: &ValidatedSource, unit: &mut Unit) {
                 .ident(server)
                 .append(options::create_clause(&desired));
             unit.change(Action::Create, "user_mapping", &name, sql);
-            unit.ledger.push(LedgerOp::Record { kind: "user_mapping", name, detail: json!({"server": server, "user": user_name}) });
+            unit.ledger.push(LedgerOp::Record {
+                kind: "user_mapping",
+                name,
+                detail: json!({"server": server, "user": user_name}),
+            });
         }
         Some(found) => {
             if let Some(clause) = options::alter_clause(&found.options, &desired) {
-                let sql = Sql::new("ALTER USER MAPPING FOR ").append(user_sql).push(" SERVER ").ident(server).append(clause);
+                let sql =
+                    Sql::new("ALTER USER MAPPING FOR ").append(user_sql).push(" SERVER ").ident(server).append(clause);
                 unit.change(Action::Alter, "user_mapping", name, sql);
             }
         }
@@ -193,7 +208,8 @@ fn tables(planner: &mut Planner, source: &ValidatedSource, unit: &mut Unit) -> B
         let name = format!("{}.{}", table.schema, table.name);
         wanted.insert(name.clone());
         planner.ensure_schema(unit, &table.schema);
-        let options: BTreeMap<&str, OptionValue> = table.options.iter().map(|(k, v)| (k.as_str(), OptionValue::Plain(v))).collect();
+        let options: BTreeMap<&str, OptionValue> =
+            table.options.iter().map(|(k, v)| (k.as_str(), OptionValue::Plain(v))).collect();
         match observed.foreign_tables.iter().find(|t| t.schema == table.schema && t.name == table.name) {
             None => {
                 planner.touched_schemas.insert(table.schema.clone());
@@ -201,10 +217,22 @@ fn tables(planner: &mut Planner, source: &ValidatedSource, unit: &mut Unit) -> B
             }
             Some(found) if found.server != *server => {
                 if !observed.owns("foreign_table", &name) {
-                    *unit = Unit::blocked(ItemKind::Source, server, format!("foreign table {name} exists on server {:?} and was not made by pgwarehouse", found.server));
+                    *unit = Unit::blocked(
+                        ItemKind::Source,
+                        server,
+                        format!(
+                            "foreign table {name} exists on server {:?} and was not made by pgwarehouse",
+                            found.server
+                        ),
+                    );
                     return wanted;
                 }
-                unit.change(Action::Drop, "foreign_table", &name, Sql::new("DROP FOREIGN TABLE ").qualified(&table.schema, &table.name));
+                unit.change(
+                    Action::Drop,
+                    "foreign_table",
+                    &name,
+                    Sql::new("DROP FOREIGN TABLE ").qualified(&table.schema, &table.name),
+                );
                 create_table(unit, server, table, &options);
             }
             Some(found) => alter_table(unit, table, found, &options),
@@ -213,7 +241,12 @@ fn tables(planner: &mut Planner, source: &ValidatedSource, unit: &mut Unit) -> B
     wanted
 }
 
-fn alter_table(unit: &mut Unit, table: &ValidatedTable, found: &ObservedForeignTable, options: &BTreeMap<&str, OptionValue>) {
+fn alter_table(
+    unit: &mut Unit,
+    table: &ValidatedTable,
+    found: &ObservedForeignTable,
+    options: &BTreeMap<&str, OptionValue>,
+) {
     let name = format!("{}.{}", table.schema, table.name);
     let mut actions = Vec::new();
     for (column, ty) in &table.columns {
@@ -233,7 +266,12 @@ fn alter_table(unit: &mut Unit, table: &ValidatedTable, found: &ObservedForeignT
         unit.change(Action::Alter, "foreign_table", &name, sql);
     }
     if let Some(clause) = options::alter_clause(&found.options, options) {
-        unit.change(Action::Alter, "foreign_table", &name, Sql::new("ALTER FOREIGN TABLE ").qualified(&table.schema, &table.name).append(clause));
+        unit.change(
+            Action::Alter,
+            "foreign_table",
+            &name,
+            Sql::new("ALTER FOREIGN TABLE ").qualified(&table.schema, &table.name).append(clause),
+        );
     }
 }
 
@@ -261,7 +299,9 @@ fn imports(planner: &mut Planner, source: &ValidatedSource, declared: &BTreeSet<
             observed.ledger("foreign_table").filter(|t| detail_str(t, "import") == key).collect();
         let detail = import_detail(server, import);
         let unchanged = observed.ledger("import").any(|e| e.name == key && e.detail == detail);
-        for gone in recorded.iter().filter(|t| !import_wants(import, detail_str(t, "table")) && !declared.contains(&t.name)) {
+        for gone in
+            recorded.iter().filter(|t| !import_wants(import, detail_str(t, "table")) && !declared.contains(&t.name))
+        {
             drop_table(unit, gone);
         }
         let (limit, names): (bool, Vec<String>) = if unchanged {
@@ -273,7 +313,17 @@ fn imports(planner: &mut Planner, source: &ValidatedSource, declared: &BTreeSet<
                 .collect();
             (true, missing)
         } else if import.only.is_empty() {
-            (false, import.except.iter().cloned().chain(present.iter().map(|t| t.to_string())).collect::<BTreeSet<_>>().into_iter().collect())
+            (
+                false,
+                import
+                    .except
+                    .iter()
+                    .cloned()
+                    .chain(present.iter().map(|t| t.to_string()))
+                    .collect::<BTreeSet<_>>()
+                    .into_iter()
+                    .collect(),
+            )
         } else {
             (true, import.only.iter().filter(|t| !present.contains(t.as_str())).cloned().collect())
         };
@@ -309,7 +359,10 @@ fn imports(planner: &mut Planner, source: &ValidatedSource, declared: &BTreeSet<
         }
     }
     for entry in observed.ledger("import").filter(|e| detail_str(e, "server") == server && !keys.contains(&e.name)) {
-        for table in observed.ledger("foreign_table").filter(|t| detail_str(t, "import") == entry.name && !declared.contains(&t.name)) {
+        for table in observed
+            .ledger("foreign_table")
+            .filter(|t| detail_str(t, "import") == entry.name && !declared.contains(&t.name))
+        {
             drop_table(unit, table);
         }
         unit.ledger.push(LedgerOp::Forget { kind: "import", name: entry.name.clone() });
