@@ -32,8 +32,11 @@ fn stack_spec() -> String {
     }
     spec.push_str("migrations:\n- name: metrics\n  sql: |\n");
     for i in 0..PARTITION_SETS {
-        writeln!(spec, "    CREATE TABLE m{i:02} (id int8 NOT NULL, t int8 NOT NULL, v float8) PARTITION BY RANGE (t);")
-            .unwrap();
+        writeln!(
+            spec,
+            "    CREATE TABLE m{i:02} (id int8 NOT NULL, t int8 NOT NULL, v float8) PARTITION BY RANGE (t);"
+        )
+        .unwrap();
     }
     spec.push_str("schedules:\n");
     for i in 0..JOBS {

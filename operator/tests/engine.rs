@@ -235,9 +235,14 @@ async fn partman_makes_daily_partitions_and_retention_drops_old_ones() {
             .unwrap();
     assert_eq!((config.1.as_deref(), config.2), (Some("30 days"), false));
 
-    exec(&mut db, "SELECT partman.create_partition_time('public.metric_values', ARRAY[now() - interval '40 days'])")
-        .await;
-    exec(&mut db, "INSERT INTO metric_values VALUES (1, extract(epoch from now() - interval '40 days')::int8, 1), (1, extract(epoch from now())::int8, 2)").await;
+    // Partitions start at midnight; partman takes the given time as the start as it is.
+    let old_day = "date_trunc('day', now() - interval '40 days')";
+    exec(&mut db, &format!("SELECT partman.create_partition_time('public.metric_values', ARRAY[{old_day}])")).await;
+    let rows = format!(
+        "INSERT INTO metric_values VALUES (1, extract(epoch from {old_day} + interval '1 hour')::int8, 1), \
+         (1, extract(epoch from now())::int8, 2)"
+    );
+    exec(&mut db, &rows).await;
     assert_eq!(scalar::<i64>(&mut db, children).await, before + 1);
     exec(&mut db, "CALL partman.run_maintenance_proc()").await;
     assert_eq!(scalar::<i64>(&mut db, children).await, before, "the 40-day-old partition is dropped");

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs what the tests and the local mode need from Debian: PostgreSQL 15 with pg_cron,
+# pg_partman and postgres_fdw (in the server package), and debootstrap for the PostgreSQL 17
+# root. Does nothing when all are present.
+set -euo pipefail
+packages=(postgresql-15 postgresql-15-cron postgresql-15-partman debootstrap)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+sudo=""
+[ "$(id -u)" = 0 ] || sudo=sudo
+echo "installing ${missing[*]} ..." >&2
+# The tests and `local up` start their own servers; Debian's default cluster is not needed.
+$sudo mkdir -p /etc/postgresql-common/createcluster.d
+echo "create_main_cluster = false" | $sudo tee /etc/postgresql-common/createcluster.d/pgwarehouse.conf >/dev/null
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >&2
