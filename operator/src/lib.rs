@@ -6,6 +6,8 @@
 pub mod api;
 pub mod cli;
 pub mod crd;
+pub mod local;
+pub mod render;
 pub mod secrets;
 pub mod sql;
 pub mod template;

@@ -227,9 +227,16 @@ pub fn validate(stack: &DataWarehouseStack) -> Result<ValidatedStack, Validation
     let mut report = Report::default();
     let database = spec.postgres.database.clone().unwrap_or_else(|| DEFAULT_DATABASE.to_string());
     report.user_name("spec.postgres.database", &database, "database");
-    for key in spec.postgres.parameters.keys() {
+    for (key, value) in &spec.postgres.parameters {
+        let path = format!("spec.postgres.parameters.{key}");
+        let name_ok = key.starts_with(|c: char| c.is_ascii_alphabetic())
+            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
         if OPERATOR_OWNED_PARAMETERS.contains(&key.as_str()) {
-            report.error(format!("spec.postgres.parameters.{key}"), "is set by the operator and cannot be overridden");
+            report.error(path, "is set by the operator and cannot be overridden");
+        } else if !name_ok {
+            report.error(path, "is not a Postgres parameter name");
+        } else if value.contains(['\n', '\r', '\0']) {
+            report.error(path, "must be a single line");
         }
     }
 

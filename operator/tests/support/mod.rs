@@ -1,14 +1,14 @@
-//! A private PostgreSQL for tests: `initdb` into a temp dir, a free loopback port, pg_cron
-//! preloaded for the `warehouse` database, a `controlplane` database with sample rows, torn down
-//! on drop. Binaries come from `PGW_PG_BINDIR` (default: PostgreSQL 15 from Debian); with
-//! `PGW_PG_CHROOT` they run inside that root (the PostgreSQL 17 generation). Missing binaries
-//! fail the test loudly: the suite never skips its database.
+//! A private PostgreSQL for tests: `initdb` into a temp dir, a free loopback port, configured
+//! with the settings the operator renders (pg_cron preloaded for `warehouse`), a `controlplane`
+//! database with sample rows, torn down on drop. The cluster is run by
+//! `pgwarehouse::local::cluster`, exactly as `local up` runs it: binaries from `PGW_PG_BINDIR`,
+//! inside `PGW_PG_CHROOT` when set (the PostgreSQL 17 generation). Missing binaries fail the test
+//! loudly: the suite never skips its database.
 #![allow(dead_code)]
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 
+use pgwarehouse::local::cluster::{Binaries, Cluster};
 use sqlx::{Connection, Executor, PgConnection};
 
 pub const PASSWORD: &str = "test-superuser-pw";
@@ -17,64 +17,52 @@ pub const WAREHOUSE: &str = "warehouse";
 pub const CP_READER_PASSWORD: &str = "cp-reader-pw";
 
 pub struct PgServer {
-    root: Option<PathBuf>,
-    bindir: PathBuf,
-    /// Host path of the temp dir (inside the root when chrooted).
-    host_dir: tempfile::TempDir,
-    /// The same dir as the server sees it.
-    server_dir: PathBuf,
+    cluster: Cluster,
+    _dir: tempfile::TempDir,
     pub port: u16,
-}
-
-fn bindir() -> PathBuf {
-    if let Ok(dir) = std::env::var("PGW_PG_BINDIR") {
-        return PathBuf::from(dir);
-    }
-    PathBuf::from("/usr/lib/postgresql/15/bin")
-}
-
-fn is_root() -> bool {
-    Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false)
 }
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// The settings the operator renders for a `datawarehouse` stack, on a private port.
+fn settings(cluster: &Cluster, port: u16) -> std::collections::BTreeMap<String, String> {
+    let manifest = "kind: DataWarehouseStack\nmetadata: {name: test}\nspec: {template: datawarehouse}\n";
+    let stack = pgwarehouse::validate::validate(&pgwarehouse::template::load_manifest(manifest).unwrap()).unwrap();
+    let mut settings = pgwarehouse::render::config::settings(&stack);
+    let socket_dir = cluster.binaries.in_server(&cluster.dir).display().to_string();
+    for (key, value) in [
+        ("listen_addresses", "127.0.0.1".to_string()),
+        ("port", port.to_string()),
+        ("unix_socket_directories", socket_dir),
+        ("fsync", "off".into()),
+        ("synchronous_commit", "off".into()),
+        ("full_page_writes", "off".into()),
+    ] {
+        settings.insert(key.to_string(), value);
+    }
+    settings
+}
+
 impl PgServer {
     /// Starts a fresh server; panics with what to install when the binaries are missing.
     pub async fn start() -> PgServer {
-        let root = std::env::var_os("PGW_PG_CHROOT").map(PathBuf::from);
-        let bindir = bindir();
-        let host_bin = match &root {
-            Some(r) => r.join(bindir.strip_prefix("/").unwrap()),
-            None => bindir.clone(),
-        };
-        assert!(
-            host_bin.join("initdb").exists() && host_bin.join("pg_ctl").exists(),
-            "PostgreSQL binaries not found in {} (PGW_PG_BINDIR/PGW_PG_CHROOT): run `make deps` \
-             (apt-get install postgresql-15 postgresql-15-cron postgresql-15-partman)",
-            host_bin.display()
-        );
-        let parent = match &root {
-            Some(r) => r.join("tmp"),
-            None => std::env::temp_dir(),
-        };
-        let host_dir = tempfile::Builder::new().prefix("pgw-test-").tempdir_in(parent).unwrap();
-        let server_dir = match &root {
-            Some(r) => Path::new("/").join(host_dir.path().strip_prefix(r).unwrap()),
-            None => host_dir.path().to_path_buf(),
-        };
-        let mut server = PgServer { root, bindir, host_dir, server_dir, port: 0 };
-        server.init();
+        let binaries = Binaries::find().unwrap_or_else(|e| panic!("{e}"));
+        let parent = binaries.on_host(std::path::Path::new("/tmp"));
+        let dir = tempfile::Builder::new().prefix("pgw-test-").tempdir_in(parent).unwrap();
+        let cluster = Cluster { binaries, dir: dir.path().to_path_buf() };
+        cluster.init(PASSWORD).unwrap_or_else(|e| panic!("{e}"));
+        let mut port = 0;
         for attempt in 0..3 {
-            server.port = free_port();
-            server.configure();
-            if server.pg_ctl(&["start", "-w", "-t", "60", "-l", &server.server_path("log")]) {
-                break;
+            port = free_port();
+            cluster.configure(&settings(&cluster, port)).unwrap();
+            match cluster.start() {
+                Ok(()) => break,
+                Err(e) => assert!(attempt < 2, "PostgreSQL did not start: {e}"),
             }
-            assert!(attempt < 2, "PostgreSQL did not start: {}", server.log());
         }
+        let server = PgServer { cluster, _dir: dir, port };
         let mut admin = server.connect("postgres").await;
         for db in [WAREHOUSE, "controlplane"] {
             admin.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}"))).await.unwrap();
@@ -84,94 +72,8 @@ impl PgServer {
         server
     }
 
-    fn server_path(&self, name: &str) -> String {
-        self.server_dir.join(name).display().to_string()
-    }
-
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.host_dir.path().join("log")).unwrap_or_default()
-    }
-
-    /// Runs a PostgreSQL program as the `postgres` user when we are root (initdb refuses root).
-    fn run(&self, program: &str, args: &[&str]) -> bool {
-        let exe = self.bindir.join(program).display().to_string();
-        let mut cmd = match (&self.root, is_root()) {
-            (Some(root), _) => {
-                let mut c = Command::new("chroot");
-                c.arg("--userspec=postgres:postgres").arg(root).arg(&exe);
-                c
-            }
-            (None, true) => {
-                let mut c = Command::new("runuser");
-                c.args(["-u", "postgres", "--"]).arg(&exe);
-                c
-            }
-            (None, false) => Command::new(&exe),
-        };
-        let out = cmd.args(args).env("LC_ALL", "C.UTF-8").output().unwrap();
-        if !out.status.success() {
-            eprintln!(
-                "{program} failed: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        out.status.success()
-    }
-
-    fn pg_ctl(&self, args: &[&str]) -> bool {
-        let data = self.server_path("data");
-        let mut all = vec!["-D", data.as_str()];
-        all.extend_from_slice(args);
-        self.run("pg_ctl", &all)
-    }
-
-    fn init(&self) {
-        std::fs::write(self.host_dir.path().join("pwfile"), PASSWORD).unwrap();
-        if is_root() {
-            // The root's `postgres` user may have another uid than the host's.
-            let mut chown = match &self.root {
-                Some(root) => {
-                    let mut c = Command::new("chroot");
-                    c.arg(root).arg("chown");
-                    c
-                }
-                None => Command::new("chown"),
-            };
-            let ok = chown.args(["-R", "postgres:postgres"]).arg(&self.server_dir).status().unwrap();
-            assert!(ok.success(), "chown to the postgres user failed");
-        }
-        let data = self.server_path("data");
-        let pwfile = format!("--pwfile={}", self.server_path("pwfile"));
-        let ok = self.run(
-            "initdb",
-            &[
-                "-D",
-                &data,
-                "-U",
-                "postgres",
-                &pwfile,
-                "--auth-local=trust",
-                "--auth-host=scram-sha-256",
-                "-E",
-                "UTF8",
-                "--no-locale",
-                "--no-sync",
-            ],
-        );
-        assert!(ok, "initdb failed");
-    }
-
-    fn configure(&self) {
-        let conf = format!(
-            "listen_addresses = '127.0.0.1'\nport = {}\nunix_socket_directories = '{}'\n\
-             shared_preload_libraries = 'pg_cron,pg_stat_statements'\ncron.database_name = '{WAREHOUSE}'\n\
-             cron.use_background_workers = on\nmax_worker_processes = 32\n\
-             fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n",
-            self.port,
-            self.server_dir.display()
-        );
-        std::fs::write(self.host_dir.path().join("data/postgresql.auto.conf"), conf).unwrap();
+        self.cluster.log()
     }
 
     pub fn url(&self, database: &str) -> String {
@@ -185,7 +87,7 @@ impl PgServer {
 
 impl Drop for PgServer {
     fn drop(&mut self) {
-        self.pg_ctl(&["stop", "-m", "immediate", "-w"]);
+        let _ = self.cluster.stop();
     }
 }
 

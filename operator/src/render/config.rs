@@ -1,0 +1,80 @@
+//! postgresql.conf for a stack: the settings the operator owns, with the user's parameters
+//! merged around them (validation refuses user values for the owned ones). The StatefulSet's
+//! ConfigMap and `pgwarehouse local` render the same settings.
+
+use std::collections::BTreeMap;
+
+use crate::validate::ValidatedStack;
+
+/// pg_cron's default `cron.max_running_jobs`.
+const CRON_DEFAULT_RUNNING_JOBS: u32 = 32;
+/// Workers Postgres itself wants beyond pg_cron's (parallel query, logical replication).
+const BASE_WORKER_PROCESSES: u32 = 16;
+
+/// Libraries that only work when preloaded.
+fn preload_libraries(stack: &ValidatedStack) -> Vec<&'static str> {
+    let mut libraries = Vec::new();
+    if stack.needs_pg_cron() {
+        libraries.push("pg_cron");
+    }
+    if stack.extensions.iter().any(|e| e.name == "pg_stat_statements") {
+        libraries.push("pg_stat_statements");
+    }
+    libraries
+}
+
+/// Every setting, by name: the operator's and the user's.
+pub fn settings(stack: &ValidatedStack) -> BTreeMap<String, String> {
+    let mut settings = stack.spec.postgres.parameters.clone();
+    let running_jobs =
+        settings.get("cron.max_running_jobs").and_then(|v| v.parse::<u32>().ok()).unwrap_or(CRON_DEFAULT_RUNNING_JOBS);
+    let owned = [
+        ("shared_preload_libraries", preload_libraries(stack).join(",")),
+        ("cron.database_name", stack.database.clone()),
+        // Jobs run in background workers: no TCP login, so no password in pg_hba for cron.
+        ("cron.use_background_workers", "on".into()),
+        ("max_worker_processes", (BASE_WORKER_PROCESSES + running_jobs).to_string()),
+        ("listen_addresses", "*".into()),
+        ("port", "5432".into()),
+    ];
+    settings.extend(owned.into_iter().map(|(k, v)| (k.to_string(), v)));
+    settings
+}
+
+/// The settings as postgresql.conf text, every value quoted.
+pub fn postgresql_conf(settings: &BTreeMap<String, String>) -> String {
+    let mut text = String::from("# Written by pgwarehouse; edits are overwritten.\n");
+    for (key, value) in settings {
+        text.push_str(&format!("{key} = '{}'\n", value.replace('\\', "\\\\").replace('\'', "''")));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::template::load_manifest;
+    use crate::validate::validate;
+
+    #[test]
+    fn owned_settings_surround_the_users() {
+        let stack = validate(
+            &load_manifest(
+                "kind: DataWarehouseStack\nmetadata: {name: w}\nspec:\n  template: datawarehouse\n  \
+                 postgres: {database: dw, parameters: {work_mem: 1GB, cron.max_running_jobs: '4', \
+                 search_path: \"it's\"}}\n",
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let settings = settings(&stack);
+        assert_eq!(settings["shared_preload_libraries"], "pg_cron,pg_stat_statements");
+        assert_eq!(settings["cron.database_name"], "dw");
+        assert_eq!(settings["max_worker_processes"], "20");
+        assert_eq!(settings["work_mem"], "1GB");
+        assert_eq!(settings["jit"], "on", "template parameters stay under the user's");
+        let conf = postgresql_conf(&settings);
+        assert!(conf.contains("cron.use_background_workers = 'on'\n"), "{conf}");
+        assert!(conf.contains("search_path = 'it''s'\n"), "{conf}");
+    }
+}

@@ -1,0 +1,3 @@
+//! Pure renderers of what runs the stack's Postgres.
+
+pub mod config;
