@@ -4,13 +4,33 @@ PG17_ROOT   ?= /var/cache/pgwarehouse/trixie-pg17
 PG17_BINDIR ?= /usr/lib/postgresql/17/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo -E)
 
-.PHONY: test deps lint unit test-pg15 test-pg17 bench crd
+.PHONY: demo demo-down test test-e2e deps deps-pg15 deps-pg17 lint test-pg15 test-pg17 bench crd
+
+QUICKSTART = local up -f stack-templates/examples/quickstart.yaml \
+	--secrets-dir stack-templates/examples/secrets \
+	--seed controlplane=stack-templates/examples/controlplane-seed.sql
+
+## The main job on the embedded default: a local Postgres running the quickstart warehouse.
+demo: deps-pg15
+	cargo run -q -- $(QUICKSTART)
+	@echo; echo "Instances per organization, read through postgres_fdw and refreshed by refresh_clusters():"
+	@PGPASSWORD=$$(cat .pgwarehouse/quickstart/superuser-password) psql -h 127.0.0.1 -p 5433 -U postgres -d warehouse \
+	  -c "SELECT refresh_clusters() AS refreshed" \
+	  -c "SELECT organization_name, count(*) AS instances, sum((desired_spec->>'cpu')::int) AS cpus FROM ingested_clusters GROUP BY 1 ORDER BY 2 DESC"
+
+## Stop the demo's server (its data stays; `make demo` starts it again).
+demo-down:
+	cargo run -q -- local down -f stack-templates/examples/quickstart.yaml
 
 ## The whole suite: lint, unit tests, and the real-Postgres suite on both generations.
-test: deps lint test-pg15 test-pg17
+test: deps lint test-pg15 test-pg17 test-e2e
 
-deps:
+deps: deps-pg15 deps-pg17
+
+deps-pg15:
 	@scripts/deps.sh
+
+deps-pg17: deps-pg15
 	@PGW_PG17_ROOT=$(PG17_ROOT) $(SUDO) scripts/pg17-root.sh >/dev/null
 
 lint:
@@ -19,11 +39,15 @@ lint:
 
 ## Unit tests and the real-Postgres suite on PostgreSQL 15 + pg_cron 1.4 + pg_partman 4.7.
 test-pg15:
-	PGW_PG_BINDIR=$(PG15_BINDIR) cargo test --lib --bins --tests
+	PGW_PG_BINDIR=$(PG15_BINDIR) cargo test -p pgwarehouse --lib --bins --tests
 
 ## The real-Postgres suite on PostgreSQL 17 + pg_cron 1.6 + pg_partman 5.2 (a trixie root; needs root).
 test-pg17:
-	PGW_PG_CHROOT=$(PG17_ROOT) PGW_PG_BINDIR=$(PG17_BINDIR) $(SUDO) env "PATH=$$PATH" cargo test --tests
+	PGW_PG_CHROOT=$(PG17_ROOT) PGW_PG_BINDIR=$(PG17_BINDIR) $(SUDO) env "PATH=$$PATH" cargo test -p pgwarehouse --tests
+
+## The end-to-end scenarios: the quickstart under `local up` (and, with KUBECONFIG, a cluster).
+test-e2e:
+	PGW_PG_BINDIR=$(PG15_BINDIR) cargo test -p pgwarehouse-e2e -- --nocapture
 
 ## 1,000 foreign tables, 50 jobs, 20 partition sets: first apply vs floor, and the no-op apply.
 bench: deps

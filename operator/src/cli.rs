@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use sqlx::{Connection, PgConnection};
 
+use crate::local::{self, LocalOptions};
 use crate::secrets::{self, NoSecrets, SecretSource, Secrets, SecretsDir};
 use crate::sql::apply::{ApplyReport, ItemState};
 use crate::sql::plan::Plan;
@@ -48,6 +49,57 @@ pub enum Command {
     },
     /// Print the CustomResourceDefinition YAML.
     Crd,
+    /// Run the stack on this machine: a private Postgres from the host's binaries, no cluster.
+    Local {
+        #[command(subcommand)]
+        command: LocalCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LocalCommand {
+    /// Start the local server (initializing it once), converge the stack, print its status.
+    Up {
+        #[command(flatten)]
+        input: Input,
+        #[command(flatten)]
+        place: Place,
+        /// Port on 127.0.0.1 (default: the last one used, else 5433).
+        #[arg(long)]
+        port: Option<u16>,
+        /// Create database DB once and run the SQL in FILE in it (a demo's source data).
+        #[arg(long, value_name = "DB=FILE", value_parser = parse_seed)]
+        seed: Vec<(String, PathBuf)>,
+    },
+    /// Print the local warehouse's sources, jobs, partitions and connection strings.
+    Status {
+        #[command(flatten)]
+        input: Input,
+        #[command(flatten)]
+        place: Place,
+    },
+    /// Stop the local server; data stays unless --purge.
+    Down {
+        #[command(flatten)]
+        input: Input,
+        #[command(flatten)]
+        place: Place,
+        /// Delete the data directory too.
+        #[arg(long)]
+        purge: bool,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Place {
+    /// Where the local server keeps its data (default: .pgwarehouse/<stack name>).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+fn parse_seed(text: &str) -> Result<(String, PathBuf), String> {
+    let (db, file) = text.split_once('=').ok_or("write DB=FILE")?;
+    Ok((db.to_string(), PathBuf::from(file)))
 }
 
 #[derive(clap::Args, Debug)]
@@ -88,6 +140,8 @@ pub enum CliError {
     Engine(#[from] sql::EngineError),
     #[error("{0} item(s) failed")]
     ItemsFailed(usize),
+    #[error(transparent)]
+    Local(#[from] local::LocalError),
 }
 
 pub async fn run(cli: Cli) -> ExitCode {
@@ -135,14 +189,49 @@ async fn execute(cli: Cli) -> Result<(), CliError> {
             print!("{}", crd::crd_yaml());
             Ok(())
         }
+        Command::Local { command } => run_local(command).await,
     }
+}
+
+async fn run_local(command: LocalCommand) -> Result<(), CliError> {
+    let mut out = std::io::stdout();
+    match command {
+        LocalCommand::Up { input, place, port, seed } => {
+            let (stack, secrets) = load(&input)?;
+            let options = LocalOptions { data_dir: place.data_dir, port, seeds: seed };
+            let (local, report) = local::up(&stack, &secrets, &options, &mut out).await?;
+            local::status(&stack, &LocalOptions { port: Some(local.port), ..options }, &mut out).await?;
+            match report.failed().count() {
+                0 => Ok(()),
+                n => Err(CliError::ItemsFailed(n)),
+            }
+        }
+        LocalCommand::Status { input, place } => {
+            let stack = load_stack(&input.file)?;
+            Ok(local::status(&stack, &LocalOptions { data_dir: place.data_dir, ..LocalOptions::default() }, &mut out)
+                .await?)
+        }
+        LocalCommand::Down { input, place, purge } => {
+            let stack = load_stack(&input.file)?;
+            Ok(local::down(
+                &stack,
+                &LocalOptions { data_dir: place.data_dir, ..LocalOptions::default() },
+                purge,
+                &mut out,
+            )?)
+        }
+    }
+}
+
+/// Manifest → template → validation.
+fn load_stack(file: &Path) -> Result<ValidatedStack, CliError> {
+    let text = std::fs::read_to_string(file).map_err(|source| CliError::Read { path: file.to_path_buf(), source })?;
+    Ok(validate::validate(&template::load_manifest(&text)?)?)
 }
 
 /// Manifest → template → validation → secrets: everything that happens before any SQL.
 pub fn load(input: &Input) -> Result<(ValidatedStack, Secrets), CliError> {
-    let text =
-        std::fs::read_to_string(&input.file).map_err(|source| CliError::Read { path: input.file.clone(), source })?;
-    let stack = validate::validate(&template::load_manifest(&text)?)?;
+    let stack = load_stack(&input.file)?;
     let source: Box<dyn SecretSource> = match &input.secrets_dir {
         Some(dir) => Box::new(SecretsDir(dir.clone())),
         None => Box::new(NoSecrets),

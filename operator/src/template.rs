@@ -122,3 +122,20 @@ mod tests {
         assert!(matches!(load_manifest("kind: Pod\n"), Err(LoadError::Shape(_))));
     }
 }
+
+#[cfg(test)]
+mod example_tests {
+    use crate::validate::validate;
+
+    #[test]
+    fn the_shipped_examples_are_valid() {
+        for text in [
+            include_str!("../../stack-templates/examples/quickstart.yaml"),
+            include_str!("../../stack-templates/examples/customer-warehouse.yaml"),
+        ] {
+            let stack = super::load_manifest(text).unwrap();
+            let stack = validate(&stack).unwrap_or_else(|e| panic!("{}: {e}", stack.metadata.name.unwrap_or_default()));
+            assert!(stack.extensions.iter().any(|e| e.name == "pg_partman"));
+        }
+    }
+}

@@ -1,4 +1,266 @@
 //! `pgwarehouse local`: the embedded default — a private Postgres from the host's binaries,
-//! configured as the StatefulSet would be, converged by the same engine.
+//! configured as the StatefulSet would be (the same rendered settings), converged by the same
+//! engine. Its state lives in one directory per stack: `data/`, `log`, the superuser password
+//! and `pgwarehouse-local.json` (which stack owns it, on which port).
 
 pub mod cluster;
+mod report;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
+
+use crate::render::config;
+use crate::secrets::Secrets;
+use crate::sql::{self, apply::ApplyReport, quote};
+use crate::validate::ValidatedStack;
+use cluster::{Binaries, Cluster, ClusterError};
+
+pub use report::print_status;
+
+pub const DEFAULT_PORT: u16 = 5433;
+const STATE_FILE: &str = "pgwarehouse-local.json";
+const PASSWORD_FILE: &str = "superuser-password";
+
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    #[error("{dir} belongs to stack {owner:?}, not {stack:?}: pass another --data-dir")]
+    OtherStack { dir: String, owner: String, stack: String },
+    #[error("port {0} is in use by another program: pass --port with a free one")]
+    PortInUse(u16),
+    #[error("no local warehouse in {0}: run `pgwarehouse local up` first")]
+    NotCreated(String),
+    #[error("the local server does not answer: {0}")]
+    Connect(String),
+    #[error("seed {path}: {message}")]
+    Seed { path: String, message: String },
+    #[error(transparent)]
+    Engine(#[from] sql::EngineError),
+    #[error("{0}")]
+    Io(String),
+}
+
+/// Where and how the local server runs.
+#[derive(Debug, Clone, Default)]
+pub struct LocalOptions {
+    pub data_dir: Option<PathBuf>,
+    pub port: Option<u16>,
+    /// Databases to create (once) and fill from SQL files, e.g. a demo's source database.
+    pub seeds: Vec<(String, PathBuf)>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct State {
+    stack: String,
+    port: u16,
+}
+
+/// A local warehouse: its cluster, port and superuser.
+pub struct Local {
+    pub cluster: Cluster,
+    pub port: u16,
+    password: String,
+    database: String,
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> LocalError + '_ {
+    move |e| LocalError::Io(format!("{}: {e}", path.display()))
+}
+
+/// The stack's directory: `--data-dir`, or `.pgwarehouse/<stack>` under the working directory.
+fn data_dir(stack: &ValidatedStack, options: &LocalOptions) -> Result<PathBuf, LocalError> {
+    let dir = options.data_dir.clone().unwrap_or_else(|| Path::new(".pgwarehouse").join(&stack.name));
+    std::path::absolute(&dir).map_err(io(&dir))
+}
+
+fn read_state(dir: &Path) -> Option<State> {
+    serde_json::from_str(&std::fs::read_to_string(dir.join(STATE_FILE)).ok()?).ok()
+}
+
+impl Local {
+    /// The local warehouse of `stack`, created (unstarted) when `create` and missing.
+    fn open(stack: &ValidatedStack, options: &LocalOptions) -> Result<(Local, Option<State>), LocalError> {
+        let dir = data_dir(stack, options)?;
+        let state = read_state(&dir);
+        if let Some(state) = &state
+            && state.stack != stack.name
+        {
+            return Err(LocalError::OtherStack {
+                dir: dir.display().to_string(),
+                owner: state.stack.clone(),
+                stack: stack.name.clone(),
+            });
+        }
+        let binaries = Binaries::find()?;
+        let port = options.port.or(state.as_ref().map(|s| s.port)).unwrap_or(DEFAULT_PORT);
+        let password = std::fs::read_to_string(dir.join(PASSWORD_FILE)).unwrap_or_default().trim().to_string();
+        let local = Local { cluster: Cluster { binaries, dir }, port, password, database: stack.database.clone() };
+        Ok((local, state))
+    }
+
+    pub fn url(&self, user: &str, database: &str) -> String {
+        format!("postgres://{user}@127.0.0.1:{}/{database}", self.port)
+    }
+
+    async fn connect(&self, database: &str) -> Result<PgConnection, LocalError> {
+        let options = sqlx::postgres::PgConnectOptions::new()
+            .host("127.0.0.1")
+            .port(self.port)
+            .username("postgres")
+            .password(&self.password)
+            .database(database);
+        PgConnection::connect_with(&options).await.map_err(|e| LocalError::Connect(e.to_string()))
+    }
+
+    /// The rendered settings, with what differs on a laptop: loopback only, our port and socket dir.
+    fn settings(&self, stack: &ValidatedStack) -> BTreeMap<String, String> {
+        let mut settings = config::settings(stack);
+        settings.insert("listen_addresses".into(), "127.0.0.1".into());
+        settings.insert("port".into(), self.port.to_string());
+        let socket_dir = self.cluster.binaries.in_server(&self.cluster.dir);
+        settings.insert("unix_socket_directories".into(), socket_dir.display().to_string());
+        settings
+    }
+}
+
+fn port_is_free(port: u16) -> bool {
+    TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+fn random_password() -> Result<String, LocalError> {
+    let mut bytes = [0u8; 24];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+        .map_err(|e| LocalError::Io(format!("/dev/urandom: {e}")))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Starts (initializing on first use) and converges the local warehouse; prints progress.
+pub async fn up(
+    stack: &ValidatedStack,
+    secrets: &Secrets,
+    options: &LocalOptions,
+    out: &mut dyn Write,
+) -> Result<(Local, ApplyReport), LocalError> {
+    let (mut local, state) = Local::open(stack, options)?;
+    local.cluster.binaries.require_extensions(stack.extensions.iter().map(|e| e.name.as_str()))?;
+    let _ = writeln!(
+        out,
+        "- PostgreSQL {} from {}",
+        local.cluster.binaries.major(),
+        local.cluster.binaries.on_host(&local.cluster.binaries.bindir).display()
+    );
+    let running = local.cluster.running();
+    let port_changed = state.as_ref().is_some_and(|s| s.port != local.port);
+    if (!running || port_changed) && !port_is_free(local.port) {
+        return Err(LocalError::PortInUse(local.port));
+    }
+    if !local.cluster.initialized() {
+        local.password = random_password()?;
+        local.cluster.init(&local.password)?;
+        let path = local.cluster.dir.join(PASSWORD_FILE);
+        std::fs::write(&path, &local.password).map_err(io(&path))?;
+        let _ = writeln!(out, "- initialized {}", local.cluster.dir.display());
+    }
+    let state = State { stack: stack.name.clone(), port: local.port };
+    let state_path = local.cluster.dir.join(STATE_FILE);
+    std::fs::write(&state_path, serde_json::to_string(&state).expect("state serializes")).map_err(io(&state_path))?;
+    let reconfigured = local.cluster.configure(&local.settings(stack))?;
+    if running && reconfigured {
+        local.cluster.stop()?;
+    }
+    if !running || reconfigured {
+        local.cluster.start()?;
+    }
+    let _ = writeln!(out, "- server listening on 127.0.0.1:{}", local.port);
+
+    let mut admin = local.connect("postgres").await?;
+    for database in std::iter::once(&local.database).chain(options.seeds.iter().map(|(db, _)| db)) {
+        let created = create_database(&mut admin, database).await?;
+        if let Some((_, path)) = options.seeds.iter().find(|(db, _)| db == database).filter(|_| created) {
+            let sql = std::fs::read_to_string(path).map_err(io(path))?;
+            let mut conn = local.connect(database).await?;
+            conn.execute(AssertSqlSafe(sql))
+                .await
+                .map_err(|e| LocalError::Seed { path: path.display().to_string(), message: e.to_string() })?;
+            let _ = writeln!(out, "- seeded database {database} from {}", path.display());
+        }
+    }
+    let mut conn = local.connect(&local.database).await?;
+    let (_, report) = sql::converge(&mut conn, stack, secrets).await?;
+    let _ = writeln!(
+        out,
+        "- converged {:?}: {} item(s), {} changed, {} failed, {} statement(s)",
+        stack.name,
+        report.items.len(),
+        report.items.iter().filter(|i| i.state == sql::apply::ItemState::Changed).count(),
+        report.failed().count(),
+        report.statements
+    );
+    for failed in report.failed() {
+        let _ =
+            writeln!(out, "  FAILED {:?}/{}: {}", failed.item, failed.name, failed.message.as_deref().unwrap_or(""));
+    }
+    Ok((local, report))
+}
+
+async fn create_database(admin: &mut PgConnection, name: &str) -> Result<bool, LocalError> {
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT FROM pg_database WHERE datname = $1)")
+        .bind(name)
+        .fetch_one(&mut *admin)
+        .await
+        .map_err(|e| LocalError::Connect(e.to_string()))?;
+    if !exists {
+        admin
+            .execute(AssertSqlSafe(format!("CREATE DATABASE {}", quote::ident(name))))
+            .await
+            .map_err(|e| LocalError::Connect(e.to_string()))?;
+    }
+    Ok(!exists)
+}
+
+/// Prints where the local warehouse is and what it does.
+pub async fn status(stack: &ValidatedStack, options: &LocalOptions, out: &mut dyn Write) -> Result<(), LocalError> {
+    let (local, state) = Local::open(stack, options)?;
+    if state.is_none() || !local.cluster.initialized() {
+        return Err(LocalError::NotCreated(local.cluster.dir.display().to_string()));
+    }
+    if !local.cluster.running() {
+        let _ = writeln!(out, "{}: stopped (data kept in {})", stack.name, local.cluster.dir.display());
+        return Ok(());
+    }
+    let mut conn = local.connect(&local.database).await?;
+    let status = sql::status::read_status(&mut conn).await.map_err(|e| LocalError::Connect(e.to_string()))?;
+    print_status(stack, &local, &status, out);
+    Ok(())
+}
+
+/// Stops the local server; `purge` also deletes its directory, data included.
+pub fn down(
+    stack: &ValidatedStack,
+    options: &LocalOptions,
+    purge: bool,
+    out: &mut dyn Write,
+) -> Result<(), LocalError> {
+    let (local, state) = Local::open(stack, options)?;
+    if state.is_none() {
+        return Err(LocalError::NotCreated(local.cluster.dir.display().to_string()));
+    }
+    if local.cluster.running() {
+        local.cluster.stop()?;
+        let _ = writeln!(out, "- stopped the server on 127.0.0.1:{}", local.port);
+    }
+    if purge {
+        std::fs::remove_dir_all(&local.cluster.dir).map_err(io(&local.cluster.dir))?;
+        let _ = writeln!(out, "- deleted {}", local.cluster.dir.display());
+    } else {
+        let _ = writeln!(out, "- data kept in {} (`local up` starts it again)", local.cluster.dir.display());
+    }
+    Ok(())
+}

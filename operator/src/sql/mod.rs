@@ -5,6 +5,7 @@ pub mod ledger;
 pub mod observe;
 pub mod plan;
 pub mod quote;
+pub mod status;
 
 use sqlx::PgConnection;
 

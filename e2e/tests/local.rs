@@ -1,0 +1,159 @@
+//! The quickstart warehouse under `pgwarehouse local`, end to end, with the time of each step.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use pgwarehouse::local::{self, LocalOptions};
+use pgwarehouse::secrets::{SecretsDir, resolve};
+use pgwarehouse::sql::apply::ItemState;
+use pgwarehouse::validate::{ValidatedStack, validate};
+use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../stack-templates/examples")
+}
+
+/// The quickstart on a free port, its refresh job every minute so pg_cron runs it during the test.
+fn quickstart(port: u16) -> ValidatedStack {
+    let text = std::fs::read_to_string(examples().join("quickstart.yaml"))
+        .unwrap()
+        .replace("port: \"5433\"", &format!("port: \"{port}\""))
+        .replace("schedule: \"*/5 * * * *\"", "schedule: \"* * * * *\"");
+    validate(&pgwarehouse::template::load_manifest(&text).unwrap()).unwrap()
+}
+
+struct Steps(Instant);
+
+impl Steps {
+    fn done(&mut self, step: &str) {
+        println!("{:>7.2}s  {step}", self.0.elapsed().as_secs_f64());
+        self.0 = Instant::now();
+    }
+}
+
+async fn scalar<T>(conn: &mut PgConnection, sql: &str) -> T
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send + Unpin,
+{
+    sqlx::query_scalar(AssertSqlSafe(sql.to_string())).fetch_one(conn).await.unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+async fn exec(conn: &mut PgConnection, sql: &str) {
+    conn.execute(AssertSqlSafe(sql.to_string())).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+/// Stops the server however the test ends.
+struct Down<'a>(&'a ValidatedStack, &'a LocalOptions);
+
+impl Drop for Down<'_> {
+    fn drop(&mut self) {
+        let _ = local::down(self.0, self.1, true, &mut std::io::sink());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn quickstart_runs_end_to_end_on_a_local_server() {
+    let mut steps = Steps(Instant::now());
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let stack = quickstart(port);
+    let secrets = resolve(&stack, &SecretsDir(examples().join("secrets"))).unwrap();
+    let dir = tempfile::Builder::new().prefix("pgw-e2e-").tempdir_in("/tmp").unwrap();
+    let options = LocalOptions {
+        data_dir: Some(dir.path().join("quickstart")),
+        port: Some(port),
+        seeds: vec![("controlplane".into(), examples().join("controlplane-seed.sql"))],
+    };
+    let _down = Down(&stack, &options);
+
+    let mut out = Vec::new();
+    let (local, report) = local::up(&stack, &secrets, &options, &mut out).await.unwrap();
+    assert_eq!(report.failed().count(), 0, "{}", String::from_utf8_lossy(&out));
+    steps.done("local up: initdb, start, seed, converge");
+
+    let password = std::fs::read_to_string(local.cluster.dir.join("superuser-password")).unwrap();
+    let url = format!("postgres://postgres:{password}@127.0.0.1:{port}/warehouse");
+    let mut db = PgConnection::connect(&url).await.unwrap();
+    assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM f.instances").await, 6);
+    assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM f.queue_archive").await, 6);
+    steps.done("source data visible through foreign tables");
+
+    assert_eq!(scalar::<i64>(&mut db, "SELECT refresh_clusters()").await, 6);
+    assert_eq!(
+        scalar::<i64>(&mut db, "SELECT count(*) FROM ingested_clusters WHERE organization_name = 'acme'").await,
+        3
+    );
+    steps.done("refresh_clusters() run directly");
+
+    let cp_url = format!("postgres://postgres:{password}@127.0.0.1:{port}/controlplane");
+    let mut cp = PgConnection::connect(&cp_url).await.unwrap();
+    exec(&mut cp, "INSERT INTO instances VALUES (7, 4, 'umbrella-prod', 16, 64, 1000, 'prod', 'Up', now())").await;
+    let job_ran = "SELECT count(*) FROM cron.job_run_details d JOIN cron.job j USING (jobid) \
+                   WHERE j.jobname = 'update-clusters' AND d.status = 'succeeded'";
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while scalar::<i64>(&mut db, job_ran).await == 0 {
+        assert!(Instant::now() < deadline, "pg_cron did not run update-clusters within 90 s");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM ingested_clusters").await, 7, "the new instance");
+    steps.done("pg_cron ran update-clusters within its minute and saw the new instance");
+
+    let parent = "'public.metric_values'::regclass";
+    let children = format!("SELECT count(*) FROM pg_inherits WHERE inhparent = {parent}");
+    let before: i64 = scalar(&mut db, &children).await;
+    let old_day = "date_trunc('day', now() - interval '45 days')";
+    exec(&mut db, &format!("SELECT partman.create_partition_time('public.metric_values', ARRAY[{old_day}])")).await;
+    exec(
+        &mut db,
+        &format!(
+            "INSERT INTO metric_values SELECT 1, extract(epoch from {old_day} + interval '1 hour')::int8, 1.0 \
+             UNION ALL SELECT 2, extract(epoch from now())::int8, 2.0"
+        ),
+    )
+    .await;
+    assert_eq!(scalar::<i64>(&mut db, &children).await, before + 1);
+    exec(&mut db, "CALL partman.run_maintenance_proc()").await;
+    assert_eq!(scalar::<i64>(&mut db, &children).await, before, "the 45-day-old partition is dropped");
+    assert_eq!(scalar::<Vec<i64>>(&mut db, "SELECT array_agg(id) FROM metric_values").await, [2], "recent data stays");
+    steps.done("pg_partman retention dropped the expired partition, kept recent rows");
+
+    let analyst_url = format!("postgres://analyst:demo-analyst-pw@127.0.0.1:{port}/warehouse");
+    let mut analyst = PgConnection::connect(&analyst_url).await.unwrap();
+    assert_eq!(scalar::<i64>(&mut analyst, "SELECT count(*) FROM ingested_clusters").await, 7);
+    assert_eq!(scalar::<i64>(&mut analyst, "SELECT count(*) FROM f.organizations").await, 4);
+    let denied = analyst.execute("DELETE FROM ingested_clusters").await.unwrap_err();
+    assert!(denied.to_string().contains("permission denied"), "{denied}");
+    drop(analyst);
+    steps.done("analyst reads the warehouse and cannot write");
+
+    drop((db, cp));
+    local::down(&stack, &options, false, &mut std::io::sink()).unwrap();
+    assert!(!local.cluster.running());
+    let (_, again) = local::up(&stack, &secrets, &options, &mut std::io::sink()).await.unwrap();
+    assert_eq!(again.statements, 0, "{again:#?}");
+    assert!(again.items.iter().all(|i| i.state == ItemState::Converged));
+    let mut db = PgConnection::connect(&url).await.unwrap();
+    assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM ingested_clusters").await, 7);
+    assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM metric_values").await, 1);
+    steps.done("local down, then up: every row kept, nothing to change");
+}
+
+#[tokio::test]
+async fn a_data_dir_of_another_stack_or_a_busy_port_changes_nothing() {
+    let dir = tempfile::Builder::new().prefix("pgw-e2e-").tempdir_in("/tmp").unwrap();
+    let busy = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let stack = quickstart(port);
+    let secrets = resolve(&stack, &SecretsDir(examples().join("secrets"))).unwrap();
+    let data_dir = dir.path().join("w");
+    let options = LocalOptions { data_dir: Some(data_dir.clone()), port: Some(port), seeds: vec![] };
+    let error = local::up(&stack, &secrets, &options, &mut std::io::sink()).await.err().unwrap().to_string();
+    assert_eq!(error, format!("port {port} is in use by another program: pass --port with a free one"));
+    assert!(!data_dir.exists(), "nothing on disk");
+
+    std::fs::create_dir_all(&data_dir).unwrap();
+    std::fs::write(data_dir.join("pgwarehouse-local.json"), r#"{"stack":"other","port":1}"#).unwrap();
+    let error = local::up(&stack, &secrets, &options, &mut std::io::sink()).await.err().unwrap().to_string();
+    assert!(error.contains("belongs to stack \"other\", not \"quickstart\""), "{error}");
+    assert_eq!(std::fs::read_dir(&data_dir).unwrap().count(), 1, "nothing added");
+}
