@@ -69,11 +69,11 @@ struct ExtensionSchemas {
 pub async fn read_status(conn: &mut PgConnection) -> Result<WarehouseStatus, sqlx::Error> {
     let Json(schemas): Json<ExtensionSchemas> = sqlx::query_scalar(EXTENSION_SCHEMAS).fetch_one(&mut *conn).await?;
     let jobs = if schemas.cron {
-        format!(
+        String::from(
             "COALESCE((SELECT json_agg(json_build_object('id', j.jobid, 'name', j.jobname, 'schedule', j.schedule, \
              'active', j.active, 'last_start', r.start_time, 'last_status', r.status, 'last_message', r.return_message) \
              ORDER BY j.jobname) FROM cron.job j LEFT JOIN LATERAL (SELECT * FROM cron.job_run_details d \
-             WHERE d.jobid = j.jobid ORDER BY d.start_time DESC NULLS LAST LIMIT 1) r ON true), '[]')"
+             WHERE d.jobid = j.jobid ORDER BY d.start_time DESC NULLS LAST LIMIT 1) r ON true), '[]')",
         )
     } else {
         "'[]'::json".into()
