@@ -8,7 +8,11 @@ use pgwarehouse::local::{self, LocalOptions};
 use pgwarehouse::secrets::{SecretsDir, resolve};
 use pgwarehouse::sql::apply::ItemState;
 use pgwarehouse::validate::{ValidatedStack, validate};
-use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
+use sqlx::{Connection, Executor, PgConnection};
+
+#[path = "../../operator/tests/support/mod.rs"]
+mod support;
+use support::{exec, scalar};
 
 fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../stack-templates/examples")
@@ -30,17 +34,6 @@ impl Steps {
         println!("{:>7.2}s  {step}", self.0.elapsed().as_secs_f64());
         self.0 = Instant::now();
     }
-}
-
-async fn scalar<T>(conn: &mut PgConnection, sql: &str) -> T
-where
-    T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send + Unpin,
-{
-    sqlx::query_scalar(AssertSqlSafe(sql.to_string())).fetch_one(conn).await.unwrap_or_else(|e| panic!("{sql}: {e}"))
-}
-
-async fn exec(conn: &mut PgConnection, sql: &str) {
-    conn.execute(AssertSqlSafe(sql.to_string())).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
 
 /// Stops the server however the test ends.

@@ -4,8 +4,8 @@ mod support;
 
 use pgwarehouse::sql::apply::ItemState;
 use pgwarehouse::sql::plan::ItemKind;
-use sqlx::{AssertSqlSafe, Executor, PgConnection};
-use support::{Fixture, statements};
+use sqlx::{Executor, PgConnection};
+use support::{Fixture, exec, scalar, statements};
 
 const STACK: &str = r#"
 template: datawarehouse
@@ -44,17 +44,6 @@ roles:
   passwordSecretRef: {name: analyst, key: password}
   grants: [{schema: public, privileges: [SELECT]}, {schema: f, privileges: [SELECT]}]
 "#;
-
-async fn scalar<T>(conn: &mut PgConnection, sql: &str) -> T
-where
-    T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send + Unpin,
-{
-    sqlx::query_scalar(AssertSqlSafe(sql.to_string())).fetch_one(conn).await.unwrap_or_else(|e| panic!("{sql}: {e}"))
-}
-
-async fn exec(conn: &mut PgConnection, sql: &str) {
-    conn.execute(AssertSqlSafe(sql.to_string())).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
-}
 
 #[tokio::test]
 async fn converges_from_empty_and_the_second_apply_does_nothing() {

@@ -9,7 +9,7 @@
 use std::net::TcpListener;
 
 use pgwarehouse::local::cluster::{Binaries, Cluster};
-use sqlx::{Connection, Executor, PgConnection};
+use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
 
 pub const PASSWORD: &str = "test-superuser-pw";
 pub const WAREHOUSE: &str = "warehouse";
@@ -169,6 +169,19 @@ impl Fixture {
     pub async fn warehouse(&self) -> PgConnection {
         self.server.connect(WAREHOUSE).await
     }
+}
+
+/// The one value `sql` returns; panics with the statement on error.
+pub async fn scalar<T>(conn: &mut PgConnection, sql: &str) -> T
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send + Unpin,
+{
+    sqlx::query_scalar(AssertSqlSafe(sql.to_string())).fetch_one(conn).await.unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// Runs `sql`; panics with the statement on error.
+pub async fn exec(conn: &mut PgConnection, sql: &str) {
+    conn.execute(AssertSqlSafe(sql.to_string())).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
 
 /// The plan's statements as reviewable text.
