@@ -1,3 +1,82 @@
-//! Pure renderers of what runs the stack's Postgres.
+//! Pure renderers: what runs a validated stack in Kubernetes, one file per object. They take a
+//! [`ValidatedStack`] (an unchecked spec cannot reach them) and return objects; applying them is
+//! the controller's business.
 
 pub mod config;
+mod configmap;
+mod labels;
+mod secret;
+mod services;
+mod statefulset;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+
+pub use configmap::{CONFIG_KEY, config_checksum, configmap};
+pub use labels::{labels, owner_reference, selector_labels};
+pub use secret::{PASSWORD_KEY, USERNAME_KEY, superuser_secret};
+pub use services::{client_service, headless_service};
+pub use statefulset::{DATA_MOUNT, POSTGRES_UID, statefulset};
+
+use crate::validate::ValidatedStack;
+
+/// Names of the objects a stack owns, derived from its name.
+pub fn superuser_secret_name(stack: &ValidatedStack) -> String {
+    format!("{}-superuser", stack.name)
+}
+
+pub fn config_name(stack: &ValidatedStack) -> String {
+    format!("{}-config", stack.name)
+}
+
+pub fn headless_name(stack: &ValidatedStack) -> String {
+    format!("{}-headless", stack.name)
+}
+
+/// The client Service, the StatefulSet and the database host share the stack's name.
+pub fn client_name(stack: &ValidatedStack) -> String {
+    stack.name.clone()
+}
+
+/// Everything a stack runs on, in apply order.
+#[derive(Debug, Clone)]
+pub struct Objects {
+    pub secret: Secret,
+    pub configmap: ConfigMap,
+    pub headless: Service,
+    pub client: Service,
+    pub statefulset: StatefulSet,
+}
+
+/// Renders every object; `superuser_password` is the existing Secret's, or a new one.
+pub fn objects(stack: &ValidatedStack, superuser_password: &str) -> Objects {
+    Objects {
+        secret: superuser_secret(stack, superuser_password),
+        configmap: configmap(stack),
+        headless: headless_service(stack),
+        client: client_service(stack),
+        statefulset: statefulset(stack),
+    }
+}
+
+impl Objects {
+    /// Every object as multi-document YAML.
+    pub fn to_yaml(&self) -> String {
+        let docs = [
+            serde_saphyr::to_string(&self.secret),
+            serde_saphyr::to_string(&self.configmap),
+            serde_saphyr::to_string(&self.headless),
+            serde_saphyr::to_string(&self.client),
+            serde_saphyr::to_string(&self.statefulset),
+        ];
+        docs.into_iter().map(|d| format!("---\n{}", d.expect("objects serialize"))).collect()
+    }
+}
+
+/// `pgwarehouse render`: the objects of a stack, with kind and apiVersion set.
+pub fn objects_yaml(stack: &ValidatedStack, superuser_password: &str) -> String {
+    objects(stack, superuser_password).to_yaml()
+}
+
+#[cfg(test)]
+mod tests;

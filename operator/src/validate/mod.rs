@@ -18,6 +18,8 @@ use crate::api::{
 use crate::sql::quote::TypeName;
 
 pub const DEFAULT_DATABASE: &str = "warehouse";
+/// Leaves room for `-superuser` and the StatefulSet's pod and revision suffixes.
+pub const MAX_STACK_NAME: usize = 52;
 /// The schema where the engine keeps its ledger; no spec item may use it.
 pub const LEDGER_SCHEMA: &str = "pgwarehouse";
 /// Prefix of the pg_cron jobs the engine schedules for itself.
@@ -118,6 +120,9 @@ pub struct ValidatedSchedule {
 #[derive(Debug, Clone)]
 pub struct ValidatedStack {
     pub name: String,
+    pub namespace: Option<String>,
+    /// Set when the stack came from the API server; owner references need it.
+    pub uid: Option<String>,
     pub spec: DataWarehouseStackSpec,
     pub database: String,
     /// Declared extensions plus those the sources, schedules and partitions need, in order.
@@ -225,6 +230,16 @@ impl Report {
 pub fn validate(stack: &DataWarehouseStack) -> Result<ValidatedStack, ValidationErrors> {
     let spec = &stack.spec;
     let mut report = Report::default();
+    let name = stack.metadata.name.as_deref().unwrap_or_default();
+    let dns_label = name.starts_with(|c: char| c.is_ascii_lowercase())
+        && !name.ends_with('-')
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !dns_label || name.len() > MAX_STACK_NAME {
+        report.error(
+            "metadata.name",
+            format!("{name:?} must be a lowercase DNS label of at most {MAX_STACK_NAME} characters (it names Services and a StatefulSet)"),
+        );
+    }
     let database = spec.postgres.database.clone().unwrap_or_else(|| DEFAULT_DATABASE.to_string());
     report.user_name("spec.postgres.database", &database, "database");
     for (key, value) in &spec.postgres.parameters {
@@ -289,6 +304,8 @@ pub fn validate(stack: &DataWarehouseStack) -> Result<ValidatedStack, Validation
     }
     Ok(ValidatedStack {
         name: stack.metadata.name.clone().unwrap_or_default(),
+        namespace: stack.metadata.namespace.clone(),
+        uid: stack.metadata.uid.clone(),
         extensions: with_implied_extensions(spec),
         database,
         spec: spec.clone(),

@@ -85,3 +85,13 @@ fn secret_refs_name_the_fields_that_read_them() {
     assert_eq!(refs[0].0, "spec.sources[0].userMapping.secretOptions.password");
     assert_eq!(refs[0].1, &SecretKeyRef { name: "cp".into(), key: "password".into() });
 }
+
+#[test]
+fn the_stack_name_must_fit_kubernetes_names() {
+    for bad in ["Warehouse", "a_b", "x-", &"a".repeat(53)] {
+        let mut s = stack("{}");
+        s.metadata.name = Some(bad.to_string());
+        let errors = validate(&s).unwrap_err().0;
+        assert_eq!(errors[0].path, "metadata.name", "{bad}");
+    }
+}

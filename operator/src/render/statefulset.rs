@@ -1,0 +1,169 @@
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource, ExecAction,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    SecretKeySelector, SecurityContext, Volume, VolumeMount, VolumeResourceRequirements,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+
+use super::labels::{labels, metadata, selector_labels};
+use super::{
+    CONFIG_KEY, PASSWORD_KEY, client_name, config_checksum, config_name, headless_name, superuser_secret_name,
+};
+use crate::validate::ValidatedStack;
+
+/// The `postgres` user of the stack image (Debian's postgres packages, as in the official image).
+pub const POSTGRES_UID: i64 = 999;
+/// Where the volume is mounted; PGDATA is a subdirectory so initdb finds it empty (lost+found).
+pub const DATA_MOUNT: &str = "/var/lib/postgresql/data";
+const CONFIG_MOUNT: &str = "/etc/pgwarehouse";
+const DEFAULT_IMAGE: &str = "ghcr.io/pgwarehouse/stack-datawarehouse:17";
+const DEFAULT_STORAGE: &str = "10Gi";
+pub const CONFIG_CHECKSUM_ANNOTATION: &str = "pgwarehouse.dev/config-checksum";
+
+fn env(name: &str, value: &str) -> EnvVar {
+    EnvVar { name: name.into(), value: Some(value.into()), ..EnvVar::default() }
+}
+
+fn pg_isready(stack: &ValidatedStack, period: i32, failures: i32) -> Probe {
+    Probe {
+        exec: Some(ExecAction {
+            command: Some(
+                ["pg_isready", "-h", "127.0.0.1", "-U", "postgres", "-d", &stack.database].map(String::from).to_vec(),
+            ),
+        }),
+        period_seconds: Some(period),
+        timeout_seconds: Some(5),
+        failure_threshold: Some(failures),
+        ..Probe::default()
+    }
+}
+
+fn container(stack: &ValidatedStack) -> Container {
+    let postgres = &stack.spec.postgres;
+    Container {
+        name: "postgres".into(),
+        image: Some(postgres.image.clone().unwrap_or_else(|| DEFAULT_IMAGE.into())),
+        // The image's entrypoint runs initdb on first boot (creating POSTGRES_DB), then postgres.
+        args: Some(["postgres", "-c", &format!("config_file={CONFIG_MOUNT}/{CONFIG_KEY}")].map(String::from).to_vec()),
+        env: Some(vec![
+            env("POSTGRES_USER", "postgres"),
+            EnvVar {
+                name: "POSTGRES_PASSWORD".into(),
+                value_from: Some(EnvVarSource {
+                    secret_key_ref: Some(SecretKeySelector {
+                        name: superuser_secret_name(stack),
+                        key: PASSWORD_KEY.into(),
+                        optional: Some(false),
+                    }),
+                    ..EnvVarSource::default()
+                }),
+                ..EnvVar::default()
+            },
+            env("POSTGRES_DB", &stack.database),
+            env("PGDATA", &format!("{DATA_MOUNT}/pgdata")),
+            env("POSTGRES_INITDB_ARGS", "--auth-host=scram-sha-256 --auth-local=trust"),
+        ]),
+        ports: Some(vec![ContainerPort {
+            name: Some("postgres".into()),
+            container_port: 5432,
+            protocol: Some("TCP".into()),
+            ..ContainerPort::default()
+        }]),
+        readiness_probe: Some(pg_isready(stack, 5, 3)),
+        liveness_probe: Some(Probe { initial_delay_seconds: Some(30), ..pg_isready(stack, 10, 6) }),
+        resources: postgres.resources.clone(),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Capabilities::default() }),
+            ..SecurityContext::default()
+        }),
+        volume_mounts: Some(vec![
+            VolumeMount { name: "data".into(), mount_path: DATA_MOUNT.into(), ..VolumeMount::default() },
+            VolumeMount {
+                name: "config".into(),
+                mount_path: CONFIG_MOUNT.into(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            },
+        ]),
+        ..Container::default()
+    }
+}
+
+fn volume_claim(stack: &ValidatedStack) -> PersistentVolumeClaim {
+    let storage = &stack.spec.postgres.storage;
+    let size = storage.size.clone().unwrap_or_else(|| DEFAULT_STORAGE.into());
+    PersistentVolumeClaim {
+        metadata: ObjectMeta { name: Some("data".into()), labels: Some(labels(stack)), ..ObjectMeta::default() },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".into()]),
+            storage_class_name: storage.storage_class_name.clone(),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([("storage".to_string(), Quantity(size))])),
+                ..VolumeResourceRequirements::default()
+            }),
+            ..PersistentVolumeClaimSpec::default()
+        }),
+        ..PersistentVolumeClaim::default()
+    }
+}
+
+/// One Postgres pod with its volume; the volume outlives the stack unless `retainOnDelete: false`.
+pub fn statefulset(stack: &ValidatedStack) -> StatefulSet {
+    let retain = stack.spec.postgres.storage.retain_on_delete.unwrap_or(true);
+    let mut pod_labels = labels(stack);
+    pod_labels.extend(selector_labels(stack));
+    StatefulSet {
+        metadata: metadata(stack, client_name(stack)),
+        spec: Some(StatefulSetSpec {
+            replicas: Some(1),
+            service_name: Some(headless_name(stack)),
+            selector: LabelSelector { match_labels: Some(selector_labels(stack)), ..LabelSelector::default() },
+            persistent_volume_claim_retention_policy: Some(StatefulSetPersistentVolumeClaimRetentionPolicy {
+                when_deleted: Some(if retain { "Retain" } else { "Delete" }.into()),
+                when_scaled: Some("Retain".into()),
+            }),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    annotations: Some(BTreeMap::from([(
+                        CONFIG_CHECKSUM_ANNOTATION.to_string(),
+                        config_checksum(stack),
+                    )])),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![container(stack)],
+                    security_context: Some(PodSecurityContext {
+                        run_as_user: Some(POSTGRES_UID),
+                        run_as_group: Some(POSTGRES_UID),
+                        fs_group: Some(POSTGRES_UID),
+                        run_as_non_root: Some(true),
+                        seccomp_profile: Some(k8s_openapi::api::core::v1::SeccompProfile {
+                            type_: "RuntimeDefault".into(),
+                            ..Default::default()
+                        }),
+                        ..PodSecurityContext::default()
+                    }),
+                    termination_grace_period_seconds: Some(60),
+                    volumes: Some(vec![Volume {
+                        name: "config".into(),
+                        config_map: Some(ConfigMapVolumeSource {
+                            name: config_name(stack),
+                            ..ConfigMapVolumeSource::default()
+                        }),
+                        ..Volume::default()
+                    }]),
+                    ..PodSpec::default()
+                }),
+            },
+            volume_claim_templates: Some(vec![volume_claim(stack)]),
+            ..StatefulSetSpec::default()
+        }),
+        ..StatefulSet::default()
+    }
+}
