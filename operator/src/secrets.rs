@@ -78,3 +78,10 @@ pub fn resolve(stack: &ValidatedStack, source: &dyn SecretSource) -> Result<Secr
     }
     if errors.is_empty() { Ok(secrets) } else { Err(ValidationErrors(errors)) }
 }
+
+/// A fresh password: 24 random bytes from the kernel, hex-encoded.
+pub fn random_password() -> std::io::Result<String> {
+    let mut bytes = [0u8; 24];
+    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}

@@ -37,6 +37,13 @@ pub fn load_manifest(yaml: &str) -> Result<DataWarehouseStack, LoadError> {
     serde_json::from_value(manifest).map_err(|e| LoadError::Shape(e.to_string()))
 }
 
+/// A stack read from the API server, with its template merged beneath its spec.
+pub fn resolve(stack: &DataWarehouseStack) -> Result<DataWarehouseStack, LoadError> {
+    let spec = serde_json::to_value(&stack.spec).map_err(|e| LoadError::Shape(e.to_string()))?;
+    let spec = serde_json::from_value(with_template(spec)?).map_err(|e| LoadError::Shape(e.to_string()))?;
+    Ok(DataWarehouseStack { metadata: stack.metadata.clone(), spec, status: stack.status.clone() })
+}
+
 /// The spec with its template (if it names one) merged beneath it.
 pub fn with_template(spec: Value) -> Result<Value, LoadError> {
     let Some(name) = spec.get("template").and_then(Value::as_str) else {

@@ -58,6 +58,27 @@ pub struct DataWarehouseStackSpec {
     pub roles: Vec<RoleSpec>,
 }
 
+impl DataWarehouseStackSpec {
+    /// Every Secret key the stack reads, with the field path that reads it.
+    pub fn secret_refs(&self) -> Vec<(String, &SecretKeyRef)> {
+        let mut refs = Vec::new();
+        for (i, source) in self.sources.iter().enumerate() {
+            for (key, value) in &source.secret_options {
+                refs.push((format!("spec.sources[{i}].secretOptions.{key}"), &value.secret_key_ref));
+            }
+            for (key, value) in source.user_mapping.iter().flat_map(|m| &m.secret_options) {
+                refs.push((format!("spec.sources[{i}].userMapping.secretOptions.{key}"), &value.secret_key_ref));
+            }
+        }
+        for (i, role) in self.roles.iter().enumerate() {
+            if let Some(r) = &role.password_secret_ref {
+                refs.push((format!("spec.roles[{i}].passwordSecretRef"), r));
+            }
+        }
+        refs
+    }
+}
+
 /// The Postgres server that hosts the warehouse.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]

@@ -12,26 +12,48 @@ pub struct DataWarehouseStackStatus {
     /// Pending, Provisioning, Converging, Ready, Degraded or Failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
-    /// Ready, DatabaseAvailable, Converged, ... per Kubernetes API conventions.
+    /// Ready, DatabaseAvailable and Converged, per Kubernetes API conventions.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// Where BI tools and applications connect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<Endpoint>,
     /// Converged sources out of declared sources, e.g. `2/3`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready_sources: Option<String>,
     /// pg_cron jobs scheduled and active.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_jobs: Option<i32>,
-    /// The state of each converged item (source, migration, schedule, partition set, role).
+    /// Each source (foreign server) and its foreign tables.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub items: Vec<ItemStatus>,
+    pub sources: Vec<SourceStatus>,
+    /// Each pg_cron job and its last run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schedules: Vec<ScheduleStatus>,
+    /// Each pg_partman partition set and its partitions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partitions: Vec<PartitionStatus>,
+    /// Each migration.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub migrations: Vec<ItemStatus>,
+}
+
+/// How to reach the warehouse. The password is in the named Secret, never here.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Endpoint {
+    /// The client Service's DNS name.
+    pub host: String,
+    pub port: i32,
+    pub database: String,
+    /// The Secret holding the superuser's `username` and `password`.
+    pub secret_name: String,
 }
 
 /// The state of one item of the spec.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ItemStatus {
-    /// Item kind: extension, source, migration, partition, schedule, role.
-    pub kind: String,
     /// Item name.
     pub name: String,
     /// Converged, Changed or Failed.
@@ -39,4 +61,47 @@ pub struct ItemStatus {
     /// Why the item failed; never holds secret values.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceStatus {
+    #[serde(flatten)]
+    pub item: ItemStatus,
+    /// Foreign tables on the source's server.
+    #[serde(default)]
+    pub foreign_tables: i64,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduleStatus {
+    #[serde(flatten)]
+    pub item: ItemStatus,
+    /// pg_cron's job id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<i64>,
+    /// Start of the last run (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run_start: Option<String>,
+    /// pg_cron's status of the last run: succeeded, failed, running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run_status: Option<String>,
+    /// What the last run returned or why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run_message: Option<String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PartitionStatus {
+    #[serde(flatten)]
+    pub item: ItemStatus,
+    /// Child partitions, the default partition not counted.
+    #[serde(default)]
+    pub partitions: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oldest: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub newest: Option<String>,
 }

@@ -133,14 +133,6 @@ fn port_is_free(port: u16) -> bool {
     TcpListener::bind(("127.0.0.1", port)).is_ok()
 }
 
-fn random_password() -> Result<String, LocalError> {
-    let mut bytes = [0u8; 24];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
-        .map_err(|e| LocalError::Io(format!("/dev/urandom: {e}")))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
-}
-
 /// Starts (initializing on first use) and converges the local warehouse; prints progress.
 pub async fn up(
     stack: &ValidatedStack,
@@ -162,7 +154,7 @@ pub async fn up(
         return Err(LocalError::PortInUse(local.port));
     }
     if !local.cluster.initialized() {
-        local.password = random_password()?;
+        local.password = crate::secrets::random_password().map_err(|e| LocalError::Io(format!("/dev/urandom: {e}")))?;
         local.cluster.init(&local.password)?;
         let path = local.cluster.dir.join(PASSWORD_FILE);
         std::fs::write(&path, &local.password).map_err(io(&path))?;

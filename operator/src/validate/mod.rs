@@ -139,23 +139,7 @@ impl ValidatedStack {
 
     /// Every Secret key the stack reads, with the field that reads it.
     pub fn secret_refs(&self) -> Vec<(String, &SecretKeyRef)> {
-        let mut refs = Vec::new();
-        for (i, source) in self.spec.sources.iter().enumerate() {
-            for (key, value) in &source.secret_options {
-                refs.push((format!("spec.sources[{i}].secretOptions.{key}"), &value.secret_key_ref));
-            }
-            if let Some(mapping) = &source.user_mapping {
-                for (key, value) in &mapping.secret_options {
-                    refs.push((format!("spec.sources[{i}].userMapping.secretOptions.{key}"), &value.secret_key_ref));
-                }
-            }
-        }
-        for (i, role) in self.spec.roles.iter().enumerate() {
-            if let Some(r) = &role.password_secret_ref {
-                refs.push((format!("spec.roles[{i}].passwordSecretRef"), r));
-            }
-        }
-        refs
+        self.spec.secret_refs()
     }
 }
 

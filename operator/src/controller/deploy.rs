@@ -1,0 +1,33 @@
+//! Server-side apply of the rendered objects: one field manager, forced, in dependency order.
+
+use k8s_openapi::NamespaceResourceScope;
+use kube::api::{Api, Patch, PatchParams};
+use kube::{Client, Resource};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::FIELD_MANAGER;
+use crate::render::Objects;
+
+async fn apply<K>(client: &Client, object: &K) -> Result<(), kube::Error>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Serialize
+        + DeserializeOwned
+        + Clone
+        + std::fmt::Debug,
+{
+    let meta = object.meta();
+    let api: Api<K> = Api::namespaced(client.clone(), meta.namespace.as_deref().unwrap_or("default"));
+    let name = meta.name.as_deref().unwrap_or_default();
+    api.patch(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(object)).await?;
+    Ok(())
+}
+
+pub async fn apply_objects(client: &Client, objects: &Objects) -> Result<(), kube::Error> {
+    apply(client, &objects.secret).await?;
+    apply(client, &objects.configmap).await?;
+    apply(client, &objects.headless).await?;
+    apply(client, &objects.client).await?;
+    apply(client, &objects.statefulset).await
+}

@@ -1,0 +1,78 @@
+//! The Kubernetes controller: validate → render → server-side apply → wait for the database →
+//! observe/plan/apply with the engine → status. Each step lives in its own module; `reconcile`
+//! reads like their table of contents.
+
+mod database;
+mod deploy;
+mod dereference;
+pub mod metrics;
+pub mod rbac;
+mod reconcile;
+mod run;
+mod server;
+pub mod status;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::Client;
+use kube::runtime::events::Recorder;
+
+pub use dereference::stacks_using_secret;
+pub use reconcile::{error_policy, reconcile};
+pub use run::{RunOptions, run};
+
+use crate::sql::EngineError;
+use metrics::Metrics;
+
+/// The field manager of every object the operator applies.
+pub const FIELD_MANAGER: &str = "pgwarehouse-operator";
+
+/// How the controller reaches databases and how often it repairs drift.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Requeue interval of a converged stack: the drift-repair timer.
+    pub requeue: Duration,
+    /// `host[:port]` to reach every stack's database at, instead of its Service (for an operator
+    /// running outside the cluster with a port-forward).
+    pub database_host_override: Option<String>,
+    pub connect_timeout: Duration,
+    pub statement_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            requeue: Duration::from_secs(300),
+            database_host_override: None,
+            connect_timeout: Duration::from_secs(10),
+            statement_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    pub settings: Settings,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+impl Error {
+    /// The `reason` label of the errors metric.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "kube",
+            Error::Engine(_) => "engine",
+        }
+    }
+}

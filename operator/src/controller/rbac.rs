@@ -1,0 +1,38 @@
+//! The operator's permissions, kept in one place: `pgwarehouse rbac` prints them and the chart
+//! uses that output. No pods/exec: the operator talks SQL over the network.
+
+use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+fn rule(group: &str, resources: &[&str], verbs: &[&str]) -> PolicyRule {
+    PolicyRule {
+        api_groups: Some(vec![group.to_string()]),
+        resources: Some(resources.iter().map(|r| r.to_string()).collect()),
+        verbs: verbs.iter().map(|v| v.to_string()).collect(),
+        ..PolicyRule::default()
+    }
+}
+
+const READ: &[&str] = &["get", "list", "watch"];
+const READ_APPLY: &[&str] = &["get", "list", "watch", "create", "patch"];
+
+pub fn cluster_role(name: &str) -> ClusterRole {
+    ClusterRole {
+        metadata: ObjectMeta { name: Some(name.to_string()), ..ObjectMeta::default() },
+        rules: Some(vec![
+            rule("pgwarehouse.dev", &["datawarehousestacks"], READ),
+            rule("pgwarehouse.dev", &["datawarehousestacks/status"], &["get", "patch"]),
+            rule("apps", &["statefulsets"], READ_APPLY),
+            rule("", &["services", "configmaps"], READ_APPLY),
+            // Referenced Secrets are read and watched (rotation); the superuser Secret is applied.
+            rule("", &["secrets"], READ_APPLY),
+            rule("events.k8s.io", &["events"], &["create", "patch"]),
+            rule("coordination.k8s.io", &["leases"], &["get", "list", "watch", "create", "patch", "update"]),
+        ]),
+        ..ClusterRole::default()
+    }
+}
+
+pub fn cluster_role_yaml(name: &str) -> String {
+    serde_saphyr::to_string(&cluster_role(name)).expect("the role serializes")
+}

@@ -1,0 +1,239 @@
+//! The status a reconcile writes: a pure function of what it found. Conditions keep their
+//! `lastTransitionTime` unless their status changes; per-item arrays say which item failed, why.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use super::database::{PORT, service_host};
+use crate::api::{
+    DataWarehouseStack, DataWarehouseStackStatus, Endpoint, ItemStatus, PartitionStatus, ScheduleStatus, SourceStatus,
+};
+use crate::render::superuser_secret_name;
+use crate::sql::apply::{ApplyReport, ItemOutcome, ItemState};
+use crate::sql::plan::ItemKind;
+use crate::sql::status::WarehouseStatus;
+use crate::validate::ValidatedStack;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Provisioning,
+    Ready,
+    Degraded,
+    Failed,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Provisioning => "Provisioning",
+            Phase::Ready => "Ready",
+            Phase::Degraded => "Degraded",
+            Phase::Failed => "Failed",
+        }
+    }
+}
+
+/// What a reconcile found.
+#[derive(Debug)]
+pub enum Outcome<'a> {
+    /// The spec failed validation (every error, with its field).
+    Invalid(String),
+    /// Objects applied; the pod is not ready yet.
+    Provisioning,
+    /// A referenced Secret or key is missing.
+    MissingSecrets(String),
+    /// The pod is ready but the database does not answer.
+    DatabaseUnavailable(String),
+    /// The engine could not start (e.g. pg_cron not loaded for the database).
+    EngineFailed(String),
+    /// The engine ran.
+    Converged { report: &'a ApplyReport, warehouse: &'a WarehouseStatus },
+}
+
+impl Outcome<'_> {
+    pub fn phase(&self) -> Phase {
+        match self {
+            Outcome::Invalid(_) => Phase::Failed,
+            Outcome::Provisioning => Phase::Provisioning,
+            Outcome::MissingSecrets(_) | Outcome::DatabaseUnavailable(_) | Outcome::EngineFailed(_) => Phase::Degraded,
+            Outcome::Converged { report, .. } if report.failed().next().is_some() => Phase::Degraded,
+            Outcome::Converged { .. } => Phase::Ready,
+        }
+    }
+
+    /// The one-line reason shown in events and the Ready condition.
+    pub fn message(&self) -> String {
+        match self {
+            Outcome::Invalid(errors) => format!("invalid spec: {errors}"),
+            Outcome::Provisioning => "waiting for the Postgres pod to become ready".into(),
+            Outcome::MissingSecrets(errors) => format!("missing secret: {errors}"),
+            Outcome::DatabaseUnavailable(e) => format!("the database does not answer: {e}"),
+            Outcome::EngineFailed(e) => e.clone(),
+            Outcome::Converged { report, .. } => {
+                let failed: Vec<String> = report
+                    .failed()
+                    .map(|i| format!("{}/{}: {}", kind_name(i.item), i.name, i.message.as_deref().unwrap_or("")))
+                    .collect();
+                if failed.is_empty() {
+                    format!("{} item(s) converged, {} statement(s) applied", report.items.len(), report.statements)
+                } else {
+                    format!("{} item(s) failed: {}", failed.len(), failed.join("; "))
+                }
+            }
+        }
+    }
+}
+
+fn kind_name(kind: ItemKind) -> String {
+    serde_json::to_value(kind).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
+}
+
+/// `(type, true/false/unknown, reason)` of the three conditions.
+fn condition_states(outcome: &Outcome) -> [(&'static str, Option<bool>, &'static str); 3] {
+    let (database, converged, reason) = match outcome {
+        Outcome::Invalid(_) => (None, Some(false), "InvalidSpec"),
+        Outcome::Provisioning => (Some(false), None, "PodNotReady"),
+        Outcome::MissingSecrets(_) => (Some(true), Some(false), "MissingSecret"),
+        Outcome::DatabaseUnavailable(_) => (Some(false), None, "ConnectFailed"),
+        Outcome::EngineFailed(_) => (Some(true), Some(false), "EngineFailed"),
+        Outcome::Converged { report, .. } if report.failed().next().is_some() => {
+            (Some(true), Some(false), "ItemsFailed")
+        }
+        Outcome::Converged { .. } => (Some(true), Some(true), "Converged"),
+    };
+    let ready = database == Some(true) && converged == Some(true);
+    [
+        ("Ready", Some(ready), reason),
+        ("DatabaseAvailable", database, if database == Some(true) { "Connected" } else { reason }),
+        ("Converged", converged, reason),
+    ]
+}
+
+fn set_condition(
+    previous: &[Condition],
+    type_: &str,
+    state: Option<bool>,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+    now: &Time,
+) -> Condition {
+    let status = match state {
+        Some(true) => "True",
+        Some(false) => "False",
+        None => "Unknown",
+    };
+    let last_transition_time = previous
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or_else(|| now.clone());
+    Condition {
+        type_: type_.into(),
+        status: status.into(),
+        reason: reason.into(),
+        message: message.into(),
+        observed_generation: generation,
+        last_transition_time,
+    }
+}
+
+fn item(outcome: Option<&ItemOutcome>, name: &str) -> ItemStatus {
+    ItemStatus {
+        name: name.to_string(),
+        state: outcome.map(|o| format!("{:?}", o.state)).unwrap_or_else(|| "Pending".into()),
+        message: outcome.and_then(|o| o.message.clone()),
+    }
+}
+
+/// The new status from the previous one and what the reconcile found.
+pub fn build(
+    stack: &DataWarehouseStack,
+    validated: Option<&ValidatedStack>,
+    outcome: &Outcome,
+    now: &Time,
+) -> DataWarehouseStackStatus {
+    let previous = stack.status.clone().unwrap_or_default();
+    let generation = stack.metadata.generation;
+    let message = outcome.message();
+    let conditions = condition_states(outcome)
+        .iter()
+        .map(|(type_, state, reason)| {
+            set_condition(&previous.conditions, type_, *state, reason, &message, generation, now)
+        })
+        .collect();
+    let mut status = DataWarehouseStackStatus {
+        observed_generation: generation,
+        phase: Some(outcome.phase().as_str().into()),
+        conditions,
+        endpoint: validated.map(|v| Endpoint {
+            host: service_host(v),
+            port: PORT.into(),
+            database: v.database.clone(),
+            secret_name: superuser_secret_name(v),
+        }),
+        // Item details stay as last seen until the engine runs again.
+        ..previous
+    };
+    if let (Outcome::Converged { report, warehouse }, Some(v)) = (outcome, validated) {
+        fill_items(&mut status, v, report, warehouse);
+    }
+    status
+}
+
+fn fill_items(
+    status: &mut DataWarehouseStackStatus,
+    stack: &ValidatedStack,
+    report: &ApplyReport,
+    warehouse: &WarehouseStatus,
+) {
+    let find = |kind: ItemKind, name: &str| report.items.iter().find(|i| i.item == kind && i.name == name);
+    status.sources = stack
+        .spec
+        .sources
+        .iter()
+        .map(|s| SourceStatus {
+            item: item(find(ItemKind::Source, &s.name), &s.name),
+            foreign_tables: warehouse.sources.iter().find(|w| w.name == s.name).map(|w| w.tables).unwrap_or(0),
+        })
+        .collect();
+    status.ready_sources = Some(format!(
+        "{}/{}",
+        status.sources.iter().filter(|s| s.item.state != format!("{:?}", ItemState::Failed)).count(),
+        status.sources.len()
+    ));
+    status.schedules = stack
+        .spec
+        .schedules
+        .iter()
+        .map(|s| {
+            let job = warehouse.jobs.iter().find(|j| j.name == s.name);
+            ScheduleStatus {
+                item: item(find(ItemKind::Schedule, &s.name), &s.name),
+                job_id: job.map(|j| j.id),
+                last_run_start: job.and_then(|j| j.last_start).map(|t| t.to_rfc3339()),
+                last_run_status: job.and_then(|j| j.last_status.clone()),
+                last_run_message: job.and_then(|j| j.last_message.clone()),
+            }
+        })
+        .collect();
+    status.active_jobs = Some(warehouse.jobs.iter().filter(|j| j.active).count() as i32);
+    status.partitions = stack
+        .partitions
+        .iter()
+        .map(|p| {
+            let table = format!("{}.{}", p.schema, p.table);
+            let found = warehouse.partitions.iter().find(|w| w.table == table);
+            PartitionStatus {
+                item: item(find(ItemKind::Partition, &table), &table),
+                partitions: found.map(|f| f.partitions).unwrap_or(0),
+                oldest: found.and_then(|f| f.oldest.clone()),
+                newest: found.and_then(|f| f.newest.clone()),
+            }
+        })
+        .collect();
+    status.migrations =
+        stack.spec.migrations.iter().map(|m| item(find(ItemKind::Migration, &m.name), &m.name)).collect();
+}
+
+#[cfg(test)]
+mod tests;

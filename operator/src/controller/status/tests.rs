@@ -1,0 +1,60 @@
+use k8s_openapi::jiff::Timestamp;
+
+use super::*;
+use crate::template::load_manifest;
+use crate::validate::validate;
+
+fn stack() -> DataWarehouseStack {
+    let mut stack = load_manifest("kind: DataWarehouseStack\nmetadata: {name: w, namespace: ns}\nspec: {}\n").unwrap();
+    stack.metadata.generation = Some(2);
+    stack
+}
+
+fn at(second: i64) -> Time {
+    Time(Timestamp::from_second(second).unwrap())
+}
+
+#[test]
+fn transition_times_move_only_when_a_condition_changes() {
+    let mut stack = stack();
+    let validated = validate(&stack).unwrap();
+    let first = build(&stack, Some(&validated), &Outcome::Provisioning, &at(100));
+    assert_eq!(first.phase.as_deref(), Some("Provisioning"));
+    stack.status = Some(first);
+    let report = ApplyReport::default();
+    let warehouse = WarehouseStatus::default();
+    let second =
+        build(&stack, Some(&validated), &Outcome::Converged { report: &report, warehouse: &warehouse }, &at(200));
+    let times: Vec<(&str, &str, i64)> = second
+        .conditions
+        .iter()
+        .map(|c| (c.type_.as_str(), c.status.as_str(), c.last_transition_time.0.as_second()))
+        .collect();
+    assert_eq!(times, [("Ready", "True", 200), ("DatabaseAvailable", "True", 200), ("Converged", "True", 200)]);
+    stack.status = Some(second);
+    let third =
+        build(&stack, Some(&validated), &Outcome::Converged { report: &report, warehouse: &warehouse }, &at(300));
+    assert!(third.conditions.iter().all(|c| c.last_transition_time.0.as_second() == 200), "no transition, no new time");
+    assert_eq!(third.observed_generation, Some(2));
+}
+
+#[test]
+fn outcomes_map_to_phases() {
+    assert_eq!(Outcome::Invalid("x".into()).phase(), Phase::Failed);
+    assert_eq!(Outcome::MissingSecrets("x".into()).phase(), Phase::Degraded);
+    assert_eq!(Outcome::DatabaseUnavailable("x".into()).phase(), Phase::Degraded);
+    let report = ApplyReport {
+        items: vec![ItemOutcome {
+            item: ItemKind::Source,
+            name: "cp".into(),
+            state: ItemState::Failed,
+            statements: 0,
+            message: Some("boom".into()),
+        }],
+        ..ApplyReport::default()
+    };
+    let warehouse = WarehouseStatus::default();
+    let outcome = Outcome::Converged { report: &report, warehouse: &warehouse };
+    assert_eq!(outcome.phase(), Phase::Degraded);
+    assert_eq!(outcome.message(), "1 item(s) failed: source/cp: boom");
+}

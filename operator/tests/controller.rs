@@ -1,0 +1,278 @@
+//! Reconcile scenarios against a scripted API server (kube-rs tower-test fixtures, in the
+//! controller-rs `ApiServerVerifier` style): each scenario lists the API calls the reconcile must
+//! make, in order, checks their method, path and body, and answers them. The database stages run
+//! against the real-Postgres harness.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Method, Request, Response};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use kube::client::Body;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::{Client, Resource};
+use pgwarehouse::api::DataWarehouseStack;
+use pgwarehouse::controller::metrics::Metrics;
+use pgwarehouse::controller::{Context, Settings, reconcile, stacks_using_secret};
+use serde_json::{Value, json};
+use support::{CP_READER_PASSWORD, Fixture, PASSWORD};
+
+const NS: &str = "analytics";
+
+enum Reply {
+    /// The request's own body (what server-side apply and create return, near enough).
+    Echo,
+    NotFound,
+    Json(Value),
+    /// The stack with the status the request patched in.
+    StackWithStatus(Value),
+}
+
+/// The scripted API server.
+struct ApiServer(tower_test::mock::Handle<Request<Body>, Response<Body>>);
+
+impl ApiServer {
+    /// Answers the next call, which must be `method path`; returns its JSON body.
+    async fn expect(&mut self, method: Method, path: &str, reply: Reply) -> Value {
+        let (request, send) = tokio::time::timeout(Duration::from_secs(30), self.0.next_request())
+            .await
+            .unwrap_or_else(|_| panic!("no call came; expected {method} {path}"))
+            .expect("the client went away");
+        assert_eq!((request.method(), request.uri().path()), (&method, path), "unexpected call");
+        let bytes = request.into_body().collect_bytes().await.unwrap();
+        let body: Value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
+        let (status, reply) = match reply {
+            Reply::Echo => (200, body.clone()),
+            Reply::Json(value) => (200, value),
+            Reply::StackWithStatus(mut stack) => {
+                stack["status"] = body["status"].clone();
+                (200, stack)
+            }
+            Reply::NotFound => (
+                404,
+                json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"}),
+            ),
+        };
+        send.send_response(
+            Response::builder().status(status).body(Body::from(serde_json::to_vec(&reply).unwrap())).unwrap(),
+        );
+        body
+    }
+
+    /// No call may follow.
+    async fn done(mut self) {
+        if let Ok(Some((request, _))) = tokio::time::timeout(Duration::from_millis(200), self.0.next_request()).await {
+            panic!("unexpected call after the scenario: {} {}", request.method(), request.uri().path());
+        }
+    }
+}
+
+fn context(settings: Settings) -> (Arc<Context>, ApiServer) {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, NS);
+    let reporter = Reporter { controller: "pgwarehouse-test".into(), instance: None };
+    let recorder = Recorder::new(client.clone(), reporter);
+    (Arc::new(Context { client, recorder, metrics: Arc::new(Metrics::default()), settings }), ApiServer(handle))
+}
+
+fn stack(spec: &str) -> DataWarehouseStack {
+    let indented: String = spec.lines().map(|l| format!("  {l}\n")).collect();
+    let mut stack = pgwarehouse::template::load_manifest(&format!(
+        "apiVersion: pgwarehouse.dev/v1alpha1\nkind: DataWarehouseStack\nmetadata: {{name: w, namespace: {NS}}}\nspec:\n{indented}"
+    ))
+    .unwrap();
+    stack.metadata.uid = Some("1b1e2a3c-0000-4000-8000-00000000000a".into());
+    stack.metadata.generation = Some(3);
+    stack
+}
+
+fn secret(name: &str, key: &str, value: &str) -> Value {
+    let mut secret = Secret::default();
+    secret.metadata.name = Some(name.into());
+    secret.metadata.namespace = Some(NS.into());
+    secret.data = Some([(key.to_string(), ByteString(value.as_bytes().to_vec()))].into());
+    serde_json::to_value(secret).unwrap()
+}
+
+fn statefulset(ready: i32) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "w", "namespace": NS},
+           "spec": {"selector": {}, "template": {}, "serviceName": "w-headless"}, "status": {"replicas": 1, "readyReplicas": ready}})
+}
+
+const STATUS: &str = "/apis/pgwarehouse.dev/v1alpha1/namespaces/analytics/datawarehousestacks/w/status";
+const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/analytics/events";
+const SUPERUSER: &str = "/api/v1/namespaces/analytics/secrets/w-superuser";
+const STATEFULSET: &str = "/apis/apps/v1/namespaces/analytics/statefulsets/w";
+
+/// The five server-side applies of a valid stack, in order; returns their bodies.
+async fn expect_objects_applied(api: &mut ApiServer) -> Vec<Value> {
+    let mut bodies = Vec::new();
+    for path in [
+        SUPERUSER,
+        "/api/v1/namespaces/analytics/configmaps/w-config",
+        "/api/v1/namespaces/analytics/services/w-headless",
+        "/api/v1/namespaces/analytics/services/w",
+        STATEFULSET,
+    ] {
+        bodies.push(api.expect(Method::PATCH, path, Reply::Echo).await);
+    }
+    bodies
+}
+
+#[tokio::test]
+async fn invalid_spec_fails_with_every_field_and_applies_nothing() {
+    let stack = stack("schedules: [{name: s, schedule: 5 minutes, command: SELECT 1}]\nroles: [{name: postgres}]");
+    let (ctx, mut api) = context(Settings::default());
+    let stack_json = serde_json::to_value(&stack).unwrap();
+    let scenario = tokio::spawn(async move {
+        let patch = api.expect(Method::PATCH, STATUS, Reply::StackWithStatus(stack_json)).await;
+        let event = api.expect(Method::POST, EVENTS, Reply::Echo).await;
+        api.done().await;
+        (patch, event)
+    });
+    reconcile(Arc::new(stack), ctx).await.unwrap();
+    let (patch, event) = scenario.await.unwrap();
+    let status = &patch["status"];
+    assert_eq!(status["phase"], "Failed");
+    assert_eq!(status["observedGeneration"], 3);
+    let ready = status["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").unwrap();
+    assert_eq!((ready["status"].as_str(), ready["reason"].as_str()), (Some("False"), Some("InvalidSpec")));
+    let message = ready["message"].as_str().unwrap();
+    assert!(message.contains("spec.schedules[0].schedule") && message.contains("spec.roles[0].name"), "{message}");
+    assert_eq!((event["type"].as_str(), event["reason"].as_str()), (Some("Warning"), Some("Failed")));
+}
+
+#[tokio::test]
+async fn new_stack_gets_its_objects_and_status_provisioning() {
+    let stack = stack("template: datawarehouse");
+    let (ctx, mut api) = context(Settings::default());
+    let stack_json = serde_json::to_value(&stack).unwrap();
+    let scenario = tokio::spawn(async move {
+        api.expect(Method::GET, SUPERUSER, Reply::NotFound).await;
+        let applied = expect_objects_applied(&mut api).await;
+        api.expect(Method::GET, STATEFULSET, Reply::Json(statefulset(0))).await;
+        let patch = api.expect(Method::PATCH, STATUS, Reply::StackWithStatus(stack_json)).await;
+        let event = api.expect(Method::POST, EVENTS, Reply::Echo).await;
+        api.done().await;
+        (applied, patch, event)
+    });
+    reconcile(Arc::new(stack), ctx).await.unwrap();
+    let (applied, patch, event) = scenario.await.unwrap();
+    let password = applied[0]["stringData"]["password"].as_str().unwrap();
+    assert_eq!(password.len(), 48, "a generated 24-byte password");
+    assert_eq!(applied[4]["spec"]["template"]["metadata"]["annotations"].as_object().unwrap().len(), 1);
+    assert_eq!(applied[4]["metadata"]["ownerReferences"][0]["uid"], "1b1e2a3c-0000-4000-8000-00000000000a");
+    assert_eq!(patch["status"]["phase"], "Provisioning");
+    assert_eq!(
+        patch["status"]["endpoint"],
+        json!({"host": "w.analytics.svc", "port": 5432, "database": "warehouse", "secretName": "w-superuser"})
+    );
+    assert_eq!((event["type"].as_str(), event["reason"].as_str()), (Some("Normal"), Some("Provisioning")));
+}
+
+#[tokio::test]
+async fn a_missing_referenced_secret_degrades_the_stack_and_names_it() {
+    let stack = stack("roles: [{name: analyst, passwordSecretRef: {name: analyst-login, key: password}}]");
+    let (ctx, mut api) = context(Settings::default());
+    let stack_json = serde_json::to_value(&stack).unwrap();
+    let scenario = tokio::spawn(async move {
+        api.expect(Method::GET, SUPERUSER, Reply::Json(secret("w-superuser", "password", "pw"))).await;
+        let applied = expect_objects_applied(&mut api).await;
+        api.expect(Method::GET, STATEFULSET, Reply::Json(statefulset(1))).await;
+        api.expect(Method::GET, "/api/v1/namespaces/analytics/secrets/analyst-login", Reply::NotFound).await;
+        let patch = api.expect(Method::PATCH, STATUS, Reply::StackWithStatus(stack_json)).await;
+        api.expect(Method::POST, EVENTS, Reply::Echo).await;
+        api.done().await;
+        (applied, patch)
+    });
+    reconcile(Arc::new(stack), ctx).await.unwrap();
+    let (applied, patch) = scenario.await.unwrap();
+    assert_eq!(applied[0]["stringData"]["password"], "pw", "an existing password is kept");
+    assert_eq!(patch["status"]["phase"], "Degraded");
+    let ready = &patch["status"]["conditions"][0];
+    assert_eq!(ready["reason"], "MissingSecret");
+    assert_eq!(
+        ready["message"],
+        "missing secret: spec.roles[0].passwordSecretRef: Secret \"analyst-login\" has no key \"password\""
+    );
+}
+
+const SOURCE: &str = "sources:\n- name: cp\n  wrapper: postgres_fdw\n  options: {host: 127.0.0.1, port: \"PORT\", dbname: controlplane}\n  userMapping:\n    options: {user: cp_reader}\n    secretOptions: {password: {secretKeyRef: {name: cp, key: password}}}\n  importSchemas: [{remoteSchema: public, into: f}]\nschedules: [{name: refresh, schedule: '*/5 * * * *', command: SELECT 1}]\n";
+
+/// A ready pod, then the engine against the harness's database.
+async fn converge_scenario(fx: &Fixture, cp_password: &'static str) -> Value {
+    let stack = stack(&SOURCE.replace("PORT", &fx.server.port.to_string()));
+    let settings =
+        Settings { database_host_override: Some(format!("127.0.0.1:{}", fx.server.port)), ..Settings::default() };
+    let (ctx, mut api) = context(settings);
+    let stack_json = serde_json::to_value(&stack).unwrap();
+    let scenario = tokio::spawn(async move {
+        api.expect(Method::GET, SUPERUSER, Reply::Json(secret("w-superuser", "password", PASSWORD))).await;
+        expect_objects_applied(&mut api).await;
+        api.expect(Method::GET, STATEFULSET, Reply::Json(statefulset(1))).await;
+        api.expect(
+            Method::GET,
+            "/api/v1/namespaces/analytics/secrets/cp",
+            Reply::Json(secret("cp", "password", cp_password)),
+        )
+        .await;
+        let patch = api.expect(Method::PATCH, STATUS, Reply::StackWithStatus(stack_json)).await;
+        api.expect(Method::POST, EVENTS, Reply::Echo).await;
+        api.done().await;
+        patch
+    });
+    let action = reconcile(Arc::new(stack), ctx).await.unwrap();
+    assert_eq!(
+        format!("{action:?}"),
+        format!("{:?}", kube::runtime::controller::Action::requeue(Duration::from_secs(300)))
+    );
+    scenario.await.unwrap()["status"].clone()
+}
+
+#[tokio::test]
+async fn a_ready_database_is_converged_and_the_stack_is_ready() {
+    let fx = Fixture::start().await;
+    let status = converge_scenario(&fx, CP_READER_PASSWORD).await;
+    assert_eq!(status["phase"], "Ready", "{status:#}");
+    let conditions: Vec<(&str, &str)> = status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["type"].as_str().unwrap(), c["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(conditions, [("Ready", "True"), ("DatabaseAvailable", "True"), ("Converged", "True")]);
+    assert_eq!(status["sources"], json!([{"name": "cp", "state": "Changed", "foreignTables": 3}]));
+    assert_eq!(status["readySources"], "1/1");
+    assert_eq!(status["activeJobs"], 1);
+    assert!(status["schedules"][0]["jobId"].as_i64().is_some(), "{status:#}");
+}
+
+#[tokio::test]
+async fn an_engine_error_on_one_source_degrades_with_its_message_and_no_secret() {
+    let fx = Fixture::start().await;
+    let status = converge_scenario(&fx, "wrong-password-value").await;
+    assert_eq!(status["phase"], "Degraded");
+    let source = &status["sources"][0];
+    assert_eq!(source["state"], "Failed");
+    let message = source["message"].as_str().unwrap();
+    assert!(message.contains("password authentication failed"), "{message}");
+    assert!(!status.to_string().contains("wrong-password-value"), "the secret is in the status");
+    assert_eq!(status["schedules"][0]["state"], "Changed", "the other items converged");
+    assert_eq!(status["conditions"][0]["reason"], "ItemsFailed");
+}
+
+#[test]
+fn a_changed_secret_maps_to_the_stacks_that_read_it() {
+    let reader = Arc::new(stack("roles: [{name: analyst, passwordSecretRef: {name: cp, key: password}}]"));
+    let mut elsewhere = stack("roles: [{name: analyst, passwordSecretRef: {name: cp, key: password}}]");
+    elsewhere.metadata.namespace = Some("other".into());
+    let unrelated = stack("template: datawarehouse");
+    let stacks = [reader.clone(), Arc::new(elsewhere), Arc::new(unrelated)];
+    let changed: Secret = serde_json::from_value(secret("cp", "password", "x")).unwrap();
+    let refs = stacks_using_secret(&changed, &stacks);
+    assert_eq!(refs, [kube::runtime::reflector::ObjectRef::from_obj(reader.as_ref())]);
+    assert_eq!(reader.object_ref(&()).name.as_deref(), Some("w"));
+}
