@@ -1,7 +1,9 @@
-//! Reaching a stack's database: ready when its StatefulSet's pod is, through the client Service
-//! (or a host override), with connect and statement timeouts.
+//! Reaching a stack's database: ready when its StatefulSet's pod is, through the client Service,
+//! a host override, or (an operator running outside the cluster) a port-forward through the API
+//! server; always with connect and statement timeouts.
 
 use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
 use kube::api::Api;
 use sqlx::postgres::PgConnectOptions;
@@ -24,18 +26,41 @@ pub fn service_host(stack: &ValidatedStack) -> String {
     format!("{}.{}.svc", client_name(stack), stack.namespace.as_deref().unwrap_or("default"))
 }
 
-fn address(settings: &Settings, stack: &ValidatedStack) -> (String, u16) {
+/// A loopback port forwarded to the stack's pod for one connection.
+async fn port_forward(client: &Client, stack: &ValidatedStack) -> Result<u16, String> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), stack.namespace.as_deref().unwrap_or("default"));
+    let pod = format!("{}-0", client_name(stack));
+    let mut forwarder = pods.portforward(&pod, &[PORT]).await.map_err(|e| format!("port-forward to {pod}: {e}"))?;
+    let mut upstream = forwarder.take_stream(PORT).ok_or_else(|| format!("port-forward to {pod}: no stream"))?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
+    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+    tokio::spawn(async move {
+        if let Ok((mut local, _)) = listener.accept().await {
+            let _ = tokio::io::copy_bidirectional(&mut local, &mut upstream).await;
+        }
+        drop(forwarder);
+    });
+    Ok(port)
+}
+
+async fn address(client: &Client, settings: &Settings, stack: &ValidatedStack) -> Result<(String, u16), String> {
     match &settings.database_host_override {
-        Some(host) => match host.rsplit_once(':').map(|(h, p)| (h, p.parse::<u16>())) {
+        Some(host) => Ok(match host.rsplit_once(':').map(|(h, p)| (h, p.parse::<u16>())) {
             Some((h, Ok(port))) => (h.to_string(), port),
             _ => (host.clone(), PORT),
-        },
-        None => (service_host(stack), PORT),
+        }),
+        None if settings.port_forward => Ok(("127.0.0.1".into(), port_forward(client, stack).await?)),
+        None => Ok((service_host(stack), PORT)),
     }
 }
 
-pub async fn connect(settings: &Settings, stack: &ValidatedStack, password: &str) -> Result<PgConnection, String> {
-    let (host, port) = address(settings, stack);
+pub async fn connect(
+    client: &Client,
+    settings: &Settings,
+    stack: &ValidatedStack,
+    password: &str,
+) -> Result<PgConnection, String> {
+    let (host, port) = address(client, settings, stack).await?;
     let statement_timeout = format!("{}s", settings.statement_timeout.as_secs());
     let options = PgConnectOptions::new()
         .host(&host)

@@ -36,6 +36,9 @@ pub struct Settings {
     /// `host[:port]` to reach every stack's database at, instead of its Service (for an operator
     /// running outside the cluster with a port-forward).
     pub database_host_override: Option<String>,
+    /// Reach databases through a port-forward via the API server (an operator running outside
+    /// the cluster, where Service names do not resolve).
+    pub port_forward: bool,
     pub connect_timeout: Duration,
     pub statement_timeout: Duration,
 }
@@ -45,6 +48,7 @@ impl Default for Settings {
         Settings {
             requeue: Duration::from_secs(300),
             database_host_override: None,
+            port_forward: false,
             connect_timeout: Duration::from_secs(10),
             statement_timeout: Duration::from_secs(300),
         }

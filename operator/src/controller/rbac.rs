@@ -36,3 +36,31 @@ pub fn cluster_role(name: &str) -> ClusterRole {
 pub fn cluster_role_yaml(name: &str) -> String {
     serde_saphyr::to_string(&cluster_role(name)).expect("the role serializes")
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_role_grants_what_the_controller_calls_and_nothing_to_pods() {
+        let role = super::cluster_role("r");
+        let rules = role.rules.unwrap();
+        let allows = |resource: &str, verb: &str| {
+            rules.iter().any(|r| {
+                r.resources.as_ref().unwrap().iter().any(|x| x == resource) && r.verbs.iter().any(|v| v == verb)
+            })
+        };
+        for (resource, verb) in [
+            ("datawarehousestacks", "watch"),
+            ("datawarehousestacks/status", "patch"),
+            ("statefulsets", "patch"),
+            ("services", "patch"),
+            ("configmaps", "patch"),
+            ("secrets", "watch"),
+            ("events", "create"),
+            ("leases", "update"),
+        ] {
+            assert!(allows(resource, verb), "{resource} {verb}");
+        }
+        assert!(!rules.iter().any(|r| r.resources.as_ref().unwrap().iter().any(|x| x.starts_with("pods"))));
+        assert!(!rules.iter().any(|r| r.verbs.iter().any(|v| v == "delete" || v == "*")), "the operator never deletes");
+    }
+}

@@ -55,7 +55,7 @@ async fn converge(stack: &DataWarehouseStack, ctx: &Context) -> Result<Action, E
             return Ok(Action::requeue(WAIT));
         }
     };
-    let mut conn = match database::connect(&ctx.settings, &validated, &password).await {
+    let mut conn = match database::connect(&ctx.client, &ctx.settings, &validated, &password).await {
         Ok(conn) => conn,
         Err(e) => {
             report(stack, Some(&validated), &Outcome::DatabaseUnavailable(e), ctx).await?;

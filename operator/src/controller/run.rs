@@ -157,6 +157,8 @@ pub async fn run(options: RunOptions) -> Result<(), kube::Error> {
         settings: Settings {
             requeue: Duration::from_secs(options.requeue_seconds),
             database_host_override: options.database_host_override.clone(),
+            // Outside a cluster, Service names do not resolve: go through the API server.
+            port_forward: std::env::var_os("KUBERNETES_SERVICE_HOST").is_none(),
             ..Settings::default()
         },
     });
