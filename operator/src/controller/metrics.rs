@@ -1,7 +1,9 @@
-//! Prometheus metrics: reconcile duration, errors by reason, stacks by phase.
+//! Prometheus metrics: reconcile duration, errors by reason, stacks by phase (counted from the
+//! controllers' caches at scrape time, so deleted stacks drop out).
 
-use std::collections::BTreeMap;
 use std::sync::Mutex;
+
+use kube::runtime::reflector::Store;
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -10,6 +12,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::api::DataWarehouseStack;
+
 type Labels = Vec<(String, String)>;
 
 pub struct Metrics {
@@ -17,8 +21,8 @@ pub struct Metrics {
     reconcile_duration: Histogram,
     errors: Family<Labels, Counter>,
     stacks: Family<Labels, Gauge>,
-    /// The last phase of every stack, by `namespace/name`, to count stacks per phase.
-    phases: Mutex<BTreeMap<String, String>>,
+    /// The controllers' caches of stacks (one per watched namespace).
+    stores: Mutex<Vec<Store<DataWarehouseStack>>>,
 }
 
 impl Default for Metrics {
@@ -30,7 +34,7 @@ impl Default for Metrics {
         registry.register("reconcile_duration_seconds", "Time of one reconcile", reconcile_duration.clone());
         registry.register("reconcile_errors", "Reconciles that failed, by reason", errors.clone());
         registry.register("stacks", "DataWarehouseStacks by phase", stacks.clone());
-        Metrics { registry, reconcile_duration, errors, stacks, phases: Mutex::default() }
+        Metrics { registry, reconcile_duration, errors, stacks, stores: Mutex::default() }
     }
 }
 
@@ -43,21 +47,20 @@ impl Metrics {
         self.errors.get_or_create(&vec![("reason".into(), reason.into())]).inc();
     }
 
-    pub fn set_phase(&self, stack: &str, phase: &str) {
-        let mut phases = self.phases.lock().expect("metrics lock");
-        phases.insert(stack.to_string(), phase.to_string());
-        self.stacks.clear();
-        for phase in phases.values() {
-            self.stacks.get_or_create(&vec![("phase".into(), phase.clone())]).inc();
-        }
-    }
-
-    pub fn forget(&self, stack: &str) {
-        self.phases.lock().expect("metrics lock").remove(stack);
+    /// Counts the stacks of `store` in the `stacks` gauge.
+    pub fn count_stacks_in(&self, store: Store<DataWarehouseStack>) {
+        self.stores.lock().expect("metrics lock").push(store);
     }
 
     /// The OpenMetrics text for `/metrics`.
     pub fn encode(&self) -> String {
+        self.stacks.clear();
+        for store in self.stores.lock().expect("metrics lock").iter() {
+            for stack in store.state() {
+                let phase = stack.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_else(|| "Pending".into());
+                self.stacks.get_or_create(&vec![("phase".into(), phase)]).inc();
+            }
+        }
         let mut text = String::new();
         encode(&mut text, &self.registry).expect("metrics encode to a String");
         text
@@ -68,17 +71,37 @@ impl Metrics {
 mod tests {
     use super::*;
 
+    use kube::runtime::reflector::store;
+    use kube::runtime::watcher::Event;
+
+    fn stack(name: &str, phase: Option<&str>) -> DataWarehouseStack {
+        let mut stack = DataWarehouseStack::new(name, Default::default());
+        stack.metadata.namespace = Some("ns".into());
+        stack.status =
+            phase.map(|p| crate::api::DataWarehouseStackStatus { phase: Some(p.into()), ..Default::default() });
+        stack
+    }
+
     #[test]
-    fn stacks_are_counted_by_their_latest_phase() {
+    fn stacks_are_counted_by_their_current_phase() {
         let metrics = Metrics::default();
-        metrics.set_phase("a/one", "Provisioning");
-        metrics.set_phase("a/two", "Ready");
-        metrics.set_phase("a/one", "Ready");
+        let (reader, mut writer) = store::<DataWarehouseStack>();
+        for event in [
+            Event::Apply(stack("one", Some("Ready"))),
+            Event::Apply(stack("two", Some("Ready"))),
+            Event::Apply(stack("three", None)),
+            Event::Apply(stack("gone", Some("Degraded"))),
+            Event::Delete(stack("gone", Some("Degraded"))),
+        ] {
+            writer.apply_watcher_event(&event);
+        }
+        metrics.count_stacks_in(reader);
         metrics.reconcile_failed("kube");
         metrics.observe_reconcile(0.2);
         let text = metrics.encode();
         assert!(text.contains("pgwarehouse_stacks{phase=\"Ready\"} 2"), "{text}");
-        assert!(!text.contains("phase=\"Provisioning\""), "{text}");
+        assert!(text.contains("pgwarehouse_stacks{phase=\"Pending\"} 1"), "{text}");
+        assert!(!text.contains("Degraded"), "a deleted stack is not counted: {text}");
         assert!(text.contains("pgwarehouse_reconcile_errors_total{reason=\"kube\"} 1"), "{text}");
         assert!(text.contains("pgwarehouse_reconcile_duration_seconds_count 1"), "{text}");
     }

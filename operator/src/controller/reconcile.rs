@@ -99,8 +99,6 @@ async fn report(
     let api: Api<DataWarehouseStack> = Api::namespaced(ctx.client.clone(), &stack.namespace().unwrap_or_default());
     let patch = json!({"apiVersion": "pgwarehouse.dev/v1alpha1", "kind": "DataWarehouseStack", "status": new});
     api.patch_status(&stack.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
-    let key = format!("{}/{}", stack.namespace().unwrap_or_default(), stack.name_any());
-    ctx.metrics.set_phase(&key, phase.as_str());
     if changed {
         let event = Event {
             type_: if matches!(phase, Phase::Failed | Phase::Degraded) {

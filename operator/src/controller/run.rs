@@ -88,6 +88,7 @@ async fn control(
     let controller = Controller::new(api::<DataWarehouseStack>(&client, ns), wc.clone())
         .with_config(controller::Config::default().concurrency(concurrency));
     let store = controller.store();
+    ctx.metrics.count_stacks_in(store.clone());
     let mut stop = stop;
     controller
         .owns(api::<StatefulSet>(&client, ns), wc.clone())
