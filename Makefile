@@ -3,8 +3,10 @@ PG15_BINDIR ?= /usr/lib/postgresql/15/bin
 PG17_ROOT   ?= /var/cache/pgwarehouse/trixie-pg17
 PG17_BINDIR ?= /usr/lib/postgresql/17/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo -E)
+# helm and kubectl land here when the machine has none (scripts/tools.sh).
+export PATH := $(CURDIR)/.cache/tools:$(PATH)
 
-.PHONY: demo demo-down test test-e2e deps deps-pg15 deps-pg17 lint test-pg15 test-pg17 bench crd
+.PHONY: demo demo-down test test-e2e deps deps-tools deps-pg15 deps-pg17 lint test-pg15 test-pg17 bench crd
 
 QUICKSTART = local up -f stack-templates/examples/quickstart.yaml \
 	--secrets-dir stack-templates/examples/secrets \
@@ -25,7 +27,10 @@ demo-down:
 ## The whole suite: lint, unit tests, and the real-Postgres suite on both generations.
 test: deps lint test-pg15 test-pg17 test-e2e
 
-deps: deps-pg15 deps-pg17
+deps: deps-pg15 deps-pg17 deps-tools
+
+deps-tools:
+	@scripts/tools.sh
 
 deps-pg15:
 	@scripts/deps.sh
@@ -55,6 +60,10 @@ test-e2e:
 bench: deps
 	PGW_PG_BINDIR=$(PG15_BINDIR) cargo bench --bench converge
 
-## Regenerate the checked-in CRD from the Rust types.
+## Regenerate every checked-in copy of the CRD and the RBAC rules from the Rust types.
 crd:
 	cargo run -q -- crd > crds/datawarehousestacks.pgwarehouse.dev.yaml
+	cp crds/datawarehousestacks.pgwarehouse.dev.yaml charts/pgwarehouse-operator/crds/
+	cp crds/datawarehousestacks.pgwarehouse.dev.yaml config/crd/
+	cargo run -q -- rbac --name pgwarehouse-operator > charts/pgwarehouse-operator/files/clusterrole.yaml
+	cargo run -q -- rbac --name pgwarehouse > config/rbac/clusterrole.yaml

@@ -70,3 +70,38 @@ fn objects_outside_a_cluster_have_no_owner() {
     assert!(configmap(&stack).metadata.owner_references.is_none());
     assert_eq!(owner_reference(&quickstart()).unwrap().uid, "8d3c1f2e-0000-4000-8000-000000000001");
 }
+
+#[test]
+fn the_stack_image_provides_what_the_statefulset_expects() {
+    let dockerfile = include_str!("../../../stack-templates/image/Dockerfile");
+    let lines: Vec<&str> = dockerfile.lines().map(str::trim).collect();
+    assert!(lines.contains(&format!("USER {POSTGRES_UID}:{POSTGRES_UID}").as_str()), "the image runs as the pod's uid");
+
+    let stack = quickstart();
+    let statefulset = statefulset(&stack);
+    let container = &statefulset.spec.unwrap().template.spec.unwrap().containers[0];
+    let pgdata = container.env.as_ref().unwrap().iter().find(|e| e.name == "PGDATA").unwrap().value.clone().unwrap();
+    assert!(pgdata.starts_with(DATA_MOUNT), "PGDATA lies on the volume");
+    assert!(lines.contains(&format!("ENV PGDATA={pgdata}").as_str()), "the image and the pod agree on PGDATA");
+
+    let major = lines.iter().find_map(|l| l.strip_prefix("ARG PG_MAJOR=")).unwrap();
+    assert!(container.image.as_deref().unwrap().ends_with(&format!(":{major}")), "the default image tag is the major");
+    // Every extension the datawarehouse template creates is installed by the image.
+    for extension in &stack.extensions {
+        let provided = match extension.name.as_str() {
+            "pg_cron" => dockerfile.contains("postgresql-${PG_MAJOR}-cron"),
+            "pg_partman" => dockerfile.contains("postgresql-${PG_MAJOR}-partman"),
+            "postgres_fdw" | "pg_stat_statements" => dockerfile.contains("FROM postgres:${PG_MAJOR}"),
+            other => dockerfile.contains(&format!("tembo-io/{other}")),
+        };
+        assert!(provided, "the image lacks {}", extension.name);
+    }
+    for fdw in ["prometheus_fdw", "clerk_fdw"] {
+        assert!(dockerfile.contains(&format!("tembo-io/{fdw}")), "{fdw}");
+    }
+    // The preloaded libraries exist in the image.
+    let conf = config::settings(&stack);
+    for library in conf["shared_preload_libraries"].split(',') {
+        assert!(["pg_cron", "pg_stat_statements"].contains(&library), "{library} is not provided");
+    }
+}
