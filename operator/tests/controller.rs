@@ -75,7 +75,16 @@ fn context(settings: Settings) -> (Arc<Context>, ApiServer) {
     let client = Client::new(service, NS);
     let reporter = Reporter { controller: "pgwarehouse-test".into(), instance: None };
     let recorder = Recorder::new(client.clone(), reporter);
-    (Arc::new(Context { client, recorder, metrics: Arc::new(Metrics::default()), settings }), ApiServer(handle))
+    (
+        Arc::new(Context {
+            client,
+            recorder,
+            metrics: Arc::new(Metrics::default()),
+            settings,
+            failures: Default::default(),
+        }),
+        ApiServer(handle),
+    )
 }
 
 fn stack(spec: &str) -> DataWarehouseStack {

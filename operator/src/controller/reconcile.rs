@@ -22,7 +22,14 @@ pub async fn reconcile(stack: Arc<DataWarehouseStack>, ctx: Arc<Context>) -> Res
     let started = Instant::now();
     let result = converge(&stack, &ctx).await;
     ctx.metrics.observe_reconcile(started.elapsed().as_secs_f64());
+    if result.is_ok() {
+        ctx.failures.lock().expect("failures lock").remove(&key(&stack));
+    }
     result
+}
+
+fn key(stack: &DataWarehouseStack) -> String {
+    format!("{}/{}", stack.namespace().unwrap_or_default(), stack.name_any())
 }
 
 async fn converge(stack: &DataWarehouseStack, ctx: &Context) -> Result<Action, Error> {
@@ -117,11 +124,36 @@ async fn report(
     Ok(())
 }
 
-/// A failed reconcile retries with jitter, so many failing stacks do not retry in step.
+/// A failed reconcile retries later each time it fails again (5 s doubling up to 5 min), with up
+/// to 20% jitter so that many failing stacks do not retry in step.
 pub fn error_policy(stack: Arc<DataWarehouseStack>, error: &Error, ctx: Arc<Context>) -> Action {
     tracing::warn!(stack = %stack.name_any(), namespace = ?stack.namespace(), %error, "reconcile failed");
     ctx.metrics.reconcile_failed(error.metric_label());
-    let jitter =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_millis()).unwrap_or(0);
-    Action::requeue(WAIT + Duration::from_millis(u64::from(jitter) * 10))
+    let failures = {
+        let mut failures = ctx.failures.lock().expect("failures lock");
+        let count = failures.entry(key(&stack)).or_insert(0);
+        *count += 1;
+        *count
+    };
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    Action::requeue(backoff(failures, f64::from(nanos % 1000) / 1000.0))
+}
+
+/// The wait after the `failures`-th failure in a row; `jitter` in [0, 1).
+fn backoff(failures: u32, jitter: f64) -> Duration {
+    let base = Duration::from_secs(5).saturating_mul(1 << failures.saturating_sub(1).min(10));
+    base.min(Duration::from_secs(300)).mul_f64(1.0 + 0.2 * jitter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_back_off_exponentially_up_to_five_minutes() {
+        let waits: Vec<u64> = (1..=9).map(|n| backoff(n, 0.0).as_secs()).collect();
+        assert_eq!(waits, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
+        assert_eq!(backoff(1, 0.5), Duration::from_millis(5_500), "jitter adds up to 20%");
+    }
 }

@@ -162,6 +162,7 @@ pub async fn run(options: RunOptions) -> Result<(), kube::Error> {
             port_forward: std::env::var_os("KUBERNETES_SERVICE_HOST").is_none(),
             ..Settings::default()
         },
+        failures: Default::default(),
     });
     ready.store(true, Ordering::Relaxed);
     let namespaces: Vec<Option<String>> =
