@@ -214,7 +214,7 @@ async fn execute(cli: Cli) -> Result<(), CliError> {
             }
         }
         Command::Render { file } => {
-            print!("{}", render::objects_yaml(&load_stack(&file)?, REDACTED_PASSWORD));
+            print!("{}", render::objects(&load_stack(&file)?, REDACTED_PASSWORD).to_yaml());
             Ok(())
         }
         Command::Crd => {
@@ -306,10 +306,9 @@ fn print_plan(plan: &Plan) {
 }
 
 fn print_report(report: &ApplyReport) {
-    let units: Vec<_> = report.items.iter().collect();
-    let width = units.iter().map(|i| format!("{:?}/{}", i.item, i.name).len()).max().unwrap_or(0);
-    for item in units {
-        let label = format!("{}/{}", format!("{:?}", item.item).to_lowercase(), item.name);
+    let width = report.items.iter().map(|i| i.item.label(&i.name).len()).max().unwrap_or(0);
+    for item in &report.items {
+        let label = item.item.label(&item.name);
         let state = match item.state {
             ItemState::Converged => "converged".to_string(),
             ItemState::Changed => format!("changed ({} statement(s))", item.statements),

@@ -16,19 +16,19 @@ use crate::validate::ValidatedStack;
 pub const PORT: u16 = 5432;
 
 pub async fn pod_ready(client: &Client, stack: &ValidatedStack) -> Result<bool, kube::Error> {
-    let api: Api<StatefulSet> = Api::namespaced(client.clone(), stack.namespace.as_deref().unwrap_or("default"));
+    let api: Api<StatefulSet> = Api::namespaced(client.clone(), stack.namespace_or_default());
     let statefulset = api.get_opt(&client_name(stack)).await?;
     Ok(statefulset.and_then(|s| s.status?.ready_replicas).unwrap_or(0) >= 1)
 }
 
 /// The client Service's cluster DNS name.
 pub fn service_host(stack: &ValidatedStack) -> String {
-    format!("{}.{}.svc", client_name(stack), stack.namespace.as_deref().unwrap_or("default"))
+    format!("{}.{}.svc", client_name(stack), stack.namespace_or_default())
 }
 
 /// A loopback port forwarded to the stack's pod for one connection.
 async fn port_forward(client: &Client, stack: &ValidatedStack) -> Result<u16, String> {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), stack.namespace.as_deref().unwrap_or("default"));
+    let pods: Api<Pod> = Api::namespaced(client.clone(), stack.namespace_or_default());
     let pod = format!("{}-0", client_name(stack));
     let mut forwarder = pods.portforward(&pod, &[PORT]).await.map_err(|e| format!("port-forward to {pod}: {e}"))?;
     let mut upstream = forwarder.take_stream(PORT).ok_or_else(|| format!("port-forward to {pod}: no stream"))?;

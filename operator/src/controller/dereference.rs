@@ -14,13 +14,9 @@ use crate::render::{PASSWORD_KEY, superuser_secret_name};
 use crate::secrets::{SecretSource, random_password};
 use crate::validate::ValidatedStack;
 
-fn namespace(stack: &ValidatedStack) -> &str {
-    stack.namespace.as_deref().unwrap_or("default")
-}
-
 /// The superuser password in the stack's Secret, or a new one when there is no Secret yet.
 pub async fn superuser_password(client: &Client, stack: &ValidatedStack) -> Result<String, kube::Error> {
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace(stack));
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), stack.namespace_or_default());
     let existing = secrets.get_opt(&superuser_secret_name(stack)).await?;
     let value = existing.as_ref().and_then(|s| s.data.as_ref()?.get(PASSWORD_KEY)).map(|b| b.0.clone());
     match value.map(String::from_utf8) {
@@ -46,7 +42,7 @@ impl SecretSource for KubeSecrets {
 }
 
 pub async fn referenced_secrets(client: &Client, stack: &ValidatedStack) -> Result<KubeSecrets, kube::Error> {
-    let api: Api<Secret> = Api::namespaced(client.clone(), namespace(stack));
+    let api: Api<Secret> = Api::namespaced(client.clone(), stack.namespace_or_default());
     let mut found = BTreeMap::new();
     for (_, reference) in stack.secret_refs() {
         if !found.contains_key(&reference.name) {

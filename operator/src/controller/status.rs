@@ -71,7 +71,7 @@ impl Outcome<'_> {
             Outcome::Converged { report, .. } => {
                 let failed: Vec<String> = report
                     .failed()
-                    .map(|i| format!("{}/{}: {}", kind_name(i.item), i.name, i.message.as_deref().unwrap_or("")))
+                    .map(|i| format!("{}: {}", i.item.label(&i.name), i.message.as_deref().unwrap_or("")))
                     .collect();
                 if failed.is_empty() {
                     format!("{} item(s) converged, {} statement(s) applied", report.items.len(), report.statements)
@@ -81,10 +81,6 @@ impl Outcome<'_> {
             }
         }
     }
-}
-
-fn kind_name(kind: ItemKind) -> String {
-    serde_json::to_value(kind).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
 }
 
 /// `(type, true/false/unknown, reason)` of the three conditions.

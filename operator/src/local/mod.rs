@@ -84,7 +84,7 @@ fn read_state(dir: &Path) -> Option<State> {
 }
 
 impl Local {
-    /// The local warehouse of `stack`, created (unstarted) when `create` and missing.
+    /// The local warehouse of `stack` and its recorded state (none before the first `up`).
     fn open(stack: &ValidatedStack, options: &LocalOptions) -> Result<(Local, Option<State>), LocalError> {
         let dir = data_dir(stack, options)?;
         let state = read_state(&dir);
@@ -197,7 +197,7 @@ pub async fn up(
     );
     for failed in report.failed() {
         let _ =
-            writeln!(out, "  FAILED {:?}/{}: {}", failed.item, failed.name, failed.message.as_deref().unwrap_or(""));
+            writeln!(out, "  FAILED {}: {}", failed.item.label(&failed.name), failed.message.as_deref().unwrap_or(""));
     }
     Ok((local, report))
 }

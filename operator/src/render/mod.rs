@@ -73,10 +73,5 @@ impl Objects {
     }
 }
 
-/// `pgwarehouse render`: the objects of a stack, with kind and apiVersion set.
-pub fn objects_yaml(stack: &ValidatedStack, superuser_password: &str) -> String {
-    objects(stack, superuser_password).to_yaml()
-}
-
 #[cfg(test)]
 mod tests;

@@ -133,6 +133,11 @@ pub struct ValidatedStack {
 }
 
 impl ValidatedStack {
+    /// The stack's namespace; `default` for a manifest that names none, as kubectl would use.
+    pub fn namespace_or_default(&self) -> &str {
+        self.namespace.as_deref().unwrap_or("default")
+    }
+
     pub fn needs_pg_cron(&self) -> bool {
         self.extensions.iter().any(|e| e.name == "pg_cron")
     }

@@ -47,6 +47,25 @@ pub enum ItemKind {
     Role,
 }
 
+impl ItemKind {
+    /// The kind as users read it: `source/control_plane`, `migration/001`, ...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ItemKind::Ledger => "ledger",
+            ItemKind::Extension => "extension",
+            ItemKind::Source => "source",
+            ItemKind::Migration => "migration",
+            ItemKind::Partition => "partition",
+            ItemKind::Schedule => "schedule",
+            ItemKind::Role => "role",
+        }
+    }
+
+    pub fn label(self, name: &str) -> String {
+        format!("{}/{name}", self.as_str())
+    }
+}
+
 /// One statement of the plan.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Change {
@@ -146,7 +165,7 @@ impl Plan {
 }
 
 pub fn item_label(unit: &Unit) -> String {
-    format!("{}/{}", serde_json::to_value(unit.item).unwrap().as_str().unwrap_or_default(), unit.name)
+    unit.item.label(&unit.name)
 }
 
 /// A state of the server that no plan can fix; reported before any statement runs.
