@@ -8,15 +8,20 @@ export PATH := $(CURDIR)/.cache/tools:$(PATH)
 
 .PHONY: demo demo-down test test-e2e deps deps-tools deps-pg15 deps-pg17 lint test-pg15 test-pg17 bench crd
 
-QUICKSTART = local up -f stack-templates/examples/quickstart.yaml \
+# `make demo PORT=6543` runs the local server on that port; without it: the last one used, else
+# 5433, else any free port.
+PORT ?=
+QUICKSTART = local up -f stack-templates/examples/quickstart.yaml $(if $(PORT),--port $(PORT)) \
 	--secrets-dir stack-templates/examples/secrets \
 	--seed controlplane=stack-templates/examples/controlplane-seed.sql
+QUICKSTART_STATE = .pgwarehouse/quickstart/pgwarehouse-local.json
 
 ## The main job on the embedded default: a local Postgres running the quickstart warehouse.
 demo: deps-pg15
 	cargo run -q -- $(QUICKSTART)
 	@echo; echo "Instances per organization, read through postgres_fdw and refreshed by refresh_clusters():"
-	@PGPASSWORD=$$(cat .pgwarehouse/quickstart/superuser-password) psql -h 127.0.0.1 -p 5433 -U postgres -d warehouse \
+	@PGPASSWORD=$$(cat .pgwarehouse/quickstart/superuser-password) psql -h 127.0.0.1 -U postgres -d warehouse \
+	  -p $$(sed -n 's/.*"port": *\([0-9]*\).*/\1/p' $(QUICKSTART_STATE)) \
 	  -c "SELECT refresh_clusters() AS refreshed" \
 	  -c "SELECT organization_name, count(*) AS instances, sum((desired_spec->>'cpu')::int) AS cpus FROM ingested_clusters GROUP BY 1 ORDER BY 2 DESC"
 
@@ -31,6 +36,7 @@ deps: deps-pg15 deps-pg17 deps-tools
 
 deps-tools:
 	@scripts/tools.sh
+	@scripts/lint-tools.sh
 
 deps-pg15:
 	@scripts/deps.sh
@@ -38,9 +44,12 @@ deps-pg15:
 deps-pg17: deps-pg15
 	@PGW_PG17_ROOT=$(PG17_ROOT) $(SUDO) scripts/pg17-root.sh >/dev/null
 
-lint:
+## Rust formatting and clippy; the GitHub workflows (actionlint) and both Dockerfiles (hadolint).
+lint: deps-tools
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
+	.cache/lint/bin/actionlint -no-color .github/workflows/*.yml
+	.cache/lint/bin/hadolint --no-color --failure-threshold error Dockerfile stack-templates/image/Dockerfile
 
 ## Unit tests and the real-Postgres suite on PostgreSQL 15 + pg_cron 1.4 + pg_partman 4.7.
 test-pg15:

@@ -18,11 +18,11 @@ fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../stack-templates/examples")
 }
 
-/// The quickstart on a free port, its refresh job every minute so pg_cron runs it during the test.
-fn quickstart(port: u16) -> ValidatedStack {
+/// The quickstart as shipped (its source is `sameServer`, so any port works), its refresh job
+/// every minute so pg_cron runs it during the test.
+fn quickstart() -> ValidatedStack {
     let text = std::fs::read_to_string(examples().join("quickstart.yaml"))
         .unwrap()
-        .replace("port: \"5433\"", &format!("port: \"{port}\""))
         .replace("schedule: \"*/5 * * * *\"", "schedule: \"* * * * *\"");
     validate(&pgwarehouse::template::load_manifest(&text).unwrap()).unwrap()
 }
@@ -49,7 +49,7 @@ impl Drop for Down<'_> {
 async fn quickstart_runs_end_to_end_on_a_local_server() {
     let mut steps = Steps(Instant::now());
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let stack = quickstart(port);
+    let stack = quickstart();
     let secrets = resolve(&stack, &SecretsDir(examples().join("secrets"))).unwrap();
     let dir = tempfile::Builder::new().prefix("pgw-e2e-").tempdir_in("/tmp").unwrap();
     let options = LocalOptions {
@@ -129,6 +129,22 @@ async fn quickstart_runs_end_to_end_on_a_local_server() {
     assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM ingested_clusters").await, 7);
     assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM metric_values").await, 1);
     steps.done("local down, then up: every row kept, nothing to change");
+
+    drop(db);
+    local::down(&stack, &options, false, &mut std::io::sink()).unwrap();
+    let other_port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let moved = LocalOptions { port: Some(other_port), ..options.clone() };
+    let (_, report) = local::up(&stack, &secrets, &moved, &mut std::io::sink()).await.unwrap();
+    assert_eq!(report.failed().count(), 0, "{report:#?}");
+    assert_eq!(report.statements, 1, "only the same-server source's port follows: {report:#?}");
+    let url = format!("postgres://postgres:{password}@127.0.0.1:{other_port}/warehouse");
+    let mut db = PgConnection::connect(&url).await.unwrap();
+    assert_eq!(
+        scalar::<i64>(&mut db, "SELECT count(*) FROM f.instances").await,
+        7,
+        "the source answers on the new port"
+    );
+    steps.done("local up on another port: the sameServer source follows it");
 }
 
 #[tokio::test]
@@ -136,7 +152,7 @@ async fn a_data_dir_of_another_stack_or_a_busy_port_changes_nothing() {
     let dir = tempfile::Builder::new().prefix("pgw-e2e-").tempdir_in("/tmp").unwrap();
     let busy = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = busy.local_addr().unwrap().port();
-    let stack = quickstart(port);
+    let stack = quickstart();
     let secrets = resolve(&stack, &SecretsDir(examples().join("secrets"))).unwrap();
     let data_dir = dir.path().join("w");
     let options = LocalOptions { data_dir: Some(data_dir.clone()), port: Some(port), seeds: vec![] };

@@ -1,12 +1,15 @@
 //! The `pgwarehouse` command line: the engine from a terminal or a CI pipeline.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use sqlx::{Connection, PgConnection};
+use sqlx::PgConnection;
+use tracing_subscriber::EnvFilter;
 
 use crate::local::{self, LocalOptions};
+use crate::report::{self, StackReport};
 use crate::secrets::{self, NoSecrets, SecretSource, Secrets, SecretsDir};
 use crate::sql::apply::{ApplyReport, ItemState};
 use crate::sql::plan::Plan;
@@ -34,7 +37,9 @@ pub enum LogFormat {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Check a DataWarehouseStack manifest; prints every error with its field path.
+    /// Check a DataWarehouseStack manifest alone (no cluster, no database, no secret values);
+    /// prints every error with its field path. With --secrets-dir, also checks that every
+    /// referenced secret file exists.
     Validate {
         #[command(flatten)]
         input: Input,
@@ -73,6 +78,18 @@ pub enum Command {
         #[arg(long, default_value = "pgwarehouse-operator")]
         name: String,
     },
+    /// Show a stack in the cluster as `local status` shows a local one: phase, conditions,
+    /// endpoint, sources, jobs, partitions (read from the stack's status; no database access).
+    Status {
+        /// The DataWarehouseStack's name.
+        name: String,
+        /// Its namespace (default: the kubeconfig context's).
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
     /// Run the controller against the cluster of the current kubeconfig or service account.
     Run(crate::controller::RunOptions),
     /// Run the stack on this machine: a private Postgres from the host's binaries, no cluster.
@@ -90,7 +107,7 @@ pub enum LocalCommand {
         input: Input,
         #[command(flatten)]
         place: Place,
-        /// Port on 127.0.0.1 (default: the last one used, else 5433).
+        /// Port on 127.0.0.1 (default: the last one used, else 5433, else any free port).
         #[arg(long)]
         port: Option<u16>,
         /// Create database DB once and run the SQL in FILE in it (a demo's source data).
@@ -168,8 +185,30 @@ pub enum CliError {
     ItemsFailed(usize),
     #[error(transparent)]
     Local(#[from] local::LocalError),
-    #[error("Kubernetes: {0}")]
+    #[error("Kubernetes: {}", crate::controller::api_error::one_line(.0))]
     Kube(kube::Error),
+}
+
+/// The whole program: `pgwarehouse` and its kubectl-plugin name `kubectl-pgwarehouse` are this.
+pub async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli);
+    run(cli).await
+}
+
+/// Logs on stderr; colour only for a person at a terminal, never in a container's log file.
+fn init_logging(cli: &Cli) {
+    // The controller reports its work; the one-shot commands only their failures.
+    let default_level = if matches!(cli.command, Command::Run(_)) { "info" } else { "error" };
+    let filter = EnvFilter::try_from_env("PGWAREHOUSE_LOG").unwrap_or_else(|_| EnvFilter::new(default_level));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    match cli.log_format {
+        LogFormat::Json => logs.json().init(),
+        LogFormat::Text => logs.init(),
+    }
 }
 
 pub async fn run(cli: Cli) -> ExitCode {
@@ -185,7 +224,12 @@ pub async fn run(cli: Cli) -> ExitCode {
 async fn execute(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Validate { input } => {
-            let (stack, _) = load(&input)?;
+            // Secrets live in the cluster or a vault, not beside the manifest in a pull request:
+            // references are checked for form, and resolved only when a directory is given.
+            let stack = load_stack(&input.file)?;
+            if let Some(dir) = &input.secrets_dir {
+                secrets::resolve(&stack, &SecretsDir(dir.clone()))?;
+            }
             println!("{}: valid", display_name(&stack, &input.file));
             Ok(())
         }
@@ -226,6 +270,12 @@ async fn execute(cli: Cli) -> Result<(), CliError> {
             print!("{}", crate::controller::rbac::cluster_role_yaml(&name));
             Ok(())
         }
+        Command::Status { name, namespace, output } => {
+            let client = kube::Client::try_default().await.map_err(CliError::Kube)?;
+            let namespace = namespace.unwrap_or_else(|| client.default_namespace().to_string());
+            let report = report::fetch_cluster_report(&client, &namespace, &name).await.map_err(CliError::Kube)?;
+            print_stack_report(&report, output)
+        }
         Command::Run(options) => crate::controller::run(options).await.map_err(CliError::Kube),
     }
 }
@@ -263,7 +313,7 @@ async fn run_local(command: LocalCommand) -> Result<(), CliError> {
 /// Manifest → template → validation.
 fn load_stack(file: &Path) -> Result<ValidatedStack, CliError> {
     let text = std::fs::read_to_string(file).map_err(|source| CliError::Read { path: file.to_path_buf(), source })?;
-    Ok(validate::validate(&template::load_manifest(&text)?)?)
+    Ok(validate::validate_manifest(&text)?)
 }
 
 /// Manifest → template → validation → secrets: everything that happens before any SQL.
@@ -278,11 +328,20 @@ pub fn load(input: &Input) -> Result<(ValidatedStack, Secrets), CliError> {
 }
 
 async fn connect(database: &Database) -> Result<PgConnection, CliError> {
-    PgConnection::connect(&database.database_url).await.map_err(|e| CliError::Connect(e.to_string()))
+    sql::connection::connect_url(&database.database_url).await.map_err(|e| CliError::Connect(e.to_string()))
 }
 
 fn display_name(stack: &ValidatedStack, file: &Path) -> String {
     if stack.name.is_empty() { file.display().to_string() } else { stack.name.clone() }
+}
+
+pub fn print_stack_report(report: &StackReport, output: Output) -> Result<(), CliError> {
+    let mut out = std::io::stdout();
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(report).expect("reports serialize")),
+        Output::Text => report.print(&mut out).map_err(|e| CliError::Local(local::LocalError::Io(e.to_string())))?,
+    }
+    Ok(())
 }
 
 fn print_plan(plan: &Plan) {

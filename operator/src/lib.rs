@@ -9,6 +9,7 @@ pub mod controller;
 pub mod crd;
 pub mod local;
 pub mod render;
+pub mod report;
 pub mod secrets;
 pub mod sql;
 pub mod template;

@@ -6,6 +6,8 @@
 use serde_json::Value;
 
 use crate::api::DataWarehouseStack;
+use crate::validate::structure::strip_structural_errors;
+use crate::validate::{FieldError, ValidationErrors};
 
 /// Templates built into the binary, by name.
 const TEMPLATES: &[(&str, &str)] = &[("datawarehouse", include_str!("../../stack-templates/datawarehouse.yaml"))];
@@ -18,6 +20,8 @@ pub enum LoadError {
     Shape(String),
     #[error("spec.template: unknown template {0:?} (known: {known})", known = template_names().join(", "))]
     UnknownTemplate(String),
+    #[error("{0}")]
+    Invalid(ValidationErrors),
 }
 
 pub fn template_names() -> Vec<&'static str> {
@@ -25,16 +29,31 @@ pub fn template_names() -> Vec<&'static str> {
 }
 
 /// Parses a manifest as one would `kubectl apply` it and merges its template under the spec.
+/// Any structural error (wrong type, unknown field, ...) fails the load with all of them.
 pub fn load_manifest(yaml: &str) -> Result<DataWarehouseStack, LoadError> {
+    let (stack, errors) = read_manifest(yaml)?;
+    if errors.is_empty() { Ok(stack) } else { Err(LoadError::Invalid(ValidationErrors(errors))) }
+}
+
+/// Parses a manifest, checks its structure and merges its template under the spec. Values that
+/// fail the structural check are left out of the stack and returned as errors, so that the
+/// caller can validate the rest and report everything at once.
+pub fn read_manifest(yaml: &str) -> Result<(DataWarehouseStack, Vec<FieldError>), LoadError> {
     let mut manifest: Value = serde_saphyr::from_str(yaml).map_err(|e| LoadError::Yaml(e.to_string()))?;
     let kind = manifest.get("kind").and_then(Value::as_str).unwrap_or_default();
     if kind != "DataWarehouseStack" {
         return Err(LoadError::Shape(format!("kind is {kind:?}")));
     }
+    let errors = strip_structural_errors(&mut manifest);
     if let Some(spec) = manifest.get_mut("spec") {
         *spec = with_template(spec.take())?;
     }
-    serde_json::from_value(manifest).map_err(|e| LoadError::Shape(e.to_string()))
+    match serde_json::from_value(manifest) {
+        Ok(stack) => Ok((stack, errors)),
+        // A required field that failed the check cannot be left out; its error says why.
+        Err(_) if !errors.is_empty() => Err(LoadError::Invalid(ValidationErrors(errors))),
+        Err(e) => Err(LoadError::Shape(e.to_string())),
+    }
 }
 
 /// A stack read from the API server, with its template merged beneath its spec.

@@ -43,6 +43,58 @@ fn validate_reports_every_error_with_its_field_and_fails() {
 }
 
 #[test]
+fn validate_needs_no_secrets_but_checks_the_files_when_given_a_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_manifest(
+        &dir,
+        &format!("kind: DataWarehouseStack\nmetadata: {{name: w}}\nspec:\n{}", indent(&SOURCE.replace("PORT", "1"))),
+    );
+    let out = pgwarehouse(&["validate", "-f", &file]);
+    assert!(out.status.success(), "a pull request has no Secrets: {}", String::from_utf8_lossy(&out.stderr));
+
+    let secrets = dir.path().display().to_string();
+    let out = pgwarehouse(&["validate", "-f", &file, "--secrets-dir", &secrets]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        "error: spec.sources[0].userMapping.secretOptions.password: Secret \"cp\" has no key \"password\"\n"
+    );
+    std::fs::create_dir(dir.path().join("cp")).unwrap();
+    std::fs::write(dir.path().join("cp/password"), "s3cret\n").unwrap();
+    assert!(pgwarehouse(&["validate", "-f", &file, "--secrets-dir", &secrets]).status.success());
+}
+
+#[test]
+fn validate_reports_type_enum_and_unknown_field_errors_with_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_manifest(
+        &dir,
+        "apiVersion: pgwarehouse.dev/v1alpha1\nkind: DataWarehouseStack\nmetadata: {name: w}\nspec:\n  \
+         refreshs: []\n  sources: [{name: a, wrapper: postgres_fdw, optionz: {}}]\n  \
+         partitions: [{table: public.m, column: time, interval: 1 day, epoch: fortnightly, premake: four}]\n  \
+         schedules: [{name: s, schedule: 5 minutes, command: SELECT 1}]\n",
+    );
+    let out = pgwarehouse(&["validate", "-f", &file]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let mut paths: Vec<&str> =
+        stderr.lines().map(|l| l.trim_start_matches("error: ").split(": ").next().unwrap()).collect();
+    paths.sort();
+    assert_eq!(
+        paths,
+        [
+            "spec.partitions[0].epoch",
+            "spec.partitions[0].premake",
+            "spec.refreshs",
+            "spec.schedules[0].schedule",
+            "spec.sources[0].optionz"
+        ],
+        "{stderr}"
+    );
+    assert!(stderr.contains("spec.sources[0].optionz: unknown field (did you mean \"options\"?)"), "{stderr}");
+}
+
+#[test]
 fn a_missing_secret_file_is_named_before_any_connection() {
     let dir = tempfile::tempdir().unwrap();
     let file = write_manifest(
@@ -116,7 +168,7 @@ fn crd_prints_the_checked_in_definition() {
 
 #[test]
 fn every_command_has_help() {
-    for command in ["validate", "plan", "apply", "render", "crd", "local"] {
+    for command in ["validate", "plan", "apply", "render", "crd", "local", "status"] {
         let out = pgwarehouse(&[command, "--help"]);
         assert!(out.status.success(), "{command}");
         assert!(String::from_utf8(out.stdout).unwrap().starts_with(|c: char| c.is_uppercase()), "{command}");

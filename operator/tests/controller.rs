@@ -26,6 +26,8 @@ enum Reply {
     /// The request's own body (what server-side apply and create return, near enough).
     Echo,
     NotFound,
+    /// What an API server answers a service account without the permission.
+    Forbidden(&'static str),
     Json(Value),
     /// The stack with the status the request patched in.
     StackWithStatus(Value),
@@ -51,6 +53,11 @@ impl ApiServer {
                 stack["status"] = body["status"].clone();
                 (200, stack)
             }
+            Reply::Forbidden(message) => (
+                403,
+                json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "reason": "Forbidden",
+                       "details": {"kind": "secrets"}, "code": 403, "message": message}),
+            ),
             Reply::NotFound => (
                 404,
                 json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"}),
@@ -209,6 +216,30 @@ async fn a_missing_referenced_secret_degrades_the_stack_and_names_it() {
     );
 }
 
+#[tokio::test]
+async fn a_refused_api_call_reaches_status_and_events_as_one_readable_line() {
+    let stack = stack("template: datawarehouse");
+    let (ctx, mut api) = context(Settings::default());
+    let stack_json = serde_json::to_value(&stack).unwrap();
+    const REFUSAL: &str = "secrets \"w-superuser\" is forbidden: User \"system:serviceaccount:ops:pgw\" cannot get resource \"secrets\" in API group \"\" in the namespace \"analytics\"";
+    let scenario = tokio::spawn(async move {
+        api.expect(Method::GET, SUPERUSER, Reply::Forbidden(REFUSAL)).await;
+        let patch = api.expect(Method::PATCH, STATUS, Reply::StackWithStatus(stack_json)).await;
+        let event = api.expect(Method::POST, EVENTS, Reply::Echo).await;
+        api.done().await;
+        (patch, event)
+    });
+    let error = reconcile(Arc::new(stack), ctx).await.unwrap_err().to_string();
+    let (patch, event) = scenario.await.unwrap();
+    let expected = format!("Kubernetes API: {REFUSAL} (Forbidden, 403)");
+    assert_eq!(error, expected, "the log line");
+    let ready = &patch["status"]["conditions"][0];
+    assert_eq!((ready["status"].as_str(), ready["reason"].as_str()), (Some("False"), Some("KubernetesAPIError")));
+    assert_eq!(ready["message"], expected.as_str());
+    assert_eq!(patch["status"]["phase"], "Degraded");
+    assert_eq!(event["note"], expected.as_str());
+}
+
 const SOURCE: &str = "sources:\n- name: cp\n  wrapper: postgres_fdw\n  options: {host: 127.0.0.1, port: \"PORT\", dbname: controlplane}\n  userMapping:\n    options: {user: cp_reader}\n    secretOptions: {password: {secretKeyRef: {name: cp, key: password}}}\n  importSchemas: [{remoteSchema: public, into: f}]\nschedules: [{name: refresh, schedule: '*/5 * * * *', command: SELECT 1}]\n";
 
 /// A ready pod, then the engine against the harness's database.
@@ -284,4 +315,24 @@ fn a_changed_secret_maps_to_the_stacks_that_read_it() {
     let refs = stacks_using_secret(&changed, &stacks);
     assert_eq!(refs, [kube::runtime::reflector::ObjectRef::from_obj(reader.as_ref())]);
     assert_eq!(reader.object_ref(&()).name.as_deref(), Some("w"));
+}
+
+#[tokio::test]
+async fn the_status_command_reads_the_stack_and_names_a_missing_one_in_one_line() {
+    let (ctx, mut api) = context(Settings::default());
+    let mut found = serde_json::to_value(stack("template: datawarehouse")).unwrap();
+    found["status"] = json!({"phase": "Ready", "observedGeneration": 3,
+        "endpoint": {"host": "w.analytics.svc", "port": 5432, "database": "warehouse", "secretName": "w-superuser"}});
+    const STACK: &str = "/apis/pgwarehouse.dev/v1alpha1/namespaces/analytics/datawarehousestacks/w";
+    let scenario = tokio::spawn(async move {
+        api.expect(Method::GET, STACK, Reply::Json(found)).await;
+        api.expect(Method::GET, &STACK.replace("/w", "/nope"), Reply::NotFound).await;
+        api.done().await;
+    });
+    let report = pgwarehouse::report::fetch_cluster_report(&ctx.client, NS, "w").await.unwrap();
+    assert_eq!(report.phase.as_deref(), Some("Ready"));
+    assert_eq!(report.url, "postgres://postgres@w.analytics.svc:5432/warehouse");
+    let missing = pgwarehouse::report::fetch_cluster_report(&ctx.client, NS, "nope").await.unwrap_err();
+    assert_eq!(pgwarehouse::controller::api_error::one_line(&missing), "not found (NotFound, 404)");
+    scenario.await.unwrap();
 }

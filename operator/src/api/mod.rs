@@ -148,6 +148,13 @@ pub struct SourceSpec {
     /// Validator function of a wrapper the extension does not create itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validator: Option<String>,
+    /// The source is another database on the warehouse's own Postgres server (postgres_fdw
+    /// only): the engine sets the server's `host` and `port` to how that server reaches itself
+    /// (127.0.0.1 and the port it listens on), so the stack works unchanged in a cluster and on
+    /// any local port. Name the database in `options.dbname`; `host`, `hostaddr` and `port`
+    /// are then refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub same_server: Option<bool>,
     /// Server options in plain text (host, port, dbname, base_url, ...).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub options: BTreeMap<String, String>,

@@ -6,10 +6,10 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
 use kube::api::Api;
+use sqlx::PgConnection;
 use sqlx::postgres::PgConnectOptions;
-use sqlx::{Connection, PgConnection};
 
-use super::Settings;
+use super::{Settings, api_error};
 use crate::render::client_name;
 use crate::validate::ValidatedStack;
 
@@ -30,7 +30,10 @@ pub fn service_host(stack: &ValidatedStack) -> String {
 async fn port_forward(client: &Client, stack: &ValidatedStack) -> Result<u16, String> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), stack.namespace_or_default());
     let pod = format!("{}-0", client_name(stack));
-    let mut forwarder = pods.portforward(&pod, &[PORT]).await.map_err(|e| format!("port-forward to {pod}: {e}"))?;
+    let mut forwarder = pods
+        .portforward(&pod, &[PORT])
+        .await
+        .map_err(|e| format!("port-forward to {pod}: {}", api_error::one_line(&e)))?;
     let mut upstream = forwarder.take_stream(PORT).ok_or_else(|| format!("port-forward to {pod}: no stream"))?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
     let port = listener.local_addr().map_err(|e| e.to_string())?.port();
@@ -70,7 +73,7 @@ pub async fn connect(
         .database(&stack.database)
         .application_name("pgwarehouse-operator")
         .options([("statement_timeout", statement_timeout.as_str())]);
-    match tokio::time::timeout(settings.connect_timeout, PgConnection::connect_with(&options)).await {
+    match tokio::time::timeout(settings.connect_timeout, crate::sql::connection::connect(options)).await {
         Ok(Ok(conn)) => Ok(conn),
         Ok(Err(e)) => Err(format!("{host}:{port}: {e}")),
         Err(_) => Err(format!("{host}:{port}: no answer within {:?}", settings.connect_timeout)),

@@ -2,6 +2,7 @@
 //! observe/plan/apply with the engine → status. Each step lives in its own module; `reconcile`
 //! reads like their table of contents.
 
+pub mod api_error;
 mod database;
 mod deploy;
 mod dereference;
@@ -68,7 +69,7 @@ pub struct Context {
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("Kubernetes API: {0}")]
+    #[error("Kubernetes API: {}", api_error::one_line(.0))]
     Kube(#[from] kube::Error),
     #[error(transparent)]
     Engine(#[from] EngineError),

@@ -9,7 +9,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use super::status::{self, Outcome, Phase};
-use super::{Context, Error, FIELD_MANAGER, database, deploy, dereference};
+use super::{Context, Error, FIELD_MANAGER, api_error, database, deploy, dereference};
 use crate::api::DataWarehouseStack;
 use crate::validate::{ValidatedStack, ValidationErrors, validate};
 use crate::{render, secrets, sql, template};
@@ -22,6 +22,10 @@ pub async fn reconcile(stack: Arc<DataWarehouseStack>, ctx: Arc<Context>) -> Res
     let started = Instant::now();
     let result = converge(&stack, &ctx).await;
     ctx.metrics.observe_reconcile(started.elapsed().as_secs_f64());
+    if let Err(Error::Kube(error)) = &result {
+        // Best effort: when the failing call was the status write itself, this fails too.
+        let _ = report(&stack, None, &Outcome::ApiFailed(api_error::one_line(error)), &ctx).await;
+    }
     if result.is_ok() {
         ctx.failures.lock().expect("failures lock").remove(&key(&stack));
     }

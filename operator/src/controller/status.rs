@@ -45,6 +45,8 @@ pub enum Outcome<'a> {
     DatabaseUnavailable(String),
     /// The engine could not start (e.g. pg_cron not loaded for the database).
     EngineFailed(String),
+    /// A Kubernetes API call failed (one line: message, reason, code).
+    ApiFailed(String),
     /// The engine ran.
     Converged { report: &'a ApplyReport, warehouse: &'a WarehouseStatus },
 }
@@ -54,7 +56,10 @@ impl Outcome<'_> {
         match self {
             Outcome::Invalid(_) => Phase::Failed,
             Outcome::Provisioning => Phase::Provisioning,
-            Outcome::MissingSecrets(_) | Outcome::DatabaseUnavailable(_) | Outcome::EngineFailed(_) => Phase::Degraded,
+            Outcome::MissingSecrets(_)
+            | Outcome::DatabaseUnavailable(_)
+            | Outcome::EngineFailed(_)
+            | Outcome::ApiFailed(_) => Phase::Degraded,
             Outcome::Converged { report, .. } if report.failed().next().is_some() => Phase::Degraded,
             Outcome::Converged { .. } => Phase::Ready,
         }
@@ -68,6 +73,7 @@ impl Outcome<'_> {
             Outcome::MissingSecrets(errors) => format!("missing secret: {errors}"),
             Outcome::DatabaseUnavailable(e) => format!("the database does not answer: {e}"),
             Outcome::EngineFailed(e) => e.clone(),
+            Outcome::ApiFailed(e) => format!("Kubernetes API: {e}"),
             Outcome::Converged { report, .. } => {
                 let failed: Vec<String> = report
                     .failed()
@@ -91,6 +97,7 @@ fn condition_states(outcome: &Outcome) -> [(&'static str, Option<bool>, &'static
         Outcome::MissingSecrets(_) => (Some(true), Some(false), "MissingSecret"),
         Outcome::DatabaseUnavailable(_) => (Some(false), None, "ConnectFailed"),
         Outcome::EngineFailed(_) => (Some(true), Some(false), "EngineFailed"),
+        Outcome::ApiFailed(_) => (None, None, "KubernetesAPIError"),
         Outcome::Converged { report, .. } if report.failed().next().is_some() => {
             (Some(true), Some(false), "ItemsFailed")
         }
@@ -161,12 +168,14 @@ pub fn build(
         observed_generation: generation,
         phase: Some(outcome.phase().as_str().into()),
         conditions,
-        endpoint: validated.map(|v| Endpoint {
-            host: service_host(v),
-            port: PORT.into(),
-            database: v.database.clone(),
-            secret_name: superuser_secret_name(v),
-        }),
+        endpoint: validated
+            .map(|v| Endpoint {
+                host: service_host(v),
+                port: PORT.into(),
+                database: v.database.clone(),
+                secret_name: superuser_secret_name(v),
+            })
+            .or(previous.endpoint.clone()),
         // Item details stay as last seen until the engine runs again.
         ..previous
     };

@@ -12,7 +12,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
+use sqlx::{AssertSqlSafe, Executor, PgConnection};
 
 use crate::render::config;
 use crate::secrets::Secrets;
@@ -20,7 +20,7 @@ use crate::sql::{self, apply::ApplyReport, quote};
 use crate::validate::ValidatedStack;
 use cluster::{Binaries, Cluster, ClusterError};
 
-pub use report::print_status;
+pub use report::local_report;
 
 pub const DEFAULT_PORT: u16 = 5433;
 const STATE_FILE: &str = "pgwarehouse-local.json";
@@ -98,7 +98,11 @@ impl Local {
             });
         }
         let binaries = Binaries::find()?;
-        let port = options.port.or(state.as_ref().map(|s| s.port)).unwrap_or(DEFAULT_PORT);
+        let port = match (options.port, &state) {
+            (Some(port), _) => port,
+            (None, Some(state)) => state.port,
+            (None, None) => first_free_port()?,
+        };
         let password = std::fs::read_to_string(dir.join(PASSWORD_FILE)).unwrap_or_default().trim().to_string();
         let local = Local { cluster: Cluster { binaries, dir }, port, password, database: stack.database.clone() };
         Ok((local, state))
@@ -115,7 +119,7 @@ impl Local {
             .username("postgres")
             .password(&self.password)
             .database(database);
-        PgConnection::connect_with(&options).await.map_err(|e| LocalError::Connect(e.to_string()))
+        sql::connection::connect(options).await.map_err(|e| LocalError::Connect(e.to_string()))
     }
 
     /// The rendered settings, with what differs on a laptop: loopback only, our port and socket dir.
@@ -131,6 +135,17 @@ impl Local {
 
 fn port_is_free(port: u16) -> bool {
     TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+/// 5433 when it is free, else any port the kernel hands out: a newcomer's first `local up`
+/// works whatever else runs on the machine.
+fn first_free_port() -> Result<u16, LocalError> {
+    if port_is_free(DEFAULT_PORT) {
+        return Ok(DEFAULT_PORT);
+    }
+    let any =
+        TcpListener::bind(("127.0.0.1", 0)).and_then(|l| l.local_addr()).map_err(|e| LocalError::Io(e.to_string()))?;
+    Ok(any.port())
 }
 
 /// Starts (initializing on first use) and converges the local warehouse; prints progress.
@@ -229,8 +244,7 @@ pub async fn status(stack: &ValidatedStack, options: &LocalOptions, out: &mut dy
     }
     let mut conn = local.connect(&local.database).await?;
     let status = sql::status::read_status(&mut conn).await.map_err(|e| LocalError::Connect(e.to_string()))?;
-    print_status(stack, &local, &status, out);
-    Ok(())
+    local_report(stack, &local, &status).print(out).map_err(|e| LocalError::Io(e.to_string()))
 }
 
 /// Stops the local server; `purge` also deletes its directory, data included.

@@ -16,6 +16,8 @@ use crate::validate::{LEDGER_SCHEMA, ValidatedStack};
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Observed {
     pub server_version_num: i32,
+    /// The port the server listens on, as it reaches itself (for `sameServer` sources).
+    pub port: String,
     pub database: String,
     pub current_user: String,
     pub cron_database_name: Option<String>,
@@ -173,6 +175,7 @@ impl Observed {
 const CORE_CATALOGS: &str = r#"
 SELECT json_build_object(
   'server_version_num', current_setting('server_version_num')::int,
+  'port', current_setting('port'),
   'database', current_database(),
   'current_user', current_user,
   'cron_database_name', current_setting('cron.database_name', true),

@@ -1,15 +1,12 @@
 //! What the warehouse is doing: foreign tables per source, pg_cron jobs with their last run,
 //! partition sets with their partitions. One catalog read, shaped by the installed extensions.
 
-use std::str::FromStr;
-
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, PgConnection};
 
 use crate::sql::quote::ident;
-use crate::validate::{Schedule, parse_schedule};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct WarehouseStatus {
@@ -34,16 +31,6 @@ pub struct JobStatus {
     pub last_start: Option<DateTime<Utc>>,
     pub last_status: Option<String>,
     pub last_message: Option<String>,
-}
-
-impl JobStatus {
-    /// When pg_cron runs the job next (UTC), for cron schedules.
-    pub fn next_run(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        match parse_schedule(&self.schedule).ok()? {
-            Schedule::Seconds(n) => Some(now + chrono::Duration::seconds(n.into())),
-            Schedule::Cron => croner::Cron::from_str(&self.schedule).ok()?.find_next_occurrence(&now, false).ok(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -4,18 +4,20 @@
 
 mod interval;
 mod schedule;
+pub mod structure;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 pub use interval::Interval;
-pub use schedule::{Schedule, parse_schedule};
+pub use schedule::{Schedule, next_run, parse_schedule};
 
 use crate::api::{
     DataWarehouseStack, DataWarehouseStackSpec, Epoch, ExtensionSpec, ForeignTableSpec, PartitionSpec, RoleSpec,
     ScheduleSpec, SecretKeyRef, SecretValue, SourceSpec,
 };
 use crate::sql::quote::TypeName;
+use crate::template::{self, LoadError};
 
 pub const DEFAULT_DATABASE: &str = "warehouse";
 /// Leaves room for `-superuser` and the StatefulSet's pod and revision suffixes.
@@ -24,6 +26,10 @@ pub const MAX_STACK_NAME: usize = 52;
 pub const LEDGER_SCHEMA: &str = "pgwarehouse";
 /// Prefix of the pg_cron jobs the engine schedules for itself.
 pub const INTERNAL_JOB_PREFIX: &str = "pgwarehouse-";
+/// Connection options the engine fills in for a `sameServer` source.
+pub const SAME_SERVER_OPTIONS: &[&str] = &["host", "hostaddr", "port"];
+/// How the warehouse's server reaches itself: loopback is in `listen_addresses` in a pod and locally.
+pub const SAME_SERVER_HOST: &str = "127.0.0.1";
 pub const TABLE_PRIVILEGES: &[&str] = &["SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER"];
 /// postgresql.conf parameters the operator sets itself.
 pub const OPERATOR_OWNED_PARAMETERS: &[&str] = &[
@@ -196,12 +202,29 @@ impl Report {
         }
     }
 
+    /// A Secret's name is a DNS subdomain; its keys are made of `[-._a-zA-Z0-9]`.
     fn secret(&mut self, path: &str, value: &SecretKeyRef) {
-        if value.name.is_empty() {
+        let name = &value.name;
+        let name_ok = name.len() <= 253
+            && name.split('.').all(|label| {
+                label.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+                    && label.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+                    && label.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            });
+        if name.is_empty() {
             self.error(format!("{path}.name"), "must name a Secret");
+        } else if !name_ok {
+            self.error(format!("{path}.name"), format!("{name:?} is not a Secret name (a lowercase DNS subdomain)"));
         }
-        if value.key.is_empty() {
+        let key = &value.key;
+        if key.is_empty() {
             self.error(format!("{path}.key"), "must name a key of the Secret");
+        } else if key.len() > 253
+            || key == "."
+            || key == ".."
+            || !key.chars().all(|c| c.is_ascii_alphanumeric() || "-._".contains(c))
+        {
+            self.error(format!("{path}.key"), format!("{key:?} is not a Secret key (letters, digits, '-', '_', '.')"));
         }
     }
 
@@ -211,6 +234,19 @@ impl Report {
             if !seen.insert(name) {
                 self.error(format!("{path}[{i}]"), format!("{name:?} is declared twice"));
             }
+        }
+    }
+}
+
+/// A manifest's text → every error it has (structure and meaning together), or the validated stack.
+pub fn validate_manifest(yaml: &str) -> Result<ValidatedStack, LoadError> {
+    let (stack, mut errors) = template::read_manifest(yaml)?;
+    match validate(&stack) {
+        Ok(validated) if errors.is_empty() => Ok(validated),
+        Ok(_) => Err(LoadError::Invalid(ValidationErrors(errors))),
+        Err(ValidationErrors(more)) => {
+            errors.extend(more);
+            Err(LoadError::Invalid(ValidationErrors(errors)))
         }
     }
 }
@@ -321,6 +357,16 @@ fn source(report: &mut Report, i: usize, s: &SourceSpec) -> Option<ValidatedSour
         }
     }
     secret_options(report, &format!("{path}.secretOptions"), &s.secret_options);
+    if s.same_server == Some(true) {
+        if s.wrapper != "postgres_fdw" {
+            report.error(format!("{path}.sameServer"), "only a postgres_fdw source can be the warehouse's own server");
+        }
+        for key in
+            SAME_SERVER_OPTIONS.iter().filter(|k| s.options.contains_key(**k) || s.secret_options.contains_key(**k))
+        {
+            report.error(format!("{path}.options.{key}"), "is set by sameServer; remove it or sameServer");
+        }
+    }
     if let Some(m) = &s.user_mapping {
         if let Some(user) = &m.user {
             report.ident(&format!("{path}.userMapping.user"), user);

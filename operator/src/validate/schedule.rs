@@ -60,6 +60,14 @@ pub fn parse_schedule(text: &str) -> Result<Schedule, String> {
     Ok(Schedule::Cron)
 }
 
+/// When pg_cron runs a schedule next after `now` (UTC).
+pub fn next_run(text: &str, now: chrono::DateTime<chrono::Utc>) -> Option<chrono::DateTime<chrono::Utc>> {
+    match parse_schedule(text).ok()? {
+        Schedule::Seconds(n) => Some(now + chrono::Duration::seconds(n.into())),
+        Schedule::Cron => croner::Cron::from_str(text.trim()).ok()?.find_next_occurrence(&now, false).ok(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

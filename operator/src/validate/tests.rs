@@ -95,3 +95,18 @@ fn the_stack_name_must_fit_kubernetes_names() {
         assert_eq!(errors[0].path, "metadata.name", "{bad}");
     }
 }
+
+#[test]
+fn same_server_is_for_postgres_fdw_and_owns_the_connection_options() {
+    let found = errors(
+        "sources:\n- {name: a, wrapper: postgres_fdw, sameServer: true, options: {dbname: cp, port: '5433'}}\n\
+         - {name: b, wrapper: clerk_fdw, sameServer: true}\n- {name: c, wrapper: postgres_fdw, sameServer: true, options: {dbname: cp}}\n",
+    );
+    assert_eq!(
+        found,
+        [
+            "spec.sources[0].options.port: is set by sameServer; remove it or sameServer",
+            "spec.sources[1].sameServer: only a postgres_fdw source can be the warehouse's own server",
+        ]
+    );
+}

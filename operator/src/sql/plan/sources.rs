@@ -11,7 +11,7 @@ use crate::api::ImportSchemaSpec;
 use crate::sql::ledger::LedgerOp;
 use crate::sql::observe::{LedgerEntry, ObservedForeignTable};
 use crate::sql::quote::{Sql, canonical_type};
-use crate::validate::{ValidatedSource, ValidatedTable};
+use crate::validate::{SAME_SERVER_HOST, ValidatedSource, ValidatedTable};
 
 fn detail_str<'a>(entry: &'a LedgerEntry, key: &str) -> &'a str {
     entry.detail.get(key).and_then(Value::as_str).unwrap_or_default()
@@ -104,7 +104,11 @@ pub(super) fn source(planner: &mut Planner, source: &ValidatedSource) -> Unit {
         unit.ledger.push(LedgerOp::Record { kind: "wrapper", name: source.wrapper.name.clone(), detail: json!({}) });
     }
 
-    let server_options = options::desired(&spec.options, &spec.secret_options, planner.secrets);
+    let mut server_options = options::desired(&spec.options, &spec.secret_options, planner.secrets);
+    if spec.same_server == Some(true) {
+        server_options.insert("host", OptionValue::Plain(SAME_SERVER_HOST));
+        server_options.insert("port", OptionValue::Plain(&observed.port));
+    }
     match observed.servers.iter().find(|s| s.name == spec.name) {
         None => {
             let sql = Sql::new("CREATE SERVER ")

@@ -95,3 +95,38 @@ fn pg_cron_loaded_elsewhere_is_refused_before_any_statement() {
     let error = plan(&stack, &observed, &secrets).unwrap_err().to_string();
     assert!(error.contains("cron.database_name = 'warehouse'"), "{error}");
 }
+
+#[test]
+fn a_same_server_source_reaches_the_port_the_server_listens_on() {
+    let stack = validate(
+        &load_manifest(
+            "kind: DataWarehouseStack\nmetadata: {name: w}\nspec:\n  sources:\n  - name: cp\n    wrapper: postgres_fdw\n    \
+             sameServer: true\n    options: {dbname: controlplane}\n",
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let sql_on = |port: &str| {
+        let observed = Observed { port: port.into(), ..empty_server() };
+        let plan = plan(&stack, &observed, &Secrets::default()).unwrap();
+        plan.view().changes.into_iter().find(|c| c.kind == "server").map(|c| c.sql).unwrap()
+    };
+    assert_eq!(
+        sql_on("6543"),
+        r#"CREATE SERVER "cp" FOREIGN DATA WRAPPER "postgres_fdw" OPTIONS ("dbname" 'controlplane', "host" '127.0.0.1', "port" '6543')"#
+    );
+
+    let mut observed = Observed { port: "7000".into(), ..empty_server() };
+    observed.servers = vec![ObservedServer {
+        name: "cp".into(),
+        wrapper: "postgres_fdw".into(),
+        options: vec!["dbname=controlplane".into(), "host=127.0.0.1".into(), "port=6543".into()],
+    }];
+    let moved = plan(&stack, &observed, &Secrets::default()).unwrap().view();
+    let alter: Vec<_> = moved.changes.iter().filter(|c| c.kind == "server").map(|c| c.sql.as_str()).collect();
+    assert_eq!(
+        alter,
+        [r#"ALTER SERVER "cp" OPTIONS (SET "port" '7000')"#],
+        "a server started on another port follows it"
+    );
+}

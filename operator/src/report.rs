@@ -1,0 +1,153 @@
+//! The readable report of a warehouse — what `local status` prints for a local server and
+//! `pgwarehouse status` for a stack in a cluster. Each side fills the same [`StackReport`] from
+//! what it can read (the catalogs; the stack's status), and one printer shows both.
+
+mod cluster;
+
+use std::io::Write;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+pub use cluster::{cluster_report, fetch_cluster_report};
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StackReport {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// The superuser's connection URL (no password).
+    pub url: String,
+    /// Where the superuser password is.
+    pub password: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<ConditionLine>,
+    pub sources: Vec<SourceLine>,
+    pub jobs: Vec<JobLine>,
+    pub partitions: Vec<PartitionLine>,
+    pub logins: Vec<LoginLine>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConditionLine {
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub status: String,
+    pub reason: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceLine {
+    pub name: String,
+    pub wrapper: String,
+    pub foreign_tables: i64,
+    /// Why the source failed to converge, when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobLine {
+    pub name: String,
+    pub schedule: String,
+    pub active: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_status: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_start: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_run: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PartitionLine {
+    pub table: String,
+    pub partitions: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oldest: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub newest: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retention: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoginLine {
+    pub url: String,
+    /// The Secret key holding the role's password.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+}
+
+fn when(time: Option<DateTime<Utc>>) -> String {
+    time.map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string()).unwrap_or_else(|| "-".into())
+}
+
+impl StackReport {
+    pub fn print(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        let place = self.namespace.as_ref().map(|ns| format!(" in namespace {ns}")).unwrap_or_default();
+        writeln!(out, "\nWarehouse {:?}{place}: {}", self.name, self.url)?;
+        writeln!(out, "  superuser password: {}", self.password)?;
+        if let Some(phase) = &self.phase {
+            writeln!(out, "  phase: {phase}")?;
+        }
+        for c in &self.conditions {
+            writeln!(out, "  {}={} ({}): {}", c.type_, c.status, c.reason, c.message)?;
+        }
+        writeln!(out, "\nSOURCES")?;
+        for s in &self.sources {
+            let failure = s.failure.as_ref().map(|f| format!("  FAILED: {f}")).unwrap_or_default();
+            writeln!(out, "  {:<24} {:<16} {} foreign table(s){failure}", s.name, s.wrapper, s.foreign_tables)?;
+        }
+        writeln!(out, "\nJOBS")?;
+        for j in &self.jobs {
+            let last = match &j.last_status {
+                Some(state) => format!("{state} at {}", when(j.last_start)),
+                None => "not run yet".into(),
+            };
+            let state = if j.active { "active" } else { "paused" };
+            writeln!(out, "  {:<32} {:<14} {state:<8} last: {last}; next: {}", j.name, j.schedule, when(j.next_run))?;
+        }
+        writeln!(out, "\nPARTITIONS")?;
+        for p in &self.partitions {
+            writeln!(
+                out,
+                "  {:<32} {} partition(s), {} .. {}; retention {}",
+                p.table,
+                p.partitions,
+                p.oldest.as_deref().unwrap_or("-"),
+                p.newest.as_deref().unwrap_or("-"),
+                p.retention.as_deref().unwrap_or("none")
+            )?;
+        }
+        if !self.logins.is_empty() {
+            writeln!(out, "\nFOR BI TOOLS")?;
+            for login in &self.logins {
+                let password = login.password.as_ref().map(|p| format!(" (password: {p})")).unwrap_or_default();
+                writeln!(out, "  {}{password}", login.url)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The BI logins of a stack, at the given host and port.
+pub fn logins(roles: &[crate::api::RoleSpec], host_port: &str, database: &str) -> Vec<LoginLine> {
+    roles
+        .iter()
+        .filter(|r| r.login.unwrap_or(true))
+        .map(|role| LoginLine {
+            url: format!("postgres://{}@{host_port}/{database}", role.name),
+            password: role.password_secret_ref.as_ref().map(|r| format!("Secret {}/{}", r.name, r.key)),
+        })
+        .collect()
+}
