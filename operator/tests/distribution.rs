@@ -77,6 +77,62 @@ fn the_chart_lints_and_renders_least_privilege_defaults() {
         [0]["args"]
         .clone();
     assert!(args.as_array().unwrap().contains(&Value::from("--namespace=a")));
+    // A watched namespace that does not exist yet is created first, and outlives the release.
+    let created: Vec<(&str, &str)> = namespaced
+        .iter()
+        .filter(|d| d["kind"] == "Namespace")
+        .map(|d| {
+            (
+                d["metadata"]["name"].as_str().unwrap(),
+                d["metadata"]["annotations"]["helm.sh/resource-policy"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(created, [("a", "keep"), ("b", "keep")], "the release's own namespace is not one of them");
+    assert_eq!(namespaced[0]["kind"], "Namespace", "before the RoleBindings that need it");
+    let without = documents(&ok(helm(&[
+        "template",
+        "t",
+        CHART,
+        "--set",
+        "watchNamespaces={a}",
+        "--set",
+        "createWatchNamespaces=false",
+    ])));
+    assert!(!without.iter().any(|d| d["kind"] == "Namespace"));
+}
+
+#[test]
+fn the_chart_passes_extra_arguments_environment_and_scheduling_values() {
+    let rendered = documents(&ok(helm(&[
+        "template",
+        "t",
+        CHART,
+        "--set",
+        "extraArgs={--database-host-override=db.internal:5432}",
+        "--set",
+        "extraEnv[0].name=HTTPS_PROXY,extraEnv[0].value=http://proxy:3128",
+        "--set",
+        "priorityClassName=system-cluster-critical",
+        "--set",
+        "hostAliases[0].ip=10.0.0.5,hostAliases[0].hostnames={api.internal}",
+        "--set",
+        "podAnnotations.a=b,podLabels.team=data,nodeSelector.disk=ssd",
+        "--set",
+        "tolerations[0].key=dedicated,tolerations[0].operator=Exists",
+    ])));
+    let pod = &rendered.iter().find(|d| d["kind"] == "Deployment").unwrap()["spec"]["template"];
+    let container = &pod["spec"]["containers"][0];
+    assert!(container["args"].as_array().unwrap().contains(&Value::from("--database-host-override=db.internal:5432")));
+    assert!(container["env"].as_array().unwrap().iter().any(|e| e["name"] == "HTTPS_PROXY"));
+    assert_eq!(pod["spec"]["priorityClassName"], "system-cluster-critical");
+    assert_eq!(pod["spec"]["hostAliases"][0]["hostnames"][0], "api.internal");
+    assert_eq!(pod["spec"]["nodeSelector"]["disk"], "ssd");
+    assert_eq!(pod["spec"]["tolerations"][0]["key"], "dedicated");
+    assert_eq!(
+        (pod["metadata"]["annotations"]["a"].as_str(), pod["metadata"]["labels"]["team"].as_str()),
+        (Some("b"), Some("data"))
+    );
 }
 
 #[test]
@@ -85,6 +141,10 @@ fn the_chart_refuses_bad_values_with_a_clear_error() {
         ("replicas=two", "/replicas"),
         ("bogus=1", "additional properties 'bogus' not allowed"),
         ("logFormat=xml", "/logFormat"),
+        ("watchNamespaces={Analytics_NS}", "/watchNamespaces/0"),
+        ("extraArgz={--x}", "additional properties 'extraArgz' not allowed"),
+        ("extraArgs={run}", "/extraArgs/0"),
+        ("hostAliases[0].ip=10.0.0.5", "/hostAliases/0"),
     ] {
         let out = helm(&["template", "t", CHART, "--set", set]);
         assert!(!out.status.success(), "{set} was accepted");

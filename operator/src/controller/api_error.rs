@@ -34,6 +34,18 @@ pub fn one_line(error: &kube::Error) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// A watch's failure, one line: `list of statefulsets failed: ... (Forbidden, 403)`.
+pub fn watch_error(error: &kube::runtime::watcher::Error) -> String {
+    use kube::runtime::watcher::Error;
+    match error {
+        Error::InitialListFailed(e) => format!("initial list failed: {}", one_line(e)),
+        Error::WatchStartFailed(e) => format!("starting the watch failed: {}", one_line(e)),
+        Error::WatchFailed(e) => format!("the watch failed: {}", one_line(e)),
+        Error::WatchError(status) => format!("the watch failed: {}", one_line(&kube::Error::Api(status.clone()))),
+        other => other.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,6 +65,15 @@ mod tests {
             "secrets \"cp\" is forbidden: User \"system:serviceaccount:ops:pgw\" cannot get resource \"secrets\" in API group \"\" in the namespace \"analytics\" (Forbidden, 403)"
         );
         assert!(!error.to_string().starts_with("secrets"), "kube's own Display is the dump this replaces");
+    }
+
+    #[test]
+    fn a_failed_watch_is_one_line_too() {
+        let forbidden = api_error(
+            serde_json::json!({"message": "statefulsets.apps is forbidden", "reason": "Forbidden", "code": 403}),
+        );
+        let error = kube::runtime::watcher::Error::InitialListFailed(forbidden);
+        assert_eq!(watch_error(&error), "initial list failed: statefulsets.apps is forbidden (Forbidden, 403)");
     }
 
     #[test]

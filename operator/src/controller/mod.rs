@@ -6,6 +6,8 @@ pub mod api_error;
 mod database;
 mod deploy;
 mod dereference;
+pub mod health;
+pub mod leader;
 pub mod metrics;
 pub mod rbac;
 mod reconcile;

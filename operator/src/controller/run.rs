@@ -1,24 +1,25 @@
 //! `pgwarehouse run`: the controller in a cluster, with leader election, metrics and health
-//! endpoints, and a graceful stop on SIGTERM.
+//! endpoints, and a stop on SIGTERM that releases the Lease and exits within five seconds.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use futures::future::join_all;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
-use kube::api::Api;
+use kube::api::{Api, ListParams};
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::watcher;
 use kube::{Client, Resource};
-use kube_lease_manager::LeaseManagerBuilder;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
+use super::api_error::{one_line, watch_error};
+use super::health::Health;
+use super::leader::{Elector, Held, Timing};
 use super::metrics::Metrics;
 use super::{Context, Settings, error_policy, reconcile, server, stacks_using_secret};
 use crate::api::DataWarehouseStack;
@@ -52,6 +53,12 @@ pub struct RunOptions {
 }
 
 const LEASE_NAME: &str = "pgwarehouse-operator";
+/// How long in-flight reconciles get after SIGTERM; with the Lease release and the HTTP server
+/// it keeps the whole stop under five seconds, whatever the watches are doing.
+const RECONCILE_GRACE: Duration = Duration::from_secs(3);
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How often a failing watch's permissions are probed to tell when it works again.
+const PROBE_EVERY: Duration = Duration::from_secs(5);
 
 async fn shutdown_signal() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
@@ -80,6 +87,7 @@ async fn control(
     client: Client,
     namespace: Option<String>,
     ctx: Arc<Context>,
+    health: Arc<Health>,
     concurrency: u16,
     stop: watch::Receiver<bool>,
 ) {
@@ -89,6 +97,12 @@ async fn control(
         .with_config(controller::Config::default().concurrency(concurrency));
     let store = controller.store();
     ctx.metrics.count_stacks_in(store.clone());
+    let listed = (store.clone(), health.clone());
+    tokio::spawn(async move {
+        if listed.0.wait_until_ready().await.is_ok() {
+            listed.1.listed();
+        }
+    });
     let mut stop = stop;
     controller
         .owns(api::<StatefulSet>(&client, ns), wc.clone())
@@ -99,23 +113,70 @@ async fn control(
             let _ = stop.wait_for(|stopped| *stopped).await;
         })
         .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                tracing::debug!(%error, "controller event");
+        .for_each(|result| {
+            if let Err(controller::Error::QueueError(error)) = &result {
+                let reason = watch_error(error);
+                if health.watch_failed(reason.clone(), Instant::now()) {
+                    tracing::warn!(namespace = ns.unwrap_or("(all)"), %reason, "a watch is failing; not ready");
+                }
             }
+            async {}
         })
         .await;
+}
+
+async fn can_list<K>(client: &Client, namespace: Option<&str>) -> Result<(), kube::Error>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    api::<K>(client, namespace).list_metadata(&ListParams::default().limit(1)).await.map(|_| ())
+}
+
+/// While a watch fails, checks every few seconds whether everything watched can be listed
+/// again, and marks the operator ready when it can.
+async fn probe_while_failing(client: Client, namespaces: Vec<Option<String>>, health: Arc<Health>) {
+    loop {
+        tokio::time::sleep(PROBE_EVERY).await;
+        if !health.is_failing() {
+            continue;
+        }
+        let mut failure = None;
+        for ns in namespaces.iter().map(Option::as_deref) {
+            let results = [
+                can_list::<DataWarehouseStack>(&client, ns).await,
+                can_list::<StatefulSet>(&client, ns).await,
+                can_list::<Service>(&client, ns).await,
+                can_list::<ConfigMap>(&client, ns).await,
+                can_list::<Secret>(&client, ns).await,
+            ];
+            failure = failure.or(results.into_iter().find_map(Result::err));
+        }
+        match failure {
+            None => {
+                health.recovered();
+                tracing::info!("the watches can list again; ready");
+            }
+            Some(e) => {
+                if health.watch_failed(one_line(&e), Instant::now()) {
+                    tracing::warn!(reason = %one_line(&e), "a watch is still failing; not ready");
+                }
+            }
+        }
+    }
 }
 
 pub async fn run(options: RunOptions) -> Result<(), kube::Error> {
     let client = Client::try_default().await?;
     let metrics = Arc::new(Metrics::default());
-    let ready = Arc::new(AtomicBool::new(false));
+    let health = Arc::new(Health::default());
     let (stop_tx, stop_rx) = watch::channel(false);
     let identity = options.identity.clone().unwrap_or_else(|| format!("pgwarehouse-{}", std::process::id()));
 
     let mut server_stop = stop_rx.clone();
-    let server = tokio::spawn(server::serve(options.metrics_address, metrics.clone(), ready.clone(), async move {
+    let server = tokio::spawn(server::serve(options.metrics_address, metrics.clone(), health.clone(), async move {
         let _ = server_stop.wait_for(|stopped| *stopped).await;
     }));
     let signal_tx = stop_tx.clone();
@@ -124,30 +185,23 @@ pub async fn run(options: RunOptions) -> Result<(), kube::Error> {
         let _ = signal_tx.send(true);
     });
 
-    let mut leadership = None;
-    if options.leader_election {
-        let manager = LeaseManagerBuilder::new(client.clone(), LEASE_NAME)
-            .with_namespace(&options.lease_namespace)
-            .with_identity(&identity)
-            .build()
-            .await
-            .map_err(|e| kube::Error::Service(e.to_string().into()))?;
-        let (mut leader, task) = manager.watch().await;
-        // A standby replica is healthy and ready; it just waits for the Lease.
-        ready.store(true, Ordering::Relaxed);
-        let mut stopped = stop_rx.clone();
-        tokio::select! {
-            _ = leader.wait_for(|is_leader| *is_leader) => tracing::info!(%identity, "leading"),
-            _ = stopped.wait_for(|s| *s) => return Ok(()),
+    let elector = options.leader_election.then(|| {
+        Arc::new(Elector::new(client.clone(), &options.lease_namespace, LEASE_NAME, &identity, Timing::default()))
+    });
+    if let Some(elector) = &elector {
+        health.standby();
+        if !elector.acquire(&mut stop_rx.clone()).await {
+            let _ = tokio::time::timeout(RELEASE_TIMEOUT, server).await;
+            return Ok(());
         }
-        // Losing the Lease stops the controllers; the pod restarts and queues up as a follower.
-        let lost_tx = stop_tx.clone();
+        tracing::info!(%identity, "leading");
+        let (elector, lost_tx, mut stopped) = (elector.clone(), stop_tx.clone(), stop_rx.clone());
         tokio::spawn(async move {
-            let _ = leader.wait_for(|is_leader| !*is_leader).await;
-            tracing::warn!("lost the lease; stopping");
-            let _ = lost_tx.send(true);
+            if elector.hold(&mut stopped).await == Held::Lost {
+                tracing::warn!("lost the leader Lease; stopping");
+                let _ = lost_tx.send(true);
+            }
         });
-        leadership = Some(task);
     }
 
     let reporter = Reporter { controller: "pgwarehouse-operator".into(), instance: Some(identity) };
@@ -164,17 +218,32 @@ pub async fn run(options: RunOptions) -> Result<(), kube::Error> {
         },
         failures: Default::default(),
     });
-    ready.store(true, Ordering::Relaxed);
     let namespaces: Vec<Option<String>> =
         if options.namespaces.is_empty() { vec![None] } else { options.namespaces.iter().cloned().map(Some).collect() };
-    join_all(
-        namespaces.into_iter().map(|ns| control(client.clone(), ns, ctx.clone(), options.concurrency, stop_rx.clone())),
-    )
-    .await;
-    let _ = stop_tx.send(true);
-    if let Some(task) = leadership {
-        task.abort();
+    health.running(namespaces.len());
+    let probe = tokio::spawn(probe_while_failing(client.clone(), namespaces.clone(), health.clone()));
+    let controllers = join_all(
+        namespaces
+            .into_iter()
+            .map(|ns| control(client.clone(), ns, ctx.clone(), health.clone(), options.concurrency, stop_rx.clone())),
+    );
+    let mut stopped = stop_rx.clone();
+    tokio::select! {
+        _ = controllers => {}
+        _ = async {
+            let _ = stopped.wait_for(|s| *s).await;
+            tokio::time::sleep(RECONCILE_GRACE).await;
+        } => tracing::warn!("reconciles still running after {RECONCILE_GRACE:?}; stopping anyway"),
     }
-    let _ = server.await;
+    let _ = stop_tx.send(true);
+    probe.abort();
+    if let Some(elector) = elector {
+        match tokio::time::timeout(RELEASE_TIMEOUT, elector.release()).await {
+            Ok(Ok(())) => tracing::info!("released the leader Lease"),
+            Ok(Err(e)) => tracing::warn!(error = %one_line(&e), "could not release the leader Lease"),
+            Err(_) => tracing::warn!("releasing the leader Lease timed out"),
+        }
+    }
+    let _ = tokio::time::timeout(RELEASE_TIMEOUT, server).await;
     Ok(())
 }

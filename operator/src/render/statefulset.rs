@@ -28,11 +28,14 @@ fn env(name: &str, value: &str) -> EnvVar {
     EnvVar { name: name.into(), value: Some(value.into()), ..EnvVar::default() }
 }
 
-fn pg_isready(stack: &ValidatedStack, period: i32, failures: i32) -> Probe {
+/// Over TCP, which the image's entrypoint opens only for the final server, once initdb and the
+/// warehouse database exist. The `postgres` database, not the warehouse: a probe naming a
+/// database still being created logs a FATAL line every period during first boot.
+fn pg_isready(period: i32, failures: i32) -> Probe {
     Probe {
         exec: Some(ExecAction {
             command: Some(
-                ["pg_isready", "-h", "127.0.0.1", "-U", "postgres", "-d", &stack.database].map(String::from).to_vec(),
+                ["pg_isready", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres"].map(String::from).to_vec(),
             ),
         }),
         period_seconds: Some(period),
@@ -73,8 +76,8 @@ fn container(stack: &ValidatedStack) -> Container {
             protocol: Some("TCP".into()),
             ..ContainerPort::default()
         }]),
-        readiness_probe: Some(pg_isready(stack, 5, 3)),
-        liveness_probe: Some(Probe { initial_delay_seconds: Some(30), ..pg_isready(stack, 10, 6) }),
+        readiness_probe: Some(pg_isready(5, 3)),
+        liveness_probe: Some(Probe { initial_delay_seconds: Some(30), ..pg_isready(10, 6) }),
         resources: postgres.resources.clone(),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),

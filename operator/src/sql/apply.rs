@@ -59,9 +59,14 @@ pub async fn apply(conn: &mut PgConnection, plan: &Plan) -> ApplyReport {
         } else if let (ItemKind::Migration, Some(failed)) = (unit.item, &failed_migration) {
             outcome(ItemState::Failed, Some(format!("not run: migration {failed:?} before it failed")))
         } else {
+            tracing::debug!(item = %unit.item.label(&unit.name), statements = %redacted(unit), "applying");
             let started = std::time::Instant::now();
             let result = run_unit(conn, unit, &mut report.round_trips).await;
-            log_if_slow(unit, started.elapsed());
+            let elapsed = started.elapsed();
+            if elapsed >= SLOW_UNIT {
+                let elapsed_ms = elapsed.as_millis() as u64;
+                tracing::warn!(item = %unit.item.label(&unit.name), elapsed_ms, statements = %redacted(unit), "slow unit");
+            }
             match result {
                 Ok(()) => {
                     report.statements += unit.changes.len();
@@ -87,17 +92,10 @@ pub async fn apply(conn: &mut PgConnection, plan: &Plan) -> ApplyReport {
 /// A unit past this is logged (redacted), as sqlx would log a slow statement were it allowed to.
 const SLOW_UNIT: std::time::Duration = std::time::Duration::from_secs(1);
 
-fn log_if_slow(unit: &Unit, elapsed: std::time::Duration) {
-    if elapsed < SLOW_UNIT {
-        return;
-    }
-    // `Display` of `Sql` renders every secret as '<redacted>'.
-    let statements: Vec<String> = unit.changes.iter().map(|c| c.sql.to_string()).collect();
-    let mut text = statements.join("; ");
-    if text.len() > 2000 {
-        text = format!("{}…", text.chars().take(2000).collect::<String>());
-    }
-    tracing::warn!(item = %unit.item.label(&unit.name), elapsed_ms = elapsed.as_millis() as u64, statements = %text, "slow unit");
+/// A unit's statements for a log line: `Display` of `Sql` renders every secret as '<redacted>'.
+fn redacted(unit: &Unit) -> String {
+    let text = unit.changes.iter().map(|c| c.sql.to_string()).collect::<Vec<_>>().join("; ");
+    if text.chars().count() > 2000 { format!("{}…", text.chars().take(2000).collect::<String>()) } else { text }
 }
 
 /// The database's words: message, detail and hint (a connection failure's cause is in the detail).
