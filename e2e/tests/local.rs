@@ -83,9 +83,18 @@ async fn quickstart_runs_end_to_end_on_a_local_server() {
     exec(&mut cp, "INSERT INTO instances VALUES (7, 4, 'umbrella-prod', 16, 64, 1000, 'prod', 'Up', now())").await;
     let job_ran = "SELECT count(*) FROM cron.job_run_details d JOIN cron.job j USING (jobid) \
                    WHERE j.jobname = 'update-clusters' AND d.status = 'succeeded'";
-    let deadline = Instant::now() + Duration::from_secs(90);
+    // Two whole cron minutes and some slack: a busy machine may make pg_cron miss one.
+    let deadline = Instant::now() + Duration::from_secs(150);
     while scalar::<i64>(&mut db, job_ran).await == 0 {
-        assert!(Instant::now() < deadline, "pg_cron did not run update-clusters within 90 s");
+        if Instant::now() > deadline {
+            let runs: String = scalar(
+                &mut db,
+                "SELECT coalesce(string_agg(format('%s %s %s: %s', j.jobname, d.start_time, d.status, d.return_message), E'\\n'), 'no runs') \
+                 FROM cron.job j LEFT JOIN cron.job_run_details d USING (jobid)",
+            )
+            .await;
+            panic!("pg_cron did not run update-clusters within 150 s; its runs:\n{runs}");
+        }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM ingested_clusters").await, 7, "the new instance");
