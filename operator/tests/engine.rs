@@ -294,6 +294,32 @@ async fn the_read_only_role_can_select_and_cannot_write() {
 }
 
 #[tokio::test]
+async fn the_bi_role_reads_no_secret_in_any_catalog_it_can_see() {
+    let fx = Fixture::start().await;
+    fx.apply_ok(STACK).await;
+    let url = format!("postgres://analyst:analyst-pw@127.0.0.1:{}/warehouse", fx.server.port);
+    let mut analyst = <PgConnection as sqlx::Connection>::connect(&url).await.unwrap();
+    // Everything a login role can read about servers, mappings and roles, as text.
+    let readable: String = scalar(
+        &mut analyst,
+        "SELECT concat_ws(' | ', \
+           (SELECT string_agg(srvname || coalesce(array_to_string(srvoptions, ','), ''), ';') FROM pg_foreign_server), \
+           (SELECT string_agg(srvname || coalesce(array_to_string(umoptions, ','), '<hidden>'), ';') FROM pg_user_mappings), \
+           (SELECT string_agg(rolname || coalesce(rolpassword, ''), ';') FROM pg_roles), \
+           (SELECT string_agg(coalesce(array_to_string(ftoptions, ','), ''), ';') FROM pg_foreign_table))",
+    )
+    .await;
+    assert!(readable.contains("control_plane<hidden>"), "the mapping's options are hidden: {readable}");
+    for secret in [support::CP_READER_PASSWORD, "analyst-pw"] {
+        assert!(!readable.contains(secret), "{secret} is readable by the BI role: {readable}");
+    }
+    for query in ["SELECT * FROM pg_user_mapping", "SELECT * FROM pg_authid"] {
+        let denied = analyst.execute(query).await.unwrap_err();
+        assert!(denied.to_string().contains("permission denied"), "{query}: {denied}");
+    }
+}
+
+#[tokio::test]
 async fn hostile_names_and_values_round_trip_as_data() {
     let fx = Fixture::start().await;
     let spec = r#"

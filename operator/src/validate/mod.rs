@@ -5,12 +5,15 @@
 mod interval;
 mod schedule;
 pub mod structure;
+mod wrappers;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 pub use interval::Interval;
 pub use schedule::{Schedule, next_run, parse_schedule};
+pub use wrappers::Wrapper;
+use wrappers::known_wrapper;
 
 use crate::api::{
     DataWarehouseStack, DataWarehouseStackSpec, Epoch, ExtensionSpec, ForeignTableSpec, PartitionSpec, RoleSpec,
@@ -66,30 +69,6 @@ impl fmt::Display for ValidationErrors {
         }
         Ok(())
     }
-}
-
-/// How the engine creates a source's foreign data wrapper.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Wrapper {
-    pub name: String,
-    pub extension: String,
-    /// Handler and validator, when the extension does not create the wrapper itself.
-    pub functions: Option<(String, Option<String>)>,
-}
-
-/// Wrappers whose extension, handler and validator are known.
-fn known_wrapper(name: &str) -> Option<Wrapper> {
-    let (extension, functions) = match name {
-        "postgres_fdw" | "file_fdw" => (name, None),
-        "prometheus_fdw" => (name, Some(("prometheus_fdw_handler", "prometheus_fdw_validator"))),
-        "clerk_fdw" => (name, Some(("clerk_fdw_handler", "clerk_fdw_validator"))),
-        _ => return None,
-    };
-    Some(Wrapper {
-        name: name.to_string(),
-        extension: extension.to_string(),
-        functions: functions.map(|(h, v)| (h.to_string(), Some(v.to_string()))),
-    })
 }
 
 #[derive(Debug, Clone)]
@@ -387,6 +366,9 @@ fn source(report: &mut Report, i: usize, s: &SourceSpec) -> Option<ValidatedSour
         for (k, t) in imp.only.iter().chain(&imp.except).enumerate() {
             report.ident(&format!("{p}.{}[{k}]", if k < imp.only.len() { "only" } else { "except" }), t);
         }
+    }
+    if s.extension.is_none() {
+        wrappers::check_options(report, &path, s);
     }
     let tables: Vec<_> =
         s.tables.iter().enumerate().filter_map(|(j, t)| table(report, &format!("{path}.tables[{j}]"), t)).collect();

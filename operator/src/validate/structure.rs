@@ -149,13 +149,18 @@ fn known_properties(schema: &Value, segments: &[Segment]) -> Vec<String> {
     at.get("properties").and_then(Value::as_object).map(|p| p.keys().cloned().collect()).unwrap_or_default()
 }
 
-fn unknown_field<'a>(path: String, key: &str, known: impl Iterator<Item = &'a str>) -> FieldError {
-    let closest = known
+/// The known name a misspelled `key` most likely meant, if any is close enough.
+pub(super) fn closest<'a>(key: &str, known: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    known
         .map(|candidate| (strsim::damerau_levenshtein(key, candidate), candidate))
         .filter(|(distance, candidate)| *distance <= 2.max(candidate.len() / 3))
-        .min();
-    let message = match closest {
-        Some((_, candidate)) => format!("unknown field (did you mean {candidate:?}?)"),
+        .min()
+        .map(|(_, candidate)| candidate)
+}
+
+fn unknown_field<'a>(path: String, key: &str, known: impl Iterator<Item = &'a str>) -> FieldError {
+    let message = match closest(key, known) {
+        Some(candidate) => format!("unknown field (did you mean {candidate:?}?)"),
         None => "unknown field".to_string(),
     };
     FieldError { path, message }

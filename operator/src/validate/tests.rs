@@ -20,7 +20,7 @@ fn errors(spec_yaml: &str) -> Vec<String> {
 fn a_full_stack_validates_and_implies_its_extensions() {
     let v = validate(&stack(
         "sources:\n- name: cp\n  wrapper: postgres_fdw\n  tables: [{name: t, schema: f, columns: [{name: id, type: int8}]}]\n\
-         - name: clerk\n  wrapper: clerk_fdw\n\
+         - name: clerk\n  wrapper: clerk_fdw\n  userMapping: {secretOptions: {api_key: {secretKeyRef: {name: clerk, key: api-key}}}}\n\
          schedules: [{name: refresh, schedule: '*/5 * * * *', command: SELECT 1}]\n\
          partitions: [{table: public.m, column: time, interval: 1 day, epoch: seconds, retention: 30 days}]\n",
     ))
@@ -100,7 +100,7 @@ fn the_stack_name_must_fit_kubernetes_names() {
 fn same_server_is_for_postgres_fdw_and_owns_the_connection_options() {
     let found = errors(
         "sources:\n- {name: a, wrapper: postgres_fdw, sameServer: true, options: {dbname: cp, port: '5433'}}\n\
-         - {name: b, wrapper: clerk_fdw, sameServer: true}\n- {name: c, wrapper: postgres_fdw, sameServer: true, options: {dbname: cp}}\n",
+         - {name: b, wrapper: clerk_fdw, sameServer: true, userMapping: {options: {api_key: k}}}\n- {name: c, wrapper: postgres_fdw, sameServer: true, options: {dbname: cp}}\n",
     );
     assert_eq!(
         found,
@@ -109,4 +109,64 @@ fn same_server_is_for_postgres_fdw_and_owns_the_connection_options() {
             "spec.sources[1].sameServer: only a postgres_fdw source can be the warehouse's own server",
         ]
     );
+}
+
+#[test]
+fn our_wrappers_take_their_options_and_keep_credentials_in_the_mapping() {
+    let key = "{secretKeyRef: {name: clerk, key: api-key}}";
+    let cases: &[(&str, &str)] = &[
+        (
+            "wrapper: clerk_fdw\n  secretOptions: {api_key: KEY}",
+            "spec.sources[0].secretOptions.api_key: is a credential: set it in userMapping.secretOptions",
+        ),
+        (
+            "wrapper: clerk_fdw\n  userMapping: {secretOptions: {api_key: KEY}}\n  options: {api_url: ftp://x}",
+            "spec.sources[0].options.api_url: \"ftp://x\" is not an http:// or https:// URL",
+        ),
+        ("wrapper: clerk_fdw", "spec.sources[0].userMapping.secretOptions.api_key: clerk_fdw needs api_key"),
+        (
+            "wrapper: clerk_fdw\n  userMapping: {secretOptions: {api_key: KEY, user: KEY}}",
+            "spec.sources[0].userMapping.secretOptions.user: clerk_fdw takes only api_key in a user mapping",
+        ),
+        (
+            "wrapper: clerk_fdw\n  userMapping: {secretOptions: {api_key: KEY}}\n  tables: [{name: t, columns: [{name: a, type: text}], options: {object: invoices}}]",
+            "spec.sources[0].tables[0].options.object: \"invoices\" is not one of users, organizations, organization_memberships",
+        ),
+        (
+            "wrapper: clerk_fdw\n  userMapping: {secretOptions: {api_key: KEY}}\n  tables: [{name: t, columns: [{name: a, type: text}]}]",
+            "spec.sources[0].tables[0].options.object: clerk_fdw needs the object to read",
+        ),
+        (
+            "wrapper: prometheus_fdw\n  options: {base_url: 'http://p:9090', bearer_token: t}",
+            "spec.sources[0].options.bearer_token: is a credential",
+        ),
+        (
+            "wrapper: prometheus_fdw\n  options: {baseurl: 'http://p:9090'}",
+            "spec.sources[0].options.baseurl: prometheus_fdw has no server option \"baseurl\" (did you mean \"base_url\"?)",
+        ),
+        (
+            "wrapper: prometheus_fdw\n  options: {base_url: 'http://p:9090', region: eu}",
+            "spec.sources[0].options.region: prometheus_fdw has no server option \"region\" (it takes base_url, timeout, step)",
+        ),
+        ("wrapper: prometheus_fdw", "spec.sources[0].options.base_url: prometheus_fdw needs base_url"),
+        (
+            "wrapper: prometheus_fdw\n  options: {base_url: 'http://p:9090', step: fortnight}",
+            "spec.sources[0].options.step: \"fortnight\" is not a duration",
+        ),
+        (
+            "wrapper: prometheus_fdw\n  options: {base_url: 'http://p:9090'}\n  userMapping: {options: {username: u}}",
+            "spec.sources[0].userMapping: set username and password together",
+        ),
+    ];
+    for (source, expected) in cases {
+        let found = errors(&format!("sources:\n- name: s\n  {}\n", source.replace("KEY", key)));
+        assert!(found.iter().any(|f| f.starts_with(expected)), "{source}\nexpected {expected:?}\ngot {found:#?}");
+        assert!(found.len() <= 2, "{source}: {found:#?}");
+    }
+    let fine = errors(&format!(
+        "sources:\n- name: p\n  wrapper: prometheus_fdw\n  options: {{base_url: 'https://p:9090', timeout: 30s, step: '60'}}\n  \
+         userMapping: {{options: {{username: u}}, secretOptions: {{password: {key}}}}}\n  \
+         tables: [{{name: m, columns: [{{name: metric_name, type: text}}], options: {{object: metrics}}}}]\n"
+    ));
+    assert!(fine.is_empty(), "{fine:#?}");
 }
