@@ -6,7 +6,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo -E)
 # helm and kubectl land here when the machine has none (scripts/tools.sh).
 export PATH := $(CURDIR)/.cache/tools:$(PATH)
 
-.PHONY: demo demo-down test test-e2e deps deps-tools deps-pg15 deps-pg17 lint test-pg15 test-pg17 bench crd
+.PHONY: demo demo-down test test-e2e extensions deps deps-tools deps-pg15 deps-pg17 lint test-pg15 test-pg17 bench crd
 
 # `make demo PORT=6543` runs the local server on that port; without it: the last one used, else
 # 5433, else any free port.
@@ -30,7 +30,11 @@ demo-down:
 	cargo run -q -- local down -f stack-templates/examples/quickstart.yaml
 
 ## The whole suite: lint, unit tests, and the real-Postgres suite on both generations.
-test: deps lint test-pg15 test-pg17 test-e2e
+test: deps extensions lint test-pg15 test-pg17 test-e2e
+
+## Our Postgres extensions (extensions/), built with pgrx and installed into PostgreSQL 15.
+extensions: deps-pg15
+	@scripts/extensions.sh
 
 deps: deps-pg15 deps-pg17 deps-tools
 
@@ -48,11 +52,14 @@ deps-pg17: deps-pg15
 lint: deps-tools
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
+	cargo fmt --manifest-path extensions/Cargo.toml --all -- --check
+	cargo clippy --manifest-path extensions/Cargo.toml --all-targets -- -D warnings
 	.cache/lint/bin/actionlint -no-color .github/workflows/*.yml
 	.cache/lint/bin/hadolint --no-color --failure-threshold error Dockerfile stack-templates/image/Dockerfile
 
 ## Unit tests and the real-Postgres suite on PostgreSQL 15 + pg_cron 1.4 + pg_partman 4.7.
 test-pg15:
+	cargo test --manifest-path extensions/Cargo.toml -p prometheus_query
 	PGW_PG_BINDIR=$(PG15_BINDIR) cargo test -p pgwarehouse --lib --bins --tests
 
 ## The real-Postgres suite on PostgreSQL 17 + pg_cron 1.6 + pg_partman 5.2 (a trixie root; needs root).

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the tests and the local mode need from Debian: PostgreSQL 15 with pg_cron,
 # pg_partman and postgres_fdw (in the server package), and debootstrap for the PostgreSQL 17
-# root, lua5.4 for the Argo CD health check test. Does nothing when all are present.
+# root, lua5.4 for the Argo CD health check test, prometheus (with promtool) for the
+# prometheus_fdw tests. Does nothing when all are present.
 set -euo pipefail
-packages=(postgresql-15 postgresql-15-cron postgresql-15-partman debootstrap lua5.4)
+packages=(postgresql-15 postgresql-15-cron postgresql-15-partman debootstrap lua5.4 prometheus)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,160 @@
+//! Server, user mapping and table options: checked by the validator at `CREATE`/`ALTER` time,
+//! read once per scan. Credentials come from the current user's mapping first, then the server
+//! (the seed's SQL put them there; a mapping hides them from other roles).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use pgrx::prelude::*;
+use prometheus_query::Auth;
+
+const SERVER: &[&str] = &["base_url", "timeout", "step", "bearer_token", "username", "password"];
+const MAPPING: &[&str] = &["bearer_token", "username", "password"];
+const TABLE: &[&str] = &["object"];
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OptionsError {
+    #[error("{option:?} is not an option of a {on} (valid: {valid})")]
+    Unknown { option: String, on: &'static str, valid: String },
+    #[error("a server needs the option base_url")]
+    NoBaseUrl,
+    #[error("base_url {0:?} must be an http:// or https:// URL without credentials (put those in a user mapping)")]
+    BadBaseUrl(String),
+    #[error("{option} {value:?} is not a duration such as 30, 30s, 500ms, 5m or 1h")]
+    BadDuration { option: &'static str, value: String },
+    #[error("a foreign table needs the option object 'metrics'")]
+    NoObject,
+    #[error("object {0:?} is not one prometheus_fdw knows: use 'metrics'")]
+    UnknownObject(String),
+    #[error("username and password go together")]
+    HalfBasicAuth,
+}
+
+/// `30`, `30s`, `500ms`, `5m`, `1h`, `1d`.
+fn duration(option: &'static str, value: &str) -> Result<Duration, OptionsError> {
+    let digits = value.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let bad = || OptionsError::BadDuration { option, value: value.to_string() };
+    let amount: u64 = digits.parse().map_err(|_| bad())?;
+    let unit = match &value[digits.len()..] {
+        "ms" => Duration::from_millis(1),
+        "" | "s" => Duration::from_secs(1),
+        "m" => Duration::from_secs(60),
+        "h" => Duration::from_secs(3600),
+        "d" => Duration::from_secs(86_400),
+        _ => return Err(bad()),
+    };
+    let total = unit.checked_mul(u32::try_from(amount).map_err(|_| bad())?).ok_or_else(bad)?;
+    if total.is_zero() {
+        Err(bad())
+    } else {
+        Ok(total)
+    }
+}
+
+fn base_url(value: &str) -> Result<String, OptionsError> {
+    let rest = value.strip_prefix("http://").or_else(|| value.strip_prefix("https://"));
+    match rest {
+        Some(rest) if !rest.is_empty() && !rest.split('/').next().unwrap_or_default().contains('@') => {
+            Ok(value.to_string())
+        }
+        _ => Err(OptionsError::BadBaseUrl(value.to_string())),
+    }
+}
+
+/// What a scan needs from the server and the mapping.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub base_url: String,
+    pub timeout: Duration,
+    pub step: Option<f64>,
+    pub auth: Auth,
+}
+
+impl ServerConfig {
+    pub fn read(server: &HashMap<String, String>, mapping: &HashMap<String, String>) -> Result<Self, OptionsError> {
+        let base_url = base_url(server.get("base_url").ok_or(OptionsError::NoBaseUrl)?)?;
+        let timeout = server.get("timeout").map(|v| duration("timeout", v)).transpose()?.unwrap_or(DEFAULT_TIMEOUT);
+        let step = server.get("step").map(|v| duration("step", v).map(|d| d.as_secs_f64())).transpose()?;
+        let credential = |key: &str| mapping.get(key).or_else(|| server.get(key)).cloned();
+        let auth = match (credential("bearer_token"), credential("username"), credential("password")) {
+            (Some(token), _, _) => Auth::Bearer(token),
+            (None, Some(username), Some(password)) => Auth::Basic { username, password },
+            (None, None, None) => Auth::None,
+            _ => return Err(OptionsError::HalfBasicAuth),
+        };
+        Ok(ServerConfig { base_url, timeout, step, auth })
+    }
+}
+
+/// The validator: every option known for where it is set, and well-formed.
+pub fn validate(options: &[Option<String>], catalog: Option<pg_sys::Oid>) -> Result<(), OptionsError> {
+    let options: HashMap<String, String> = options
+        .iter()
+        .flatten()
+        .map(|o| match o.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => (o.clone(), String::new()),
+        })
+        .collect();
+    let (on, valid) = match catalog {
+        Some(c) if c == pg_sys::ForeignServerRelationId => ("server", SERVER),
+        Some(c) if c == pg_sys::UserMappingRelationId => ("user mapping", MAPPING),
+        Some(c) if c == pg_sys::ForeignTableRelationId => ("foreign table", TABLE),
+        _ => return Ok(()),
+    };
+    if let Some(option) = options.keys().find(|k| !valid.contains(&k.as_str())) {
+        return Err(OptionsError::Unknown { option: option.clone(), on, valid: valid.join(", ") });
+    }
+    match on {
+        "server" => ServerConfig::read(&options, &HashMap::new()).map(|_| ()),
+        "user mapping" => {
+            let halves = [options.contains_key("username"), options.contains_key("password")];
+            if halves[0] != halves[1] {
+                Err(OptionsError::HalfBasicAuth)
+            } else {
+                Ok(())
+            }
+        }
+        _ => match options.get("object").map(String::as_str) {
+            None => Err(OptionsError::NoObject),
+            Some("metrics") => Ok(()),
+            Some(other) => Err(OptionsError::UnknownObject(other.to_string())),
+        },
+    }
+}
+
+/// The options of the current user's mapping for `server` (or the PUBLIC one), read from the
+/// catalog as postgres_fdw does; none when there is no mapping.
+///
+/// # Safety
+/// Runs inside a Postgres backend, in a transaction.
+pub unsafe fn user_mapping(server: pg_sys::Oid) -> HashMap<String, String> {
+    unsafe {
+        let user = pg_sys::GetUserId();
+        let exists = |role: pg_sys::Oid| {
+            let tuple = pg_sys::SearchSysCache2(
+                pg_sys::SysCacheIdentifier::USERMAPPINGUSERSERVER as _,
+                pg_sys::Datum::from(role),
+                pg_sys::Datum::from(server),
+            );
+            let found = !tuple.is_null();
+            if found {
+                pg_sys::ReleaseSysCache(tuple);
+            }
+            found
+        };
+        if !exists(user) && !exists(pg_sys::InvalidOid) {
+            return HashMap::new();
+        }
+        let mapping = pg_sys::GetUserMapping(user, server);
+        let list = pgrx::PgList::<pg_sys::DefElem>::from_pg((*mapping).options);
+        list.iter_ptr()
+            .map(|def| {
+                let name = std::ffi::CStr::from_ptr((*def).defname).to_string_lossy().into_owned();
+                let value = std::ffi::CStr::from_ptr(pg_sys::defGetString(def)).to_string_lossy().into_owned();
+                (name, value)
+            })
+            .collect()
+    }
+}

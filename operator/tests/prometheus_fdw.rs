@@ -1,0 +1,303 @@
+//! Our `prometheus_fdw` (extensions/, installed by `make extensions`) in a real PostgreSQL,
+//! against a real Prometheus with known series, declared through the engine like any source:
+//! every column order and subset, every bound shape, joins, CTEs and LIMIT, bad columns and
+//! options — and the backend never crashes. Not here yet (issue 10's open part, which needs the
+//! FDW's own scan layer): one prepared statement executed repeatedly with parameters (the
+//! framework's per-parameter state does not survive a cached plan), bounds with the constant on
+//! the left (`1000 <= metric_time`, handed over un-commuted) and expressions such as
+//! `now() - interval '1 hour'` or `to_timestamp($1)` (not handed over at all).
+
+#[path = "../../extensions/prometheus_query/tests/support/prometheus.rs"]
+mod prometheus;
+mod support;
+
+use std::collections::BTreeSet;
+
+use prometheus::{Prometheus, SERIES};
+use serde_json::Value;
+use sqlx::{Connection, Executor, PgConnection, Row};
+use support::{Fixture, scalar};
+
+const STACK: &str = r#"
+sources:
+- name: prom
+  wrapper: prometheus_fdw
+  options: {base_url: "BASE_URL", step: 60s}
+  tables:
+  - name: metrics
+    schema: f
+    columns:
+    - {name: metric_name, type: text}
+    - {name: metric_labels, type: jsonb}
+    - {name: metric_time, type: bigint}
+    - {name: metric_value, type: float8}
+    options: {object: metrics}
+  - name: metrics_tz
+    schema: f
+    columns:
+    - {name: metric_value, type: float8}
+    - {name: metric_time, type: timestamptz}
+    - {name: metric_name, type: text}
+    options: {object: metrics}
+"#;
+
+async fn setup(prometheus: &Prometheus) -> (Fixture, PgConnection) {
+    let fx = Fixture::start().await;
+    fx.apply_ok(&STACK.replace("BASE_URL", &prometheus.url())).await;
+    let db = fx.warehouse().await;
+    (fx, db)
+}
+
+/// `WHERE` for minutes `from..=to` of the known series.
+fn window(prometheus: &Prometheus, from: u64, to: u64) -> String {
+    let (s, e) = (prometheus.start + from * 60, prometheus.start + to * 60);
+    format!("metric_name = '{SERIES}' AND metric_time BETWEEN {s} AND {e}")
+}
+
+/// The error `sql` fails with.
+async fn error_of(db: &mut PgConnection, sql: &str) -> String {
+    db.execute(sqlx::AssertSqlSafe(sql.to_string())).await.unwrap_err().to_string()
+}
+
+async fn rows_as_json(db: &mut PgConnection, select: &str) -> Vec<Value> {
+    let sql = format!("SELECT coalesce(json_agg(x), '[]')::text FROM ({select}) x");
+    let text: String = scalar(db, &sql).await;
+    serde_json::from_str::<Vec<Value>>(&text).unwrap()
+}
+
+#[tokio::test]
+async fn any_columns_in_any_order_give_the_right_rows() {
+    let prometheus = Prometheus::start(None);
+    let (fx, mut db) = setup(&prometheus).await;
+    let started: String = scalar(&mut db, "SELECT pg_postmaster_start_time()::text").await;
+    let all = ["metric_name", "metric_labels", "metric_time", "metric_value"];
+    // Every ordered selection of 1 to 4 columns: 64 queries.
+    let mut selections: Vec<Vec<&str>> = all.iter().map(|c| vec![*c]).collect();
+    for _ in 1..4 {
+        let longer: Vec<Vec<&str>> = selections
+            .iter()
+            .flat_map(|s| all.iter().filter(|c| !s.contains(c)).map(move |c| [s.clone(), vec![*c]].concat()))
+            .collect();
+        selections.extend(longer.into_iter().filter(|s| s.len() <= 4));
+        selections.sort();
+        selections.dedup();
+    }
+    assert_eq!(selections.len(), 64);
+    let where_ = window(&prometheus, 10, 20);
+    for columns in &selections {
+        let rows = rows_as_json(&mut db, &format!("SELECT {} FROM f.metrics WHERE {where_}", columns.join(", "))).await;
+        assert_eq!(rows.len(), 22, "{columns:?}: two series, eleven minutes");
+        let keys: Vec<&String> = rows[0].as_object().unwrap().keys().collect();
+        assert_eq!(keys.len(), columns.len(), "{columns:?}");
+        if columns.contains(&"metric_time") && columns.contains(&"metric_value") && columns.contains(&"metric_labels") {
+            let found: BTreeSet<(String, i64, i64)> = rows
+                .iter()
+                .map(|r| {
+                    (
+                        r["metric_labels"]["instance"].as_str().unwrap().to_string(),
+                        r["metric_time"].as_i64().unwrap(),
+                        r["metric_value"].as_f64().unwrap() as i64,
+                    )
+                })
+                .collect();
+            let expected: BTreeSet<(String, i64, i64)> = (10..=20)
+                .flat_map(|m| {
+                    [("a", 1), ("b", 10)]
+                        .map(|(i, f)| (i.to_string(), (prometheus.start + m * 60) as i64, (m * f) as i64))
+                })
+                .collect();
+            assert_eq!(found, expected, "{columns:?}");
+        }
+    }
+    assert_eq!(scalar::<i64>(&mut db, &format!("SELECT count(*) FROM f.metrics WHERE {where_}")).await, 22);
+    let other_order = rows_as_json(&mut db, &format!("SELECT * FROM f.metrics_tz WHERE metric_name = '{SERIES}' AND metric_time >= to_timestamp({}) AND metric_time <= to_timestamp({})", prometheus.start + 600, prometheus.start + 660)).await;
+    assert_eq!(other_order.len(), 4, "a table declaring the columns in another order, time as timestamptz");
+    let same: String = scalar(&mut db, "SELECT pg_postmaster_start_time()::text").await;
+    assert_eq!(started, same, "no backend crashed and restarted the server");
+    drop(fx);
+}
+
+#[tokio::test]
+async fn every_bound_shape_is_pushed_and_inclusive_bounds_keep_their_samples() {
+    let prometheus = Prometheus::start(None);
+    let (_fx, mut db) = setup(&prometheus).await;
+    let (s, e) = (prometheus.start + 600, prometheus.start + 1200);
+    let count = |bounds: String| format!("SELECT count(*) FROM f.metrics WHERE metric_name = '{SERIES}' AND {bounds}");
+    let cases = [
+        (format!("metric_time >= {s} AND metric_time <= {e}"), 22),
+        (format!("metric_time > {s} AND metric_time < {e}"), 18),
+        (format!("metric_time BETWEEN {s} AND {e}"), 22),
+        (format!("metric_time = {s}"), 2),
+        (format!("metric_time >= {s}::int AND metric_time <= {e}::numeric"), 22),
+        (format!("metric_time > {e} AND metric_time < {s}"), 0),
+    ];
+    for (bounds, expected) in cases {
+        assert_eq!(scalar::<i64>(&mut db, &count(bounds.clone())).await, expected, "{bounds}");
+    }
+    // Without a step option, the step is derived from the range: 10 minutes at 1 s, 601 points a series.
+    support::exec(
+        &mut db,
+        &format!(
+            "CREATE SERVER prom_auto FOREIGN DATA WRAPPER prometheus_fdw OPTIONS (base_url '{}')",
+            prometheus.url()
+        ),
+    )
+    .await;
+    support::exec(
+        &mut db,
+        "CREATE FOREIGN TABLE f.auto (metric_time bigint) SERVER prom_auto OPTIONS (object 'metrics')",
+    )
+    .await;
+    support::exec(&mut db, "CREATE USER MAPPING FOR CURRENT_USER SERVER prom_auto").await;
+    let auto =
+        format!("SELECT count(*) FROM f.auto WHERE metric_name = '{SERIES}' AND metric_time BETWEEN {s} AND {e}");
+    let error = error_of(&mut db, &auto).await;
+    assert!(error.contains("column \"metric_name\" does not exist"), "{error}");
+    support::exec(&mut db, "ALTER FOREIGN TABLE f.auto ADD COLUMN metric_name text").await;
+    assert_eq!(scalar::<i64>(&mut db, &auto).await, 2 * 601);
+    // Parameters of the cells' own types are pushed down too.
+    let n: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM f.metrics WHERE metric_name = $1 AND metric_time >= $2 AND metric_time <= $3",
+    )
+    .bind(SERIES)
+    .bind(s as i64)
+    .bind(e as i64)
+    .fetch_one(&mut db)
+    .await
+    .unwrap();
+    assert_eq!(n, 22);
+    let (from, to): (String, String) = (
+        scalar(&mut db, &format!("SELECT to_timestamp({s})::text")).await,
+        scalar(&mut db, &format!("SELECT to_timestamp({e})::text")).await,
+    );
+    let literal = format!(
+        "SELECT count(*) FROM f.metrics_tz WHERE metric_name = '{SERIES}' AND metric_time BETWEEN '{from}' AND '{to}'"
+    );
+    assert_eq!(scalar::<i64>(&mut db, &literal).await, 22, "timestamptz bounds");
+}
+
+#[tokio::test]
+async fn joins_subqueries_ctes_and_limit_work() {
+    let prometheus = Prometheus::start(None);
+    let (_fx, mut db) = setup(&prometheus).await;
+    let where_ = window(&prometheus, 0, 59);
+    db.execute("CREATE TABLE instances (name text PRIMARY KEY, owner text); INSERT INTO instances VALUES ('a', 'acme'), ('b', 'globex')").await.unwrap();
+    let busiest: String = scalar(
+        &mut db,
+        &format!(
+            "WITH usage AS (SELECT metric_labels->>'instance' AS instance, max(metric_value) AS peak FROM f.metrics WHERE {where_} GROUP BY 1) \
+             SELECT i.owner FROM usage u JOIN instances i ON i.name = u.instance ORDER BY u.peak DESC LIMIT 1"
+        ),
+    )
+    .await;
+    assert_eq!(busiest, "globex");
+    let limited: i64 =
+        scalar(&mut db, &format!("SELECT count(*) FROM (SELECT metric_value FROM f.metrics WHERE {where_} LIMIT 3) x"))
+            .await;
+    assert_eq!(limited, 3);
+    let nested: i64 = scalar(&mut db, &format!("SELECT count(*) FROM instances WHERE name IN (SELECT metric_labels->>'instance' FROM f.metrics WHERE {where_})")).await;
+    assert_eq!(nested, 2);
+    let no_lower_bound: i64 =
+        scalar(&mut db, &format!("SELECT count(*) FROM f.metrics WHERE metric_name = '{SERIES}'")).await;
+    assert!(no_lower_bound > 0, "the last hour by default, never a silent empty result");
+}
+
+#[tokio::test]
+async fn bad_columns_options_and_queries_are_clear_errors() {
+    let prometheus = Prometheus::start(None);
+    let (fx, mut db) = setup(&prometheus).await;
+    let errors = [
+        (
+            "CREATE FOREIGN TABLE f.bad_type (metric_value text) SERVER prom OPTIONS (object 'metrics')".to_string(),
+            "SELECT * FROM f.bad_type".to_string(),
+            "column metric_value cannot be text",
+        ),
+        (
+            "CREATE FOREIGN TABLE f.bad_name (cpu float8) SERVER prom OPTIONS (object 'metrics')".to_string(),
+            "SELECT * FROM f.bad_name".to_string(),
+            "column cpu cannot be double precision",
+        ),
+        (
+            "SELECT 1".to_string(),
+            "SELECT count(*) FROM f.metrics WHERE metric_time > 0".to_string(),
+            "needs the metric to read",
+        ),
+        (
+            "SELECT 1".to_string(),
+            format!("SELECT count(*) FROM f.metrics WHERE metric_name = 'sum(' AND metric_time > {}", prometheus.start),
+            "Prometheus answered bad_data",
+        ),
+    ];
+    for (setup_sql, query, expected) in errors {
+        support::exec(&mut db, &setup_sql).await;
+        let error = error_of(&mut db, &query).await;
+        assert!(error.contains(expected), "{query}: {error}");
+    }
+    let validator = [
+        ("CREATE SERVER s1 FOREIGN DATA WRAPPER prometheus_fdw", "a server needs the option base_url"),
+        (
+            "CREATE SERVER s2 FOREIGN DATA WRAPPER prometheus_fdw OPTIONS (base_url 'http://x', regoin 'eu')",
+            "\"regoin\" is not an option of a server",
+        ),
+        (
+            "CREATE SERVER s3 FOREIGN DATA WRAPPER prometheus_fdw OPTIONS (base_url 'x:9090')",
+            "must be an http:// or https:// URL",
+        ),
+        (
+            "CREATE SERVER s4 FOREIGN DATA WRAPPER prometheus_fdw OPTIONS (base_url 'http://x', step 'fortnight')",
+            "step \"fortnight\" is not a duration",
+        ),
+        (
+            "CREATE FOREIGN TABLE f.t1 (metric_name text) SERVER prom OPTIONS (object 'logs')",
+            "object \"logs\" is not one prometheus_fdw knows",
+        ),
+        ("CREATE FOREIGN TABLE f.t2 (metric_name text) SERVER prom", "needs the option object 'metrics'"),
+        (
+            "CREATE USER MAPPING FOR CURRENT_USER SERVER prom OPTIONS (username 'u')",
+            "username and password go together",
+        ),
+    ];
+    for (sql, expected) in validator {
+        let error = error_of(&mut db, sql).await;
+        assert!(error.contains(expected), "{sql}: {error}");
+    }
+    assert_eq!(scalar::<i32>(&mut db, "SELECT 1").await, 1, "the session survived every error");
+    drop(fx);
+}
+
+#[tokio::test]
+async fn credentials_come_from_the_user_mapping_and_never_show_in_errors() {
+    let prometheus = Prometheus::start(Some(("reader", "prom-s3cret")));
+    let fx = Fixture::start().await;
+    fx.set_secret("prom", "password", "prom-s3cret");
+    let stack = STACK.replace("BASE_URL", &prometheus.url()).replace(
+        "  options: {base_url:",
+        "  userMapping:\n    options: {username: reader}\n    secretOptions: {password: {secretKeyRef: {name: prom, key: password}}}\n  options: {base_url:",
+    );
+    fx.apply_ok(&stack).await;
+    let mut db = fx.warehouse().await;
+    let where_ = window(&prometheus, 0, 9);
+    assert_eq!(scalar::<i64>(&mut db, &format!("SELECT count(*) FROM f.metrics WHERE {where_}")).await, 20);
+    let analyst_url = format!("postgres://analyst:analyst-pw@127.0.0.1:{}/warehouse", fx.server.port);
+    fx.apply_ok(&format!("{stack}roles: [{{name: analyst, passwordSecretRef: {{name: analyst, key: password}}, grants: [{{schema: f, privileges: [SELECT]}}]}}]\n")).await;
+    let mut analyst = PgConnection::connect(&analyst_url).await.unwrap();
+    assert_eq!(
+        scalar::<i64>(&mut analyst, &format!("SELECT count(*) FROM f.metrics WHERE {where_}")).await,
+        20,
+        "the BI role reads through the PUBLIC mapping"
+    );
+    let options: String = scalar(
+        &mut analyst,
+        "SELECT coalesce(string_agg(array_to_string(srvoptions, ','), ';'), '') FROM pg_foreign_server",
+    )
+    .await;
+    assert!(!options.contains("prom-s3cret"), "{options}");
+
+    fx.set_secret("prom", "password", "wrong-prom-pw");
+    fx.apply_ok(&stack).await;
+    let error = error_of(&mut db, &format!("SELECT count(*) FROM f.metrics WHERE {where_}")).await;
+    assert!(error.contains("HTTP 401"), "{error}");
+    assert!(!error.contains("wrong-prom-pw") && !fx.server.log().contains("wrong-prom-pw"), "{error}");
+    let row = sqlx::query("SELECT 1 AS one").fetch_one(&mut db).await.unwrap();
+    assert_eq!(row.get::<i32, _>("one"), 1);
+}
