@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use pgrx::prelude::*;
-use prometheus_query::Auth;
+use prometheus_query::{is_base_url, Auth};
 
 const SERVER: &[&str] = &["base_url", "timeout", "step", "bearer_token", "username", "password"];
 const MAPPING: &[&str] = &["bearer_token", "username", "password"];
@@ -53,12 +53,10 @@ fn duration(option: &'static str, value: &str) -> Result<Duration, OptionsError>
 }
 
 fn base_url(value: &str) -> Result<String, OptionsError> {
-    let rest = value.strip_prefix("http://").or_else(|| value.strip_prefix("https://"));
-    match rest {
-        Some(rest) if !rest.is_empty() && !rest.split('/').next().unwrap_or_default().contains('@') => {
-            Ok(value.to_string())
-        }
-        _ => Err(OptionsError::BadBaseUrl(value.to_string())),
+    if is_base_url(value) {
+        Ok(value.to_string())
+    } else {
+        Err(OptionsError::BadBaseUrl(value.to_string()))
     }
 }
 

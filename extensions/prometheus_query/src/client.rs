@@ -52,8 +52,7 @@ pub struct Client {
 
 impl Client {
     pub fn new(base_url: &str, auth: Auth, timeout: Duration) -> Result<Client, ClientError> {
-        let rest = base_url.strip_prefix("http://").or_else(|| base_url.strip_prefix("https://"));
-        if rest.is_none_or(|rest| rest.is_empty() || rest.split('/').next().unwrap_or_default().contains('@')) {
+        if !is_base_url(base_url) {
             return Err(ClientError::BadBaseUrl(base_url.to_string()));
         }
         let config = ureq::Agent::config_builder().timeout_global(Some(timeout)).http_status_as_error(false).build();
@@ -100,6 +99,13 @@ impl Client {
             Ok(_) => unreachable!("handled above"),
         }
     }
+}
+
+/// An `http://` or `https://` URL with a host and no `user:password@` (credentials belong in a
+/// user mapping, where other roles cannot read them).
+pub fn is_base_url(url: &str) -> bool {
+    let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"));
+    rest.is_some_and(|rest| !rest.is_empty() && !rest.split('/').next().unwrap_or_default().contains('@'))
 }
 
 /// Seconds as Prometheus reads them, fraction kept (`1700000000.125`).
