@@ -177,6 +177,8 @@ pub enum CliError {
     Load(#[from] template::LoadError),
     #[error("{0}")]
     Invalid(#[from] validate::ValidationErrors),
+    #[error("cannot write the report: {0}")]
+    Write(#[from] std::io::Error),
     #[error("cannot connect to the database: {0}")]
     Connect(String),
     #[error(transparent)]
@@ -335,11 +337,10 @@ fn display_name(stack: &ValidatedStack, file: &Path) -> String {
     if stack.name.is_empty() { file.display().to_string() } else { stack.name.clone() }
 }
 
-pub fn print_stack_report(report: &StackReport, output: Output) -> Result<(), CliError> {
-    let mut out = std::io::stdout();
+fn print_stack_report(report: &StackReport, output: Output) -> Result<(), CliError> {
     match output {
         Output::Json => println!("{}", serde_json::to_string_pretty(report).expect("reports serialize")),
-        Output::Text => report.print(&mut out).map_err(|e| CliError::Local(local::LocalError::Io(e.to_string())))?,
+        Output::Text => report.print(&mut std::io::stdout())?,
     }
     Ok(())
 }

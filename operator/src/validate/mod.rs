@@ -133,6 +133,15 @@ impl ValidatedStack {
     }
 }
 
+/// Lowercase letters, digits and `-`, starting and ending with a letter or digit, 1 to 63 long.
+fn is_dns1123_label(label: &str) -> bool {
+    let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    label.len() <= 63
+        && label.starts_with(alnum)
+        && label.ends_with(alnum)
+        && label.chars().all(|c| alnum(c) || c == '-')
+}
+
 /// Collects errors as validation walks the spec.
 #[derive(Default)]
 struct Report(Vec<FieldError>);
@@ -184,12 +193,7 @@ impl Report {
     /// A Secret's name is a DNS subdomain; its keys are made of `[-._a-zA-Z0-9]`.
     fn secret(&mut self, path: &str, value: &SecretKeyRef) {
         let name = &value.name;
-        let name_ok = name.len() <= 253
-            && name.split('.').all(|label| {
-                label.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-                    && label.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-                    && label.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-            });
+        let name_ok = name.len() <= 253 && name.split('.').all(is_dns1123_label);
         if name.is_empty() {
             self.error(format!("{path}.name"), "must name a Secret");
         } else if !name_ok {
@@ -235,9 +239,8 @@ pub fn validate(stack: &DataWarehouseStack) -> Result<ValidatedStack, Validation
     let spec = &stack.spec;
     let mut report = Report::default();
     let name = stack.metadata.name.as_deref().unwrap_or_default();
-    let dns_label = name.starts_with(|c: char| c.is_ascii_lowercase())
-        && !name.ends_with('-')
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    // Service names are DNS-1035 labels: a DNS-1123 label that starts with a letter.
+    let dns_label = is_dns1123_label(name) && name.starts_with(|c: char| c.is_ascii_lowercase());
     if !dns_label || name.len() > MAX_STACK_NAME {
         report.error(
             "metadata.name",
