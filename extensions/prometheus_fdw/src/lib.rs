@@ -1,20 +1,15 @@
-//! `prometheus_fdw`: thin glue between Postgres (pgrx + supabase-wrappers) and the pure
-//! [`prometheus_query`] crate. `begin_scan` wires three steps together — restrictions → one
-//! request plan, the request, the answer → series — and `iter_scan` hands out one row per point,
-//! each requested column filled by its name and checked type, in exactly the order Postgres
-//! asked for them (any subset, any order, none for `count(*)`).
+//! `prometheus_fdw`: Prometheus as a foreign table. Thin glue between the shared scan layer
+//! ([`fdw_scan`]) and the pure [`prometheus_query`] crate: the scan's restrictions become one
+//! request plan, the request is made when the scan starts, and each point becomes a row whose
+//! columns are filled by name (any subset, any order, none for `count(*)`).
 
 mod options;
 
-use std::collections::HashMap;
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
-use pgrx::{JsonB, PgSqlErrorCode};
-use prometheus_query::{Bound, Client, ClientError, Op, PlanError, Series, Settings};
-use supabase_wrappers::prelude::*;
+use pgrx::{IntoDatum, JsonB};
+use prometheus_query::{Bound, Client, ClientError, PlanError, RangeQuery, Series, Settings};
 
+use fdw_scan::{ForeignSource, Op, Qual, Row, Table, Value};
 use options::{OptionsError, ServerConfig};
 
 pgrx::pg_module_magic!();
@@ -31,21 +26,13 @@ enum PrometheusFdwError {
     #[error("{0}")]
     Client(#[from] ClientError),
     #[error(
-        "column {name} cannot be {type_name}: prometheus_fdw supplies metric_name text, metric_labels jsonb, \
-         metric_time bigint, double precision or timestamptz, and metric_value double precision"
+        "column {name} of foreign table {table} cannot be {type_name}: prometheus_fdw supplies metric_name text, \
+         metric_labels jsonb, metric_time bigint, double precision or timestamptz, and metric_value double precision"
     )]
-    Column { name: String, type_name: String },
+    Column { table: String, name: String, type_name: String },
 }
 
-impl From<PrometheusFdwError> for ErrorReport {
-    fn from(error: PrometheusFdwError) -> Self {
-        ErrorReport::new(PgSqlErrorCode::ERRCODE_FDW_ERROR, format!("prometheus_fdw: {error}"), "")
-    }
-}
-
-type Result<T> = std::result::Result<T, PrometheusFdwError>;
-
-/// What one requested column holds.
+/// What one column holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Output {
     Name,
@@ -56,7 +43,7 @@ enum Output {
     Value,
 }
 
-fn output(column: &Column) -> Result<Output> {
+fn output(table: &str, column: &fdw_scan::Column) -> Result<Output, PrometheusFdwError> {
     let t = column.type_oid;
     Ok(match column.name.as_str() {
         "metric_name" if t == pg_sys::TEXTOID || t == pg_sys::VARCHAROID => Output::Name,
@@ -66,145 +53,151 @@ fn output(column: &Column) -> Result<Output> {
         "metric_time" if t == pg_sys::TIMESTAMPTZOID => Output::TimeTimestamptz,
         "metric_value" if t == pg_sys::FLOAT8OID => Output::Value,
         _ => {
-            let type_name = unsafe { std::ffi::CStr::from_ptr(pg_sys::format_type_be(t)) };
             return Err(PrometheusFdwError::Column {
+                table: table.to_string(),
                 name: column.name.clone(),
-                type_name: type_name.to_string_lossy().into_owned(),
-            });
+                type_name: fdw_scan::type_name(t),
+            })
         }
     })
 }
 
-/// A restriction's value as epoch seconds, whatever the column's type.
-fn seconds(cell: &Cell) -> Option<f64> {
-    match cell {
-        Cell::I64(v) => Some(*v as f64),
-        Cell::I32(v) => Some(f64::from(*v)),
-        Cell::F64(v) => Some(*v),
-        Cell::Numeric(v) => v.clone().try_into().ok(),
-        Cell::Timestamptz(t) => Some(i64::from(*t) as f64 / 1e6 + POSTGRES_EPOCH),
-        _ => None,
+/// The restrictions as the request plan reads them; `None` when one compares with NULL (no
+/// row can match).
+fn bounds(quals: &[Qual]) -> Option<Vec<Bound>> {
+    let mut bounds = Vec::new();
+    for qual in quals {
+        let op = match qual.op {
+            Op::Eq => prometheus_query::Op::Eq,
+            Op::Lt => prometheus_query::Op::Lt,
+            Op::Le => prometheus_query::Op::Le,
+            Op::Gt => prometheus_query::Op::Gt,
+            Op::Ge => prometheus_query::Op::Ge,
+            Op::In => continue,
+        };
+        match (qual.column.as_str(), &qual.value) {
+            (_, Value::Null) => return None,
+            ("metric_name", Value::Text(name)) => bounds.push(Bound::Name(name.clone())),
+            ("metric_time", Value::Number(at) | Value::Time(at)) => bounds.push(Bound::Time(op, *at)),
+            _ => {}
+        }
     }
-}
-
-/// A restriction with its value: a constant, or a parameter evaluated for this execution.
-fn qual_cell(qual: &Qual) -> Option<Cell> {
-    let value = match &qual.param {
-        Some(param) => param.eval_value.lock().ok()?.clone()?,
-        None => qual.value.clone(),
-    };
-    match value {
-        Value::Cell(cell) => Some(cell),
-        Value::Array(_) => None,
-    }
-}
-
-/// The restrictions the request can use; Postgres re-checks all of them on the rows.
-fn bounds(quals: &[Qual]) -> Vec<Bound> {
-    quals
-        .iter()
-        .filter(|q| !q.use_or)
-        .filter_map(|q| {
-            let op = Op::parse(&q.operator)?;
-            match (q.field.as_str(), qual_cell(q)?) {
-                ("metric_name", Cell::String(name)) if op == Op::Eq => Some(Bound::Name(name)),
-                ("metric_time", cell) => seconds(&cell).map(|at| Bound::Time(op, at)),
-                _ => None,
-            }
-        })
-        .collect()
+    Some(bounds)
 }
 
 fn now() -> f64 {
+    use std::time::{SystemTime, UNIX_EPOCH};
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or_default()
 }
 
-#[wrappers_fdw(
-    version = "0.3.0",
-    author = "pgwarehouse",
-    website = "https://github.com/pgwarehouse/pgwarehouse/tree/main/extensions/prometheus_fdw",
-    error_type = "PrometheusFdwError"
-)]
-pub(crate) struct PrometheusFdw {
+struct PrometheusScan {
     config: ServerConfig,
-    outputs: Vec<(String, Output)>,
-    series: Vec<Series>,
+    outputs: Vec<(usize, Output)>,
+    /// The last request and its answer, reused by a rescan asking the same.
+    fetched: Option<(RangeQuery, Vec<Series>)>,
+    /// Per series, its name and labels as datums, built once and shared by its points.
+    series_datums: Vec<Option<(pg_sys::Datum, pg_sys::Datum)>>,
     /// The next point to hand out: (series, point).
     cursor: (usize, usize),
 }
 
-impl PrometheusFdw {
-    fn cell(&self, output: Output, series: &Series, point: (f64, f64)) -> Option<Cell> {
-        let (time, value) = point;
-        Some(match output {
-            Output::Name => Cell::String(series.name.clone()),
-            Output::Labels => Cell::Json(JsonB(serde_json::Value::Object(series.labels.clone()))),
-            Output::TimeSeconds => Cell::I64(time.floor() as i64),
-            Output::TimeFloat => Cell::F64(time),
-            Output::TimeTimestamptz => {
-                let micros = ((time - POSTGRES_EPOCH) * 1e6).round() as i64;
-                Cell::Timestamptz(TimestampWithTimeZone::try_from(micros).ok()?)
+impl ForeignSource for PrometheusScan {
+    const NAME: &'static str = "prometheus_fdw";
+    type Error = PrometheusFdwError;
+
+    fn pushable(column: &str, op: Op) -> bool {
+        matches!((column, op), ("metric_name", Op::Eq) | ("metric_time", Op::Eq | Op::Lt | Op::Le | Op::Gt | Op::Ge))
+    }
+
+    fn open(table: &Table) -> Result<Self, PrometheusFdwError> {
+        options::table_object(&table.options)?;
+        let config = ServerConfig::read(&table.server, &table.mapping)?;
+        let mut outputs = Vec::new();
+        for column in &table.columns {
+            let output = output(&table.name, column)?;
+            if column.wanted {
+                outputs.push((column.index, output));
             }
-            Output::Value => Cell::F64(value),
-        })
-    }
-}
-
-impl ForeignDataWrapper<PrometheusFdwError> for PrometheusFdw {
-    fn new(server: ForeignServer) -> Result<Self> {
-        let mapping = unsafe { options::user_mapping(server.server_oid) };
-        let config = ServerConfig::read(&server.options, &mapping)?;
-        Ok(PrometheusFdw { config, outputs: Vec::new(), series: Vec::new(), cursor: (0, 0) })
+        }
+        Ok(PrometheusScan { config, outputs, fetched: None, series_datums: Vec::new(), cursor: (0, 0) })
     }
 
-    fn begin_scan(
-        &mut self,
-        quals: &[Qual],
-        columns: &[Column],
-        _sorts: &[Sort],
-        _limit: &Option<Limit>,
-        _options: &HashMap<String, String>,
-    ) -> Result<()> {
-        self.outputs = columns.iter().map(|c| output(c).map(|o| (c.name.clone(), o))).collect::<Result<_>>()?;
+    fn start(&mut self, quals: &[Qual]) -> Result<(), PrometheusFdwError> {
+        self.cursor = (0, 0);
+        self.series_datums.clear();
+        let Some(bounds) = bounds(quals) else {
+            self.fetched = None;
+            return Ok(());
+        };
         let settings = Settings { step: self.config.step, ..Settings::default() };
-        let plan = prometheus_query::plan(&bounds(quals), &settings, now())?;
+        let plan = prometheus_query::plan(&bounds, &settings, now())?;
         if let Some(notice) = &plan.notice {
             pgrx::notice!("{notice}");
         }
-        self.series = match &plan.request {
-            Some(request) => Client::new(&self.config.base_url, self.config.auth.clone(), self.config.timeout)?
-                .query_range(request)?,
-            None => Vec::new(),
+        let Some(request) = plan.request else {
+            self.fetched = None;
+            return Ok(());
         };
-        self.cursor = (0, 0);
+        if self.fetched.as_ref().is_some_and(|(asked, _)| *asked == request) {
+            return Ok(());
+        }
+        let client = Client::new(&self.config.base_url, self.config.auth.clone(), self.config.timeout)?;
+        let series = client.query_range(&request)?;
+        self.fetched = Some((request, series));
         Ok(())
     }
 
-    fn iter_scan(&mut self, row: &mut Row) -> Result<Option<()>> {
+    fn next(&mut self, row: &mut Row) -> Result<bool, PrometheusFdwError> {
+        let Some((_, series)) = &self.fetched else { return Ok(false) };
         let (mut s, mut p) = self.cursor;
-        while s < self.series.len() && p >= self.series[s].points.len() {
+        while s < series.len() && p >= series[s].points.len() {
             (s, p) = (s + 1, 0);
         }
-        let Some(series) = self.series.get(s) else { return Ok(None) };
-        let point = series.points[p];
-        for (name, output) in &self.outputs {
-            row.push(name, self.cell(*output, series, point));
-        }
+        let Some(current) = series.get(s) else { return Ok(false) };
         self.cursor = (s, p + 1);
-        Ok(Some(()))
+        if self.series_datums.len() <= s {
+            self.series_datums.resize(s + 1, None);
+        }
+        let (name, labels) = *self.series_datums[s].get_or_insert_with(|| {
+            row.keep(|| {
+                let name = current.name.clone().into_datum().expect("text is never NULL");
+                let labels =
+                    JsonB(serde_json::Value::Object(current.labels.clone())).into_datum().expect("jsonb is never NULL");
+                (name, labels)
+            })
+        });
+        let (time, value) = current.points[p];
+        for &(index, output) in &self.outputs {
+            let datum = match output {
+                Output::Name => Some(name),
+                Output::Labels => Some(labels),
+                Output::TimeSeconds => (time.floor() as i64).into_datum(),
+                Output::TimeFloat => time.into_datum(),
+                Output::TimeTimestamptz => {
+                    let micros = ((time - POSTGRES_EPOCH) * 1e6).round() as i64;
+                    TimestampWithTimeZone::try_from(micros).ok().into_datum()
+                }
+                Output::Value => value.into_datum(),
+            };
+            row.set(index, datum);
+        }
+        Ok(true)
     }
 
-    fn re_scan(&mut self) -> Result<()> {
-        self.cursor = (0, 0);
-        Ok(())
+    fn end(&mut self) {
+        self.fetched = None;
+        self.series_datums = Vec::new();
     }
+}
 
-    fn end_scan(&mut self) -> Result<()> {
-        self.series = Vec::new();
-        Ok(())
-    }
+#[pg_extern(create_or_replace)]
+fn prometheus_fdw_handler() -> PgBox<pg_sys::FdwRoutine> {
+    fdw_scan::routine::<PrometheusScan>().into_pg_boxed()
+}
 
-    fn validator(options: Vec<Option<String>>, catalog: Option<pg_sys::Oid>) -> Result<()> {
-        Ok(options::validate(&options, catalog)?)
+#[pg_extern(create_or_replace)]
+fn prometheus_fdw_validator(options: Vec<Option<String>>, catalog: Option<pg_sys::Oid>) {
+    if let Err(error) = options::validate(&options, fdw_scan::validator_target(catalog)) {
+        fdw_scan::raise::<PrometheusScan>(error);
     }
 }

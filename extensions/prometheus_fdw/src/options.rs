@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use pgrx::prelude::*;
+use fdw_scan::OptionTarget;
 use prometheus_query::{is_base_url, Auth};
 
 const SERVER: &[&str] = &["base_url", "timeout", "step", "bearer_token", "username", "password"];
@@ -85,8 +85,17 @@ impl ServerConfig {
     }
 }
 
+/// The table's `object`, which must be `metrics`.
+pub fn table_object(options: &HashMap<String, String>) -> Result<(), OptionsError> {
+    match options.get("object").map(String::as_str) {
+        None => Err(OptionsError::NoObject),
+        Some("metrics") => Ok(()),
+        Some(other) => Err(OptionsError::UnknownObject(other.to_string())),
+    }
+}
+
 /// The validator: every option known for where it is set, and well-formed.
-pub fn validate(options: &[Option<String>], catalog: Option<pg_sys::Oid>) -> Result<(), OptionsError> {
+pub fn validate(options: &[Option<String>], target: OptionTarget) -> Result<(), OptionsError> {
     let options: HashMap<String, String> = options
         .iter()
         .flatten()
@@ -95,18 +104,18 @@ pub fn validate(options: &[Option<String>], catalog: Option<pg_sys::Oid>) -> Res
             None => (o.clone(), String::new()),
         })
         .collect();
-    let (on, valid) = match catalog {
-        Some(c) if c == pg_sys::ForeignServerRelationId => ("server", SERVER),
-        Some(c) if c == pg_sys::UserMappingRelationId => ("user mapping", MAPPING),
-        Some(c) if c == pg_sys::ForeignTableRelationId => ("foreign table", TABLE),
-        _ => return Ok(()),
+    let (on, valid) = match target {
+        OptionTarget::Server => ("server", SERVER),
+        OptionTarget::UserMapping => ("user mapping", MAPPING),
+        OptionTarget::Table => ("foreign table", TABLE),
+        OptionTarget::Wrapper | OptionTarget::Column => return Ok(()),
     };
     if let Some(option) = options.keys().find(|k| !valid.contains(&k.as_str())) {
         return Err(OptionsError::Unknown { option: option.clone(), on, valid: valid.join(", ") });
     }
-    match on {
-        "server" => ServerConfig::read(&options, &HashMap::new()).map(|_| ()),
-        "user mapping" => {
+    match target {
+        OptionTarget::Server => ServerConfig::read(&options, &HashMap::new()).map(|_| ()),
+        OptionTarget::UserMapping => {
             let halves = [options.contains_key("username"), options.contains_key("password")];
             if halves[0] != halves[1] {
                 Err(OptionsError::HalfBasicAuth)
@@ -114,45 +123,6 @@ pub fn validate(options: &[Option<String>], catalog: Option<pg_sys::Oid>) -> Res
                 Ok(())
             }
         }
-        _ => match options.get("object").map(String::as_str) {
-            None => Err(OptionsError::NoObject),
-            Some("metrics") => Ok(()),
-            Some(other) => Err(OptionsError::UnknownObject(other.to_string())),
-        },
-    }
-}
-
-/// The options of the current user's mapping for `server` (or the PUBLIC one), read from the
-/// catalog as postgres_fdw does; none when there is no mapping.
-///
-/// # Safety
-/// Runs inside a Postgres backend, in a transaction.
-pub unsafe fn user_mapping(server: pg_sys::Oid) -> HashMap<String, String> {
-    unsafe {
-        let user = pg_sys::GetUserId();
-        let exists = |role: pg_sys::Oid| {
-            let tuple = pg_sys::SearchSysCache2(
-                pg_sys::SysCacheIdentifier::USERMAPPINGUSERSERVER as _,
-                pg_sys::Datum::from(role),
-                pg_sys::Datum::from(server),
-            );
-            let found = !tuple.is_null();
-            if found {
-                pg_sys::ReleaseSysCache(tuple);
-            }
-            found
-        };
-        if !exists(user) && !exists(pg_sys::InvalidOid) {
-            return HashMap::new();
-        }
-        let mapping = pg_sys::GetUserMapping(user, server);
-        let list = pgrx::PgList::<pg_sys::DefElem>::from_pg((*mapping).options);
-        list.iter_ptr()
-            .map(|def| {
-                let name = std::ffi::CStr::from_ptr((*def).defname).to_string_lossy().into_owned();
-                let value = std::ffi::CStr::from_ptr(pg_sys::defGetString(def)).to_string_lossy().into_owned();
-                (name, value)
-            })
-            .collect()
+        _ => table_object(&options),
     }
 }
