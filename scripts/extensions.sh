@@ -23,6 +23,6 @@ if ! cargo pgrx --version 2>/dev/null | grep -qF "$version"; then
 fi
 pg_config=/usr/lib/postgresql/15/bin/pg_config
 grep -qs "^pg15 = \"$pg_config\"" "${PGRX_HOME:-$HOME/.pgrx}/config.toml" || cargo pgrx init --pg15="$pg_config" >&2
-for extension in prometheus_fdw; do
+for extension in prometheus_fdw clerk_fdw; do
   (cd "$root/extensions/$extension" && cargo pgrx install --release --pg-config "$pg_config" ${sudo:+--sudo} >&2)
 done

@@ -60,13 +60,13 @@ const PROMETHEUS: Contract = Contract {
 };
 
 const CLERK: Contract = Contract {
-    server: &["api_url"],
+    server: &["api_url", "timeout"],
     credentials: &["api_key"],
     required: &["api_key"],
     together: &[],
     objects: &["users", "organizations", "organization_memberships"],
     urls: &["api_url"],
-    durations: &[],
+    durations: &["timeout"],
 };
 
 fn contract(wrapper: &str) -> Option<&'static Contract> {

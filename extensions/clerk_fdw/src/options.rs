@@ -1,0 +1,122 @@
+//! Server, user mapping and table options: checked by the validator at `CREATE`/`ALTER` time,
+//! read when a scan opens. `api_key` comes from the current user's mapping first, then the
+//! server (the seed's SQL put it there; a mapping hides it from other roles).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use clerk_api::{is_api_url, Object, DEFAULT_API_URL};
+use fdw_scan::OptionTarget;
+
+const SERVER: &[&str] = &["api_url", "api_key", "timeout"];
+const MAPPING: &[&str] = &["api_key"];
+const TABLE: &[&str] = &["object"];
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OptionsError {
+    #[error("{option:?} is not an option of a {on} (valid: {valid})")]
+    Unknown { option: String, on: &'static str, valid: String },
+    #[error("server {0} has no api_key: create a user mapping with OPTIONS (api_key '...')")]
+    NoApiKey(String),
+    #[error("api_key must not be empty")]
+    EmptyApiKey,
+    #[error("api_url {0:?} must be an http:// or https:// URL")]
+    BadApiUrl(String),
+    #[error("timeout {0:?} is not a duration such as 30, 30s, 500ms or 5m")]
+    BadTimeout(String),
+    #[error("a foreign table needs the option object ({})", Object::NAMES)]
+    NoObject,
+    #[error("object {0:?} is not one clerk_fdw knows: use one of {names}", names = Object::NAMES)]
+    UnknownObject(String),
+}
+
+/// `30`, `30s`, `500ms`, `5m`, `1h`, `1d`.
+fn timeout(value: &str) -> Result<Duration, OptionsError> {
+    let digits = value.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let bad = || OptionsError::BadTimeout(value.to_string());
+    let amount: u64 = digits.parse().map_err(|_| bad())?;
+    let total = match &value[digits.len()..] {
+        "ms" => Duration::from_millis(amount),
+        "" | "s" => Duration::from_secs(amount),
+        "m" => Duration::from_secs(amount.checked_mul(60).ok_or_else(bad)?),
+        "h" => Duration::from_secs(amount.checked_mul(3600).ok_or_else(bad)?),
+        "d" => Duration::from_secs(amount.checked_mul(86_400).ok_or_else(bad)?),
+        _ => return Err(bad()),
+    };
+    if total.is_zero() {
+        Err(bad())
+    } else {
+        Ok(total)
+    }
+}
+
+/// What a scan needs from the server and the mapping.
+#[derive(Clone)]
+pub struct ServerConfig {
+    pub api_url: String,
+    pub api_key: String,
+    pub timeout: Duration,
+}
+
+impl ServerConfig {
+    pub fn read(
+        server_name: &str,
+        server: &HashMap<String, String>,
+        mapping: &HashMap<String, String>,
+    ) -> Result<Self, OptionsError> {
+        let (api_url, timeout) = server_settings(server)?;
+        let api_key = mapping
+            .get("api_key")
+            .or_else(|| server.get("api_key"))
+            .ok_or_else(|| OptionsError::NoApiKey(server_name.to_string()))?;
+        if api_key.is_empty() {
+            return Err(OptionsError::EmptyApiKey);
+        }
+        Ok(ServerConfig { api_url, api_key: api_key.clone(), timeout })
+    }
+}
+
+fn server_settings(server: &HashMap<String, String>) -> Result<(String, Duration), OptionsError> {
+    let api_url = server.get("api_url").map_or(DEFAULT_API_URL, String::as_str);
+    if !is_api_url(api_url) {
+        return Err(OptionsError::BadApiUrl(api_url.to_string()));
+    }
+    let timeout = server.get("timeout").map(|v| timeout(v)).transpose()?.unwrap_or(DEFAULT_TIMEOUT);
+    Ok((api_url.to_string(), timeout))
+}
+
+/// The table's `object`.
+pub fn table_object(options: &HashMap<String, String>) -> Result<Object, OptionsError> {
+    let name = options.get("object").ok_or(OptionsError::NoObject)?;
+    Object::parse(name).ok_or_else(|| OptionsError::UnknownObject(name.clone()))
+}
+
+/// The validator: every option known for where it is set, and well-formed.
+pub fn validate(options: &[Option<String>], target: OptionTarget) -> Result<(), OptionsError> {
+    let options: HashMap<String, String> = options
+        .iter()
+        .flatten()
+        .map(|o| match o.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => (o.clone(), String::new()),
+        })
+        .collect();
+    let (on, valid) = match target {
+        OptionTarget::Server => ("server", SERVER),
+        OptionTarget::UserMapping => ("user mapping", MAPPING),
+        OptionTarget::Table => ("foreign table", TABLE),
+        OptionTarget::Wrapper | OptionTarget::Column => return Ok(()),
+    };
+    if let Some(option) = options.keys().find(|k| !valid.contains(&k.as_str())) {
+        return Err(OptionsError::Unknown { option: option.clone(), on, valid: valid.join(", ") });
+    }
+    if options.get("api_key").is_some_and(String::is_empty) {
+        return Err(OptionsError::EmptyApiKey);
+    }
+    match target {
+        OptionTarget::Server => server_settings(&options).map(|_| ()),
+        OptionTarget::Table => table_object(&options).map(|_| ()),
+        _ => Ok(()),
+    }
+}
