@@ -6,7 +6,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo -E)
 # helm and kubectl land here when the machine has none (scripts/tools.sh).
 export PATH := $(CURDIR)/.cache/tools:$(PATH)
 
-.PHONY: demo demo-down test test-e2e extensions deps deps-tools deps-pg15 deps-pg17 lint test-pg15 test-pg17 bench crd
+.PHONY: demo demo-down test test-e2e extensions extensions-pg17 deps deps-tools deps-pg15 deps-pg17 lint test-pg15 test-pg17 bench crd
 
 # `make demo PORT=6543` runs the local server on that port; without it: the last one used, else
 # 5433, else any free port.
@@ -30,11 +30,15 @@ demo-down:
 	cargo run -q -- local down -f stack-templates/examples/quickstart.yaml
 
 ## The whole suite: lint, unit tests, and the real-Postgres suite on both generations.
-test: deps extensions lint test-pg15 test-pg17 test-e2e
+test: deps extensions extensions-pg17 lint test-pg15 test-pg17 test-e2e
 
-## Our Postgres extensions (extensions/), built with pgrx and installed into PostgreSQL 15.
+## Our Postgres extensions (extensions/: prometheus_fdw, clerk_fdw), built with pgrx and
+## installed into the host's PostgreSQL 15; extensions-pg17 into the PostgreSQL 17 root.
 extensions: deps-pg15
-	@scripts/extensions.sh
+	@scripts/extensions.sh pg15
+
+extensions-pg17: deps-pg17
+	@PGW_PG17_ROOT=$(PG17_ROOT) scripts/extensions.sh pg17
 
 deps: deps-pg15 deps-pg17 deps-tools
 
@@ -59,12 +63,13 @@ lint: deps-tools
 
 ## Unit tests and the real-Postgres suite on PostgreSQL 15 + pg_cron 1.4 + pg_partman 4.7.
 test-pg15:
-	cargo test --manifest-path extensions/Cargo.toml -p prometheus_query
+	cargo test --manifest-path extensions/Cargo.toml -p prometheus_query -p clerk_api
 	PGW_PG_BINDIR=$(PG15_BINDIR) cargo test -p pgwarehouse --lib --bins --tests
 
-## The real-Postgres suite on PostgreSQL 17 + pg_cron 1.6 + pg_partman 5.2 (a trixie root; needs root).
+## The real-Postgres suite on PostgreSQL 17 + pg_cron 1.6 + pg_partman 5.2 (a trixie root; needs root),
+## our FDWs included.
 test-pg17:
-	PGW_PG_CHROOT=$(PG17_ROOT) PGW_PG_BINDIR=$(PG17_BINDIR) $(SUDO) env "PATH=$$PATH" cargo test -p pgwarehouse --test engine --test cli
+	PGW_PG_CHROOT=$(PG17_ROOT) PGW_PG_BINDIR=$(PG17_BINDIR) $(SUDO) env "PATH=$$PATH" cargo test -p pgwarehouse --test engine --test cli --test prometheus_fdw --test clerk_fdw
 
 ## The end-to-end scenarios: the quickstart under `local up` (and, with KUBECONFIG, a cluster).
 test-e2e:

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Builds our Postgres extensions (extensions/) and installs them into the host's PostgreSQL 15:
-# Debian's build packages, cargo-pgrx at the version extensions/Cargo.lock pins, pgrx pointed at
-# Debian's pg_config (nothing is downloaded), then `cargo pgrx install --release`.
+# Builds our Postgres extensions (extensions/) with pgrx and installs them:
+#   scripts/extensions.sh        into the host's PostgreSQL 15 (Debian's pg_config);
+#   scripts/extensions.sh pg17   into the PostgreSQL 17 trixie root (scripts/pg17-root.sh), through
+#                                a pg_config that runs inside the root and answers with host paths.
+# Debian's build packages and cargo-pgrx at the version extensions/Cargo.lock pins are installed
+# when missing; nothing else is downloaded (pgrx is pointed at the existing pg_config).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
+generation=${1:-pg15}
 sudo=""
 [ "$(id -u)" = 0 ] || sudo=sudo
 packages=(postgresql-server-dev-15 clang libclang-dev pkg-config)
@@ -21,8 +25,31 @@ if ! cargo pgrx --version 2>/dev/null | grep -qF "$version"; then
   echo "installing cargo-pgrx $version (a few minutes, once) ..." >&2
   cargo install cargo-pgrx --version "$version" --locked --quiet
 fi
-pg_config=/usr/lib/postgresql/15/bin/pg_config
-grep -qs "^pg15 = \"$pg_config\"" "${PGRX_HOME:-$HOME/.pgrx}/config.toml" || cargo pgrx init --pg15="$pg_config" >&2
+
+case "$generation" in
+  pg15)
+    pg_config=/usr/lib/postgresql/15/bin/pg_config
+    features=(--features pg15)
+    ;;
+  pg17)
+    pg17_root=${PGW_PG17_ROOT:-/var/cache/pgwarehouse/trixie-pg17}
+    [ -f "$pg17_root/.pgwarehouse-ready" ] || { echo "no PostgreSQL 17 root at $pg17_root: run make deps-pg17" >&2; exit 1; }
+    [ -d "$pg17_root/usr/include/postgresql/17/server" ] || $sudo chroot "$pg17_root" /usr/bin/env \
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql-server-dev-17 >&2
+    pg_config="$root/target/pg17-root-pg_config"
+    mkdir -p "$(dirname "$pg_config")"
+    cat >"$pg_config" <<WRAPPER
+#!/bin/sh
+# pg_config of the PostgreSQL 17 root, its paths seen from the host.
+out=\$($sudo chroot "$pg17_root" /usr/lib/postgresql/17/bin/pg_config "\$@") || exit \$?
+case "\$out" in /*) printf '%s%s\n' "$pg17_root" "\$out" ;; *) printf '%s\n' "\$out" ;; esac
+WRAPPER
+    chmod +x "$pg_config"
+    features=(--no-default-features --features pg17)
+    ;;
+  *) echo "usage: $0 [pg15|pg17]" >&2; exit 2 ;;
+esac
+grep -qs "^$generation = \"$pg_config\"" "${PGRX_HOME:-$HOME/.pgrx}/config.toml" || cargo pgrx init "--$generation=$pg_config" >&2
 for extension in prometheus_fdw clerk_fdw; do
-  (cd "$root/extensions/$extension" && cargo pgrx install --release --pg-config "$pg_config" ${sudo:+--sudo} >&2)
+  (cd "$root/extensions/$extension" && cargo pgrx install --release --pg-config "$pg_config" "${features[@]}" ${sudo:+--sudo} >&2)
 done
