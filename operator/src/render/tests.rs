@@ -86,19 +86,25 @@ fn the_stack_image_provides_what_the_statefulset_expects() {
 
     let major = lines.iter().find_map(|l| l.strip_prefix("ARG PG_MAJOR=")).unwrap();
     assert!(container.image.as_deref().unwrap().ends_with(&format!(":{major}")), "the default image tag is the major");
-    // Every extension the datawarehouse template creates is installed by the image.
+    // Every extension the datawarehouse template creates is installed by the image; ours are
+    // built from extensions/ in this repository, never fetched from elsewhere.
+    let built = lines.iter().find_map(|l| l.strip_prefix("RUN for extension in ")).unwrap();
+    let built: Vec<&str> = built.trim_end_matches("; do \\").split(' ').collect();
+    for fdw in &built {
+        let crate_manifest = format!("{}/../extensions/{fdw}/Cargo.toml", env!("CARGO_MANIFEST_DIR"));
+        assert!(std::path::Path::new(&crate_manifest).exists(), "the image builds {fdw}, which extensions/ lacks");
+    }
+    assert!(dockerfile.contains("COPY extensions/ ./") && !dockerfile.contains("git clone"), "built from this repository");
     for extension in &stack.extensions {
         let provided = match extension.name.as_str() {
             "pg_cron" => dockerfile.contains("postgresql-${PG_MAJOR}-cron"),
             "pg_partman" => dockerfile.contains("postgresql-${PG_MAJOR}-partman"),
             "postgres_fdw" | "pg_stat_statements" => dockerfile.contains("FROM postgres:${PG_MAJOR}"),
-            other => dockerfile.contains(&format!("tembo-io/{other}")),
+            other => built.contains(&other),
         };
         assert!(provided, "the image lacks {}", extension.name);
     }
-    for fdw in ["prometheus_fdw", "clerk_fdw"] {
-        assert!(dockerfile.contains(&format!("tembo-io/{fdw}")), "{fdw}");
-    }
+    assert_eq!(built, ["prometheus_fdw", "clerk_fdw"]);
     // The preloaded libraries exist in the image.
     let conf = config::settings(&stack);
     for library in conf["shared_preload_libraries"].split(',') {
