@@ -73,7 +73,7 @@ test-pg17:
 
 ## The end-to-end scenarios: the quickstart under `local up` (and, with KUBECONFIG, a cluster).
 test-e2e:
-	PGW_PG_BINDIR=$(PG15_BINDIR) cargo test -p pgwarehouse-e2e --test local -- --nocapture
+	PGW_PG_BINDIR=$(PG15_BINDIR) cargo test -p pgwarehouse-e2e --test local --test customer_warehouse -- --nocapture
 	@if [ -n "$$KUBECONFIG" ]; then cargo test -p pgwarehouse-e2e --test cluster -- --nocapture; \
 	else echo "SKIPPED the real-cluster e2e (e2e/tests/cluster.rs): KUBECONFIG is not set; see README"; fi
 

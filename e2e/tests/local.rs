@@ -2,7 +2,7 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use pgwarehouse::local::{self, LocalOptions};
 use pgwarehouse::secrets::{SecretsDir, resolve};
@@ -12,6 +12,8 @@ use sqlx::{Connection, Executor, PgConnection};
 
 #[path = "../../operator/tests/support/mod.rs"]
 mod support;
+mod scenario;
+use scenario::{Down, Steps};
 use support::{exec, scalar};
 
 fn examples() -> PathBuf {
@@ -25,24 +27,6 @@ fn quickstart() -> ValidatedStack {
         .unwrap()
         .replace("schedule: \"*/5 * * * *\"", "schedule: \"* * * * *\"");
     validate(&pgwarehouse::template::load_manifest(&text).unwrap()).unwrap()
-}
-
-struct Steps(Instant);
-
-impl Steps {
-    fn done(&mut self, step: &str) {
-        println!("{:>7.2}s  {step}", self.0.elapsed().as_secs_f64());
-        self.0 = Instant::now();
-    }
-}
-
-/// Stops the server however the test ends.
-struct Down<'a>(&'a ValidatedStack, &'a LocalOptions);
-
-impl Drop for Down<'_> {
-    fn drop(&mut self) {
-        let _ = local::down(self.0, self.1, true, &mut std::io::sink());
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -81,22 +65,7 @@ async fn quickstart_runs_end_to_end_on_a_local_server() {
     let cp_url = format!("postgres://postgres:{password}@127.0.0.1:{port}/controlplane");
     let mut cp = PgConnection::connect(&cp_url).await.unwrap();
     exec(&mut cp, "INSERT INTO instances VALUES (7, 4, 'umbrella-prod', 16, 64, 1000, 'prod', 'Up', now())").await;
-    let job_ran = "SELECT count(*) FROM cron.job_run_details d JOIN cron.job j USING (jobid) \
-                   WHERE j.jobname = 'update-clusters' AND d.status = 'succeeded'";
-    // Two whole cron minutes and some slack: a busy machine may make pg_cron miss one.
-    let deadline = Instant::now() + Duration::from_secs(150);
-    while scalar::<i64>(&mut db, job_ran).await == 0 {
-        if Instant::now() > deadline {
-            let runs: String = scalar(
-                &mut db,
-                "SELECT coalesce(string_agg(format('%s %s %s: %s', j.jobname, d.start_time, d.status, d.return_message), E'\\n'), 'no runs') \
-                 FROM cron.job j LEFT JOIN cron.job_run_details d USING (jobid)",
-            )
-            .await;
-            panic!("pg_cron did not run update-clusters within 150 s; its runs:\n{runs}");
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+    scenario::wait_for_cron_job(&mut db, "update-clusters").await;
     assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM ingested_clusters").await, 7, "the new instance");
     steps.done("pg_cron ran update-clusters within its minute and saw the new instance");
 

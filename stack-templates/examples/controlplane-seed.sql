@@ -25,3 +25,12 @@ INSERT INTO queue_archive (msg_id, enqueued_at, message)
 -- The warehouse reads through this role only.
 CREATE ROLE cp_reader LOGIN PASSWORD 'demo-reader-pw';
 GRANT SELECT ON ALL TABLES IN SCHEMA public TO cp_reader;
+
+-- pgmq's archive of instance events, as the customer-warehouse example imports it.
+CREATE SCHEMA pgmq;
+CREATE TABLE pgmq.a_events (msg_id bigint PRIMARY KEY, read_ct int NOT NULL DEFAULT 0,
+  enqueued_at timestamptz NOT NULL, archived_at timestamptz NOT NULL DEFAULT now(), vt timestamptz NOT NULL, message jsonb);
+INSERT INTO pgmq.a_events (msg_id, enqueued_at, vt, message)
+  SELECT msg_id, enqueued_at, enqueued_at, message FROM queue_archive;
+GRANT USAGE ON SCHEMA pgmq TO cp_reader;
+GRANT SELECT ON ALL TABLES IN SCHEMA pgmq TO cp_reader;

@@ -34,7 +34,7 @@ fn binary(name: &str) -> String {
     path
 }
 
-fn openmetrics(start: u64) -> String {
+fn openmetrics(start: u64, more: &dyn Fn(u64) -> String) -> String {
     let mut text = format!("# HELP {SERIES} A known test series.\n# TYPE {SERIES} gauge\n");
     for (instance, factor) in [("a", 1), ("b", 10)] {
         for i in 0..MINUTES {
@@ -45,6 +45,7 @@ fn openmetrics(start: u64) -> String {
             ));
         }
     }
+    text.push_str(&more(start));
     text.push_str("# EOF\n");
     text
 }
@@ -52,12 +53,18 @@ fn openmetrics(start: u64) -> String {
 impl Prometheus {
     /// Starts Prometheus with the known series; `basic_auth` puts it behind that user and password.
     pub fn start(basic_auth: Option<(&str, &str)>) -> Prometheus {
+        Prometheus::start_with(basic_auth, &|_| String::new())
+    }
+
+    /// Starts Prometheus with the known series and the OpenMetrics families `more(start)` writes
+    /// (samples between `start` and `start + MINUTES * 60`).
+    pub fn start_with(basic_auth: Option<(&str, &str)>, more: &dyn Fn(u64) -> String) -> Prometheus {
         let dir = tempfile::tempdir().unwrap();
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
         let start = (now - MINUTES * 60 - 600) / 60 * 60;
         let data = dir.path().join("data");
         let source = dir.path().join("series.om");
-        std::fs::write(&source, openmetrics(start)).unwrap();
+        std::fs::write(&source, openmetrics(start, more)).unwrap();
         let backfill = Command::new(binary("promtool"))
             .args(["tsdb", "create-blocks-from", "openmetrics"])
             .arg(&source)

@@ -1,0 +1,50 @@
+//! What the end-to-end scenarios share: timed steps, and a server stopped however a test ends.
+
+use std::time::{Duration, Instant};
+
+use pgwarehouse::local::{self, LocalOptions};
+use pgwarehouse::validate::ValidatedStack;
+use sqlx::PgConnection;
+
+use crate::support;
+
+pub struct Steps(pub Instant);
+
+impl Steps {
+    pub fn done(&mut self, step: &str) {
+        println!("{:>7.2}s  {step}", self.0.elapsed().as_secs_f64());
+        self.0 = Instant::now();
+    }
+}
+
+/// Stops the server however the test ends.
+pub struct Down<'a>(pub &'a ValidatedStack, pub &'a LocalOptions);
+
+impl Drop for Down<'_> {
+    fn drop(&mut self) {
+        let _ = local::down(self.0, self.1, true, &mut std::io::sink());
+    }
+}
+
+
+/// Waits until pg_cron has run `job` successfully once: two whole cron minutes and some slack,
+/// as a busy machine may make pg_cron miss one.
+pub async fn wait_for_cron_job(db: &mut PgConnection, job: &str) {
+    let ran = format!(
+        "SELECT count(*) FROM cron.job_run_details d JOIN cron.job j USING (jobid) \
+         WHERE j.jobname = '{job}' AND d.status = 'succeeded'"
+    );
+    let deadline = Instant::now() + Duration::from_secs(150);
+    while support::scalar::<i64>(db, &ran).await == 0 {
+        if Instant::now() > deadline {
+            let runs: String = support::scalar(
+                db,
+                "SELECT coalesce(string_agg(format('%s %s %s: %s', j.jobname, d.start_time, d.status, d.return_message), E'\\n'), 'no runs') \
+                 FROM cron.job j LEFT JOIN cron.job_run_details d USING (jobid)",
+            )
+            .await;
+            panic!("pg_cron did not run {job} within 150 s; its runs:\n{runs}");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
