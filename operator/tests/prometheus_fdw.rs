@@ -131,6 +131,21 @@ async fn every_bound_shape_is_pushed_and_inclusive_bounds_keep_their_samples() {
     for (bounds, expected) in cases {
         assert_eq!(scalar::<i64>(&mut db, &count(bounds.clone())).await, expected, "{bounds}");
     }
+    // Any PromQL as the name: every row's metric_name is the expression asked for (so the
+    // restriction holds on each row), the series' own name stays in its labels.
+    let selector = format!("{SERIES}{{instance=\"a\"}}");
+    let rows = rows_as_json(
+        &mut db,
+        &format!("SELECT metric_name, metric_labels FROM f.metrics WHERE metric_name = '{selector}' AND metric_time BETWEEN {s} AND {e}"),
+    )
+    .await;
+    assert_eq!(rows.len(), 11, "{selector}");
+    for row in rows {
+        assert_eq!(
+            (row["metric_name"].as_str(), row["metric_labels"]["__name__"].as_str()),
+            (Some(selector.as_str()), Some(SERIES))
+        );
+    }
     // Without a step option, the step is derived from the range: 10 minutes at 1 s, 601 points a series.
     support::exec(
         &mut db,

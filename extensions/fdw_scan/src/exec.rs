@@ -136,7 +136,9 @@ pub(crate) unsafe extern "C-unwind" fn iterate<S: ForeignSource>(
         let mut row =
             Row { values: std::slice::from_raw_parts_mut((*slot).tts_values, natts), nulls, scan_memory: state.memory };
         if state.source.next(&mut row).unwrap_or_else(|e| raise::<S>(e)) {
-            pg_sys::ExecStoreVirtualTuple(slot);
+            // ExecStoreVirtualTuple's two assignments, without an FFI boundary per row.
+            (*slot).tts_flags &= !(pg_sys::TTS_FLAG_EMPTY as u16);
+            (*slot).tts_nvalid = natts as i16;
         }
         slot
     }

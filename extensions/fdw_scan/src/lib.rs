@@ -11,7 +11,7 @@
 //!   volatile functions — constants, parameters, `now() - interval '1 hour'`, `to_timestamp($1)` —
 //!   evaluated by the executor when each scan (and each rescan) starts;
 //! - every restriction stays in the plan's own quals too, so Postgres re-checks every row and a
-//!   wrapper may fetch a superset.
+//!   wrapper may fetch a superset — but those the wrapper declares [`ForeignSource::exact`].
 
 mod exec;
 mod options;
@@ -102,6 +102,11 @@ pub trait ForeignSource: Sized + 'static {
 
     /// Whether `column op value` is a restriction the wrapper uses (plan time).
     fn pushable(column: &str, op: Op) -> bool;
+    /// Whether every row the wrapper returns satisfies a pushed `column op value`, so Postgres
+    /// need not re-check it.
+    fn exact(_column: &str, _op: Op) -> bool {
+        false
+    }
     /// Checks the table's options and columns; no network (EXPLAIN opens too).
     fn open(table: &Table) -> Result<Self, Self::Error>;
     /// Called before the first row of each scan and rescan, with the restrictions' values.
@@ -157,6 +162,21 @@ pub fn routine<S: ForeignSource>() -> PgBox<pg_sys::FdwRoutine, pgrx::AllocatedB
 pub fn raise<S: ForeignSource>(error: impl Display) -> ! {
     pgrx::ereport!(PgLogLevel::ERROR, PgSqlErrorCode::ERRCODE_FDW_ERROR, format!("{}: {error}", S::NAME));
     unreachable!("ereport(ERROR) does not return")
+}
+
+/// Runs `work` on a thread of its own with every signal blocked there, so Postgres's signal
+/// handlers only ever run on the backend's thread. `work` must not call into Postgres; it hands
+/// its results back (a channel) to the backend's thread.
+pub fn spawn_worker(work: impl FnOnce() + Send + 'static) -> std::io::Result<()> {
+    // The new thread inherits the mask in place when it starts; the backend's is restored at once.
+    unsafe {
+        let (mut all, mut previous) = (std::mem::zeroed::<libc::sigset_t>(), std::mem::zeroed::<libc::sigset_t>());
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut previous);
+        let spawned = std::thread::Builder::new().name("fdw reader".into()).spawn(work);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &previous, std::ptr::null_mut());
+        spawned.map(drop)
+    }
 }
 
 /// The name of a type, for error messages.

@@ -82,17 +82,27 @@ pub(crate) unsafe extern "C-unwind" fn plan<S: ForeignSource>(
         let mut private = PgList::<pg_sys::Node>::new();
         private.push(node_string(&wanted_columns(baserel)));
         let mut values = PgList::<pg_sys::Node>::new();
+        // What Postgres checks on the rows: every restriction but those the wrapper satisfies exactly.
+        let mut quals = PgList::<pg_sys::Node>::new();
         for rinfo in PgList::<pg_sys::RestrictInfo>::from_pg(scan_clauses).iter_ptr() {
-            if let Some((attnum, op, value)) = restriction((*rinfo).clause.cast(), scan_relid) {
+            if (*rinfo).pseudoconstant {
+                continue;
+            }
+            let clause: *mut pg_sys::Node = (*rinfo).clause.cast();
+            let mut exact = false;
+            if let Some((attnum, op, value)) = restriction(clause, scan_relid) {
                 let column = CStr::from_ptr(pg_sys::get_attname(table, attnum, false)).to_string_lossy();
                 if S::pushable(&column, op) {
                     private.push(node_string(&format!("{attnum} {}", op.as_str())));
                     values.push(value);
+                    exact = S::exact(&column, op);
                 }
             }
+            if !exact {
+                quals.push(clause);
+            }
         }
-        // Every restriction is also checked by Postgres on the rows.
-        let quals = pg_sys::extract_actual_clauses(scan_clauses, false);
+        let quals = quals.into_pg();
         pg_sys::make_foreignscan(
             tlist,
             quals,

@@ -7,6 +7,10 @@ mod options;
 
 use pgrx::prelude::*;
 use pgrx::{IntoDatum, JsonB};
+use std::panic::AssertUnwindSafe;
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError};
+use std::time::Duration;
+
 use prometheus_query::{Bound, Client, ClientError, PlanError, RangeQuery, Series, Settings};
 
 use fdw_scan::{ForeignSource, Op, Qual, Row, Table, Value};
@@ -25,6 +29,8 @@ enum PrometheusFdwError {
     Plan(#[from] PlanError),
     #[error("{0}")]
     Client(#[from] ClientError),
+    #[error("the thread reading Prometheus's answer {0}")]
+    Reader(String),
     #[error(
         "column {name} of foreign table {table} cannot be {type_name}: prometheus_fdw supplies metric_name text, \
          metric_labels jsonb, metric_time bigint, double precision or timestamptz, and metric_value double precision"
@@ -90,13 +96,72 @@ fn now() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or_default()
 }
 
+/// What the reader thread hands back: one series at a time, or why it stopped.
+type Arrival = Result<Series, PrometheusFdwError>;
+
+/// The last request and its answer, reused by a rescan asking the same. Series arrive from a
+/// reader thread while rows are already being returned: the answer is parsed series by series
+/// on one core while Postgres turns the first series into rows on another.
+struct Fetched {
+    request: RangeQuery,
+    series: Vec<Series>,
+    arriving: Option<Receiver<Arrival>>,
+}
+
+impl Fetched {
+    fn start(client: Client, request: RangeQuery) -> Result<Fetched, PrometheusFdwError> {
+        let (sender, receiver) = sync_channel::<Arrival>(16);
+        let asked = request.clone();
+        fdw_scan::spawn_worker(move || {
+            let read = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                client.query_range_each(&asked, &mut |series| sender.send(Ok(series)).is_ok())
+            }));
+            let failure = match read {
+                Ok(Ok(())) => return,
+                Ok(Err(error)) => PrometheusFdwError::Client(error),
+                Err(_) => PrometheusFdwError::Reader("panicked".into()),
+            };
+            let _ = sender.send(Err(failure));
+        })
+        .map_err(|e| PrometheusFdwError::Reader(format!("cannot start: {e}")))?;
+        Ok(Fetched { request, series: Vec::new(), arriving: Some(receiver) })
+    }
+
+    /// Waits for the next series, answering query cancellation while it waits; `false` once all
+    /// have arrived.
+    fn receive(&mut self) -> Result<bool, PrometheusFdwError> {
+        let Some(receiver) = &self.arriving else { return Ok(false) };
+        loop {
+            match receiver.recv_timeout(Duration::from_millis(100)) {
+                Ok(Ok(series)) => {
+                    self.series.push(series);
+                    return Ok(true);
+                }
+                Ok(Err(error)) => {
+                    self.arriving = None;
+                    return Err(error);
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    pgrx::check_for_interrupts!();
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.arriving = None;
+                    return Ok(false);
+                }
+            }
+        }
+    }
+}
+
 struct PrometheusScan {
     config: ServerConfig,
     outputs: Vec<(usize, Output)>,
-    /// The last request and its answer, reused by a rescan asking the same.
-    fetched: Option<(RangeQuery, Vec<Series>)>,
-    /// Per series, its name and labels as datums, built once and shared by its points.
-    series_datums: Vec<Option<(pg_sys::Datum, pg_sys::Datum)>>,
+    fetched: Option<Fetched>,
+    /// The PromQL asked for, every row's `metric_name` (so `metric_name = '<expression>'` holds
+    /// for each row whatever the series' own `__name__`), as a datum built once.
+    name_datum: Option<pg_sys::Datum>,
+    /// Per series, its labels as a datum, built once and shared by its points.
+    labels_datums: Vec<Option<pg_sys::Datum>>,
     /// The next point to hand out: (series, point).
     cursor: (usize, usize),
 }
@@ -109,6 +174,10 @@ impl ForeignSource for PrometheusScan {
         matches!((column, op), ("metric_name", Op::Eq) | ("metric_time", Op::Eq | Op::Lt | Op::Le | Op::Gt | Op::Ge))
     }
 
+    fn exact(column: &str, op: Op) -> bool {
+        (column, op) == ("metric_name", Op::Eq)
+    }
+
     fn open(table: &Table) -> Result<Self, PrometheusFdwError> {
         options::table_object(&table.options)?;
         let config = ServerConfig::read(&table.server, &table.mapping)?;
@@ -119,12 +188,20 @@ impl ForeignSource for PrometheusScan {
                 outputs.push((column.index, output));
             }
         }
-        Ok(PrometheusScan { config, outputs, fetched: None, series_datums: Vec::new(), cursor: (0, 0) })
+        Ok(PrometheusScan {
+            config,
+            outputs,
+            fetched: None,
+            name_datum: None,
+            labels_datums: Vec::new(),
+            cursor: (0, 0),
+        })
     }
 
     fn start(&mut self, quals: &[Qual]) -> Result<(), PrometheusFdwError> {
         self.cursor = (0, 0);
-        self.series_datums.clear();
+        self.name_datum = None;
+        self.labels_datums.clear();
         let Some(bounds) = bounds(quals) else {
             self.fetched = None;
             return Ok(());
@@ -138,32 +215,36 @@ impl ForeignSource for PrometheusScan {
             self.fetched = None;
             return Ok(());
         };
-        if self.fetched.as_ref().is_some_and(|(asked, _)| *asked == request) {
+        if self.fetched.as_ref().is_some_and(|fetched| fetched.request == request) {
             return Ok(());
         }
         let client = Client::new(&self.config.base_url, self.config.auth.clone(), self.config.timeout)?;
-        let series = client.query_range(&request)?;
-        self.fetched = Some((request, series));
+        self.fetched = Some(Fetched::start(client, request)?);
         Ok(())
     }
 
     fn next(&mut self, row: &mut Row) -> Result<bool, PrometheusFdwError> {
-        let Some((_, series)) = &self.fetched else { return Ok(false) };
+        let Some(fetched) = &mut self.fetched else { return Ok(false) };
         let (mut s, mut p) = self.cursor;
-        while s < series.len() && p >= series[s].points.len() {
-            (s, p) = (s + 1, 0);
+        loop {
+            match fetched.series.get(s).map(|series| series.points.len()) {
+                Some(points) if p < points => break,
+                Some(_) => (s, p) = (s + 1, 0),
+                None if fetched.receive()? => {}
+                None => return Ok(false),
+            }
         }
-        let Some(current) = series.get(s) else { return Ok(false) };
+        let (request, current) = (&fetched.request, &fetched.series[s]);
         self.cursor = (s, p + 1);
-        if self.series_datums.len() <= s {
-            self.series_datums.resize(s + 1, None);
+        if self.labels_datums.len() <= s {
+            self.labels_datums.resize(s + 1, None);
         }
-        let (name, labels) = *self.series_datums[s].get_or_insert_with(|| {
+        let name = *self
+            .name_datum
+            .get_or_insert_with(|| row.keep(|| request.query.as_str().into_datum().expect("text is never NULL")));
+        let labels = *self.labels_datums[s].get_or_insert_with(|| {
             row.keep(|| {
-                let name = current.name.clone().into_datum().expect("text is never NULL");
-                let labels =
-                    JsonB(serde_json::Value::Object(current.labels.clone())).into_datum().expect("jsonb is never NULL");
-                (name, labels)
+                JsonB(serde_json::Value::Object(current.labels.clone())).into_datum().expect("jsonb is never NULL")
             })
         });
         let (time, value) = current.points[p];
@@ -186,7 +267,8 @@ impl ForeignSource for PrometheusScan {
 
     fn end(&mut self) {
         self.fetched = None;
-        self.series_datums = Vec::new();
+        self.name_datum = None;
+        self.labels_datums = Vec::new();
     }
 }
 

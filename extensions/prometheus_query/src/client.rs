@@ -8,7 +8,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
 use crate::plan::RangeQuery;
-use crate::series::{parse_range_response, ResponseError, Series};
+use crate::series::{parse_range_response, parse_range_response_each, ResponseError, Series};
 
 const QUERY_RANGE: &str = "/api/v1/query_range";
 /// An answer larger than this is refused rather than buffered.
@@ -43,6 +43,24 @@ pub enum ClientError {
     Response { path: String, error: ResponseError },
 }
 
+thread_local! {
+    /// One agent per timeout for the life of the backend: its pool keeps connections alive
+    /// from one scan to the next (a rescan per outer row is one request, not one handshake).
+    static AGENTS: std::cell::RefCell<std::collections::HashMap<Duration, ureq::Agent>> = Default::default();
+}
+
+fn agent(timeout: Duration) -> ureq::Agent {
+    AGENTS.with(|agents| {
+        agents
+            .borrow_mut()
+            .entry(timeout)
+            .or_insert_with(|| {
+                ureq::Agent::config_builder().timeout_global(Some(timeout)).http_status_as_error(false).build().into()
+            })
+            .clone()
+    })
+}
+
 #[derive(Debug)]
 pub struct Client {
     base_url: String,
@@ -55,12 +73,26 @@ impl Client {
         if !is_base_url(base_url) {
             return Err(ClientError::BadBaseUrl(base_url.to_string()));
         }
-        let config = ureq::Agent::config_builder().timeout_global(Some(timeout)).http_status_as_error(false).build();
-        Ok(Client { base_url: base_url.trim_end_matches('/').to_string(), auth, agent: config.into() })
+        Ok(Client { base_url: base_url.trim_end_matches('/').to_string(), auth, agent: agent(timeout) })
     }
 
     /// Evaluates `query` over its range: every series, every point.
     pub fn query_range(&self, query: &RangeQuery) -> Result<Vec<Series>, ClientError> {
+        let mut series = Vec::new();
+        self.query_range_each(query, &mut |one| {
+            series.push(one);
+            true
+        })?;
+        Ok(series)
+    }
+
+    /// [`Client::query_range`] handing each series to `each` as soon as it is read; `each`
+    /// returns `false` to stop early.
+    pub fn query_range_each(
+        &self,
+        query: &RangeQuery,
+        each: &mut dyn FnMut(Series) -> bool,
+    ) -> Result<(), ClientError> {
         let path = QUERY_RANGE.to_string();
         let mut request = self
             .agent
@@ -77,26 +109,21 @@ impl Client {
                 request = request.header("Authorization", format!("Basic {encoded}"));
             }
         }
-        let mut response =
-            request.call().map_err(|e| ClientError::Unreachable { path: path.clone(), cause: e.to_string() })?;
+        let unreachable = |e: ureq::Error| ClientError::Unreachable { path: path.clone(), cause: e.to_string() };
+        let mut response = request.call().map_err(unreachable)?;
         let status = response.status().as_u16();
-        let body = response
-            .body_mut()
-            .with_config()
-            .limit(MAX_BODY)
-            .read_to_vec()
-            .map_err(|e| ClientError::Unreachable { path: path.clone(), cause: e.to_string() })?;
-        match parse_range_response(&body, &query.query) {
-            Ok(series) if (200..300).contains(&status) => Ok(series),
+        let body = response.body_mut().with_config().limit(MAX_BODY).read_to_vec().map_err(unreachable)?;
+        if (200..300).contains(&status) {
+            return parse_range_response_each(&body, each).map_err(|error| ClientError::Response { path, error });
+        }
+        match parse_range_response(&body) {
             // Prometheus explains a 4xx/5xx in the same JSON envelope; other proxies do not.
             Err(error @ ResponseError::Prometheus { .. }) => Err(ClientError::Response { path, error }),
-            _ if !(200..300).contains(&status) => {
+            _ => {
                 let text = String::from_utf8_lossy(&body);
                 let message = text.trim().chars().take(300).collect::<String>();
                 Err(ClientError::Http { path, status, message })
             }
-            Err(error) => Err(ClientError::Response { path, error }),
-            Ok(_) => unreachable!("handled above"),
         }
     }
 }

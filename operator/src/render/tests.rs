@@ -94,7 +94,10 @@ fn the_stack_image_provides_what_the_statefulset_expects() {
         let crate_manifest = format!("{}/../extensions/{fdw}/Cargo.toml", env!("CARGO_MANIFEST_DIR"));
         assert!(std::path::Path::new(&crate_manifest).exists(), "the image builds {fdw}, which extensions/ lacks");
     }
-    assert!(dockerfile.contains("COPY extensions/ ./") && !dockerfile.contains("git clone"), "built from this repository");
+    assert!(
+        dockerfile.contains("COPY extensions/ ./") && !dockerfile.contains("git clone"),
+        "built from this repository"
+    );
     for extension in &stack.extensions {
         let provided = match extension.name.as_str() {
             "pg_cron" => dockerfile.contains("postgresql-${PG_MAJOR}-cron"),
