@@ -178,6 +178,13 @@ async fn failures_are_errors_naming_the_request_never_the_key() {
         assert!(error.contains(&format!("clerk_fdw: {expected}")), "{mode:?}: {error}");
     }
     assert_eq!(clerk.take_requests().0, 1 + 1 + 6, "bounded: five retries of a 429, none of anything else");
+    support::exec(&mut db, "SET statement_timeout = '700ms'").await;
+    let started = std::time::Instant::now();
+    let error = error_of(&mut db, "SELECT count(*) FROM f.clerk_users").await;
+    assert!(error.contains("canceling statement due to statement timeout"), "{error}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(3), "a wait on Retry-After answers cancellation");
+    support::exec(&mut db, "RESET statement_timeout").await;
+    clerk.take_requests();
     clerk.set_mode(Mode::Normal);
 
     fx.set_secret("clerk", "api-key", "sk_test_WRONG_KEY_987");

@@ -415,3 +415,19 @@ async fn reused_plans_commuted_bounds_and_expressions_give_the_right_rows() {
     let same: String = scalar(&mut db, "SELECT pg_postmaster_start_time()::text").await;
     assert_eq!(started, same, "no backend crashed and restarted the server");
 }
+
+#[tokio::test]
+async fn a_scan_waiting_on_a_silent_prometheus_is_cancelled_by_statement_timeout() {
+    // Accepts connections (the kernel's backlog) and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://127.0.0.1:{}", silent.local_addr().unwrap().port());
+    let fx = Fixture::start().await;
+    fx.apply_ok(&STACK.replace("BASE_URL", &url).replace("step: 60s", "step: 60s, timeout: 60s")).await;
+    let mut db = fx.warehouse().await;
+    support::exec(&mut db, "SET statement_timeout = '700ms'").await;
+    let started = std::time::Instant::now();
+    let error = error_of(&mut db, &format!("SELECT count(*) FROM f.metrics WHERE metric_name = '{SERIES}'")).await;
+    assert!(error.contains("canceling statement due to statement timeout"), "{error}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "cancelled, not left to the 60 s timeout");
+    assert_eq!(scalar::<i32>(&mut db, "SELECT 1").await, 1, "the session is usable after the cancel");
+}

@@ -129,53 +129,81 @@ impl Client {
     /// Every record of `object` that `filter` lets through.
     pub fn list(&mut self, object: Object, filter: &Filter) -> Result<Vec<Value>, ClerkError> {
         let mut records = Vec::new();
+        self.list_each(object, filter, &mut |page| {
+            records.extend(page);
+            true
+        })?;
+        Ok(records)
+    }
+
+    /// [`Client::list`] handing each page to `each` as soon as it is read; `each` returns
+    /// `false` to stop (no further request is made).
+    pub fn list_each(
+        &mut self,
+        object: Object,
+        filter: &Filter,
+        each: &mut dyn FnMut(Vec<Value>) -> bool,
+    ) -> Result<(), ClerkError> {
         match (object, &filter.user_ids, &filter.organization_ids) {
             (Object::Users, Some(ids), _) => {
                 for chunk in distinct(ids).chunks(IDS_PER_REQUEST) {
                     let query: Vec<(&str, &str)> = chunk.iter().map(|id| ("user_id", *id)).collect();
-                    self.pages("/users", &query, false, &mut records)?;
-                }
-            }
-            (Object::Users, None, _) => self.pages("/users", &[("order_by", "+created_at")], false, &mut records)?,
-            (Object::Organizations, _, Some(ids)) => {
-                for id in distinct(ids) {
-                    if let Some(organization) = self.get(&format!("/organizations/{id}"), &[], true)? {
-                        records.push(organization);
+                    if !self.pages("/users", &query, false, each)? {
+                        break;
                     }
                 }
             }
-            (Object::Organizations, _, None) => self.pages("/organizations", &[], false, &mut records)?,
+            (Object::Users, None, _) => {
+                self.pages("/users", &[("order_by", "+created_at")], false, each)?;
+            }
+            (Object::Organizations, _, Some(ids)) => {
+                for id in distinct(ids) {
+                    if let Some(organization) = self.get(&format!("/organizations/{id}"), &[], true)? {
+                        if !each(vec![organization]) {
+                            break;
+                        }
+                    }
+                }
+            }
+            (Object::Organizations, _, None) => {
+                self.pages("/organizations", &[], false, each)?;
+            }
             (Object::OrganizationMemberships, _, Some(ids)) => {
                 for id in distinct(ids) {
-                    self.pages(&format!("/organizations/{id}/memberships"), &[], true, &mut records)?;
+                    if !self.pages(&format!("/organizations/{id}/memberships"), &[], true, each)? {
+                        break;
+                    }
                 }
             }
             (Object::OrganizationMemberships, Some(ids), None) => {
                 for id in distinct(ids) {
-                    self.pages(&format!("/users/{id}/organization_memberships"), &[], true, &mut records)?;
+                    if !self.pages(&format!("/users/{id}/organization_memberships"), &[], true, each)? {
+                        break;
+                    }
                 }
             }
             (Object::OrganizationMemberships, None, None) => {
-                self.pages("/organization_memberships", &[], false, &mut records)?
+                self.pages("/organization_memberships", &[], false, each)?;
             }
         }
-        Ok(records)
+        Ok(())
     }
 
-    /// Every page of a listing: users come as a JSON array, the rest as `{data, total_count}`.
+    /// Every page of a listing (users come as a JSON array, the rest as `{data, total_count}`);
+    /// `false` when `each` asked to stop.
     fn pages(
         &mut self,
         path: &str,
         query: &[(&str, &str)],
         missing_is_empty: bool,
-        records: &mut Vec<Value>,
-    ) -> Result<(), ClerkError> {
+        each: &mut dyn FnMut(Vec<Value>) -> bool,
+    ) -> Result<bool, ClerkError> {
         let mut offset = 0usize;
         loop {
             let (limit, offset_text) = (PAGE_SIZE.to_string(), offset.to_string());
             let mut paged = query.to_vec();
             paged.extend([("limit", limit.as_str()), ("offset", offset_text.as_str())]);
-            let Some(body) = self.get(path, &paged, missing_is_empty)? else { return Ok(()) };
+            let Some(body) = self.get(path, &paged, missing_is_empty)? else { return Ok(true) };
             let malformed = |cause: &str| ClerkError::Malformed { path: path.to_string(), cause: cause.to_string() };
             let (page, total) = match body {
                 Value::Array(page) => (page, None),
@@ -190,13 +218,15 @@ impl Client {
             };
             let received = page.len();
             offset += received;
-            records.extend(page);
+            if received > 0 && !each(page) {
+                return Ok(false);
+            }
             let done = match total {
                 Some(total) => offset as u64 >= total || received == 0,
                 None => received < PAGE_SIZE,
             };
             if done {
-                return Ok(());
+                return Ok(true);
             }
         }
     }

@@ -10,7 +10,7 @@ use pgrx::prelude::*;
 use pgrx::{IntoDatum, JsonB};
 use serde_json::Value as Json;
 
-use fdw_scan::{ForeignSource, Op, Qual, Row, Table, Value};
+use fdw_scan::{ForeignSource, Op, Qual, Reader, ReaderFailed, Row, Table, Value};
 use options::{OptionsError, ServerConfig};
 
 pgrx::pg_module_magic!();
@@ -24,6 +24,8 @@ enum ClerkFdwError {
     Options(#[from] OptionsError),
     #[error("{0}")]
     Clerk(#[from] ClerkError),
+    #[error("{0}")]
+    Reader(#[from] ReaderFailed),
     #[error("foreign table {table}: object {object} has no column {name} (it has: {known})")]
     UnknownColumn { table: String, object: String, name: String, known: String },
     #[error("foreign table {table}: column {name} cannot be {type_name}; it can be {allowed}")]
@@ -99,8 +101,9 @@ struct ClerkScan {
     config: ServerConfig,
     object: Object,
     outputs: Vec<(usize, Field, pg_sys::Oid)>,
-    records: Vec<Json>,
-    next_record: usize,
+    /// Pages as a reader thread fetches them, while rows are already being returned.
+    pages: Option<Reader<Vec<Json>, ClerkFdwError>>,
+    page: std::vec::IntoIter<Json>,
 }
 
 impl ForeignSource for ClerkScan {
@@ -135,17 +138,15 @@ impl ForeignSource for ClerkScan {
                 outputs.push((column.index, *field, column.type_oid));
             }
         }
-        Ok(ClerkScan { config, object, outputs, records: Vec::new(), next_record: 0 })
+        Ok(ClerkScan { config, object, outputs, pages: None, page: Vec::new().into_iter() })
     }
 
     fn start(&mut self, quals: &[Qual]) -> Result<(), ClerkFdwError> {
-        self.next_record = 0;
+        self.pages = None;
+        self.page = Vec::new().into_iter();
         let mut filter = Filter::default();
         for qual in quals {
-            let Some(ids) = ids(&qual.value) else {
-                self.records = Vec::new();
-                return Ok(());
-            };
+            let Some(ids) = ids(&qual.value) else { return Ok(()) };
             let narrowed = match (qual.column.as_str(), self.object) {
                 ("user_id", Object::Users | Object::OrganizationMemberships) => &mut filter.user_ids,
                 ("organization_id", Object::Organizations | Object::OrganizationMemberships) => {
@@ -161,21 +162,31 @@ impl ForeignSource for ClerkScan {
         }
         let limits = Limits { timeout: self.config.timeout, ..Limits::default() };
         let mut client = Client::new(&self.config.api_url, &self.config.api_key, limits)?;
-        self.records = client.list(self.object, &filter)?;
+        let object = self.object;
+        self.pages = Some(Reader::start(move |each| Ok(client.list_each(object, &filter, each)?))?);
         Ok(())
     }
 
     fn next(&mut self, row: &mut Row) -> Result<bool, ClerkFdwError> {
-        let Some(record) = self.records.get(self.next_record) else { return Ok(false) };
-        self.next_record += 1;
+        let record = loop {
+            if let Some(record) = self.page.next() {
+                break record;
+            }
+            let Some(pages) = &mut self.pages else { return Ok(false) };
+            match pages.receive()? {
+                Some(page) => self.page = page.into_iter(),
+                None => return Ok(false),
+            }
+        };
         for &(index, field, type_oid) in &self.outputs {
-            row.set(index, datum(&fields::read(field, record), type_oid));
+            row.set(index, datum(&fields::read(field, &record), type_oid));
         }
         Ok(true)
     }
 
     fn end(&mut self) {
-        self.records = Vec::new();
+        self.pages = None;
+        self.page = Vec::new().into_iter();
     }
 }
 

@@ -16,6 +16,7 @@
 mod exec;
 mod options;
 mod plan;
+mod reader;
 mod value;
 
 use std::collections::HashMap;
@@ -25,6 +26,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 pub use options::{catalog_options, validator_target, OptionTarget};
+pub use reader::{Reader, ReaderFailed};
 pub use value::Value;
 
 /// An operator a wrapper may be handed, its column always on the left.
@@ -162,21 +164,6 @@ pub fn routine<S: ForeignSource>() -> PgBox<pg_sys::FdwRoutine, pgrx::AllocatedB
 pub fn raise<S: ForeignSource>(error: impl Display) -> ! {
     pgrx::ereport!(PgLogLevel::ERROR, PgSqlErrorCode::ERRCODE_FDW_ERROR, format!("{}: {error}", S::NAME));
     unreachable!("ereport(ERROR) does not return")
-}
-
-/// Runs `work` on a thread of its own with every signal blocked there, so Postgres's signal
-/// handlers only ever run on the backend's thread. `work` must not call into Postgres; it hands
-/// its results back (a channel) to the backend's thread.
-pub fn spawn_worker(work: impl FnOnce() + Send + 'static) -> std::io::Result<()> {
-    // The new thread inherits the mask in place when it starts; the backend's is restored at once.
-    unsafe {
-        let (mut all, mut previous) = (std::mem::zeroed::<libc::sigset_t>(), std::mem::zeroed::<libc::sigset_t>());
-        libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut previous);
-        let spawned = std::thread::Builder::new().name("fdw reader".into()).spawn(work);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &previous, std::ptr::null_mut());
-        spawned.map(drop)
-    }
 }
 
 /// The name of a type, for error messages.

@@ -7,13 +7,9 @@ mod options;
 
 use pgrx::prelude::*;
 use pgrx::{IntoDatum, JsonB};
-use std::panic::AssertUnwindSafe;
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError};
-use std::time::Duration;
-
 use prometheus_query::{Bound, Client, ClientError, PlanError, RangeQuery, Series, Settings};
 
-use fdw_scan::{ForeignSource, Op, Qual, Row, Table, Value};
+use fdw_scan::{ForeignSource, Op, Qual, Reader, ReaderFailed, Row, Table, Value};
 use options::{OptionsError, ServerConfig};
 
 pgrx::pg_module_magic!();
@@ -29,8 +25,8 @@ enum PrometheusFdwError {
     Plan(#[from] PlanError),
     #[error("{0}")]
     Client(#[from] ClientError),
-    #[error("the thread reading Prometheus's answer {0}")]
-    Reader(String),
+    #[error("{0}")]
+    Reader(#[from] ReaderFailed),
     #[error(
         "column {name} of foreign table {table} cannot be {type_name}: prometheus_fdw supplies metric_name text, \
          metric_labels jsonb, metric_time bigint, double precision or timestamptz, and metric_value double precision"
@@ -96,61 +92,12 @@ fn now() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or_default()
 }
 
-/// What the reader thread hands back: one series at a time, or why it stopped.
-type Arrival = Result<Series, PrometheusFdwError>;
-
 /// The last request and its answer, reused by a rescan asking the same. Series arrive from a
-/// reader thread while rows are already being returned: the answer is parsed series by series
-/// on one core while Postgres turns the first series into rows on another.
+/// reader thread while rows are already being returned.
 struct Fetched {
     request: RangeQuery,
     series: Vec<Series>,
-    arriving: Option<Receiver<Arrival>>,
-}
-
-impl Fetched {
-    fn start(client: Client, request: RangeQuery) -> Result<Fetched, PrometheusFdwError> {
-        let (sender, receiver) = sync_channel::<Arrival>(16);
-        let asked = request.clone();
-        fdw_scan::spawn_worker(move || {
-            let read = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                client.query_range_each(&asked, &mut |series| sender.send(Ok(series)).is_ok())
-            }));
-            let failure = match read {
-                Ok(Ok(())) => return,
-                Ok(Err(error)) => PrometheusFdwError::Client(error),
-                Err(_) => PrometheusFdwError::Reader("panicked".into()),
-            };
-            let _ = sender.send(Err(failure));
-        })
-        .map_err(|e| PrometheusFdwError::Reader(format!("cannot start: {e}")))?;
-        Ok(Fetched { request, series: Vec::new(), arriving: Some(receiver) })
-    }
-
-    /// Waits for the next series, answering query cancellation while it waits; `false` once all
-    /// have arrived.
-    fn receive(&mut self) -> Result<bool, PrometheusFdwError> {
-        let Some(receiver) = &self.arriving else { return Ok(false) };
-        loop {
-            match receiver.recv_timeout(Duration::from_millis(100)) {
-                Ok(Ok(series)) => {
-                    self.series.push(series);
-                    return Ok(true);
-                }
-                Ok(Err(error)) => {
-                    self.arriving = None;
-                    return Err(error);
-                }
-                Err(RecvTimeoutError::Timeout) => {
-                    pgrx::check_for_interrupts!();
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    self.arriving = None;
-                    return Ok(false);
-                }
-            }
-        }
-    }
+    arriving: Reader<Series, PrometheusFdwError>,
 }
 
 struct PrometheusScan {
@@ -219,7 +166,9 @@ impl ForeignSource for PrometheusScan {
             return Ok(());
         }
         let client = Client::new(&self.config.base_url, self.config.auth.clone(), self.config.timeout)?;
-        self.fetched = Some(Fetched::start(client, request)?);
+        let asked = request.clone();
+        let arriving = Reader::start(move |each| Ok(client.query_range_each(&asked, each)?))?;
+        self.fetched = Some(Fetched { request, series: Vec::new(), arriving });
         Ok(())
     }
 
@@ -230,8 +179,10 @@ impl ForeignSource for PrometheusScan {
             match fetched.series.get(s).map(|series| series.points.len()) {
                 Some(points) if p < points => break,
                 Some(_) => (s, p) = (s + 1, 0),
-                None if fetched.receive()? => {}
-                None => return Ok(false),
+                None => match fetched.arriving.receive()? {
+                    Some(series) => fetched.series.push(series),
+                    None => return Ok(false),
+                },
             }
         }
         let (request, current) = (&fetched.request, &fetched.series[s]);
