@@ -3,11 +3,8 @@
 //! (prometheus_fdw) and the Clerk API double (clerk_fdw) — converges, pg_cron's jobs fill the
 //! warehouse, and the seed's three questions are answered from it.
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use pgwarehouse::local::{self, LocalOptions};
 use pgwarehouse::secrets::{SecretsDir, resolve};
 use pgwarehouse::validate::validate;
 use sqlx::{Connection, PgConnection};
@@ -21,17 +18,13 @@ mod scenario;
 mod support;
 
 use prometheus::{MINUTES, Prometheus};
-use scenario::{Down, Steps};
+use scenario::{Down, Steps, examples};
 use support::scalar;
 
 const CLERK_KEY: &str = "sk_test_e2e_customer_warehouse";
 /// CPU seconds per second of each control-plane instance (ids 1 to 6): globex's production
 /// instance (4) is the busiest, so globex is the most active customer.
 const CPU_RATES: [u64; 6] = [1, 3, 1, 8, 1, 1];
-
-fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../stack-templates/examples")
-}
 
 fn replaced(text: String, from: &str, to: &str) -> String {
     assert!(text.contains(from), "the example no longer has {from:?}");
@@ -70,7 +63,11 @@ async fn the_seeds_warehouse_answers_its_three_questions() {
     );
     text = replaced(text, "options: {user: warehouse_reader}", "options: {user: cp_reader}");
     text = replaced(text, "http://prometheus.monitoring.svc:9090", &prometheus.url());
-    text = replaced(text, "wrapper: clerk_fdw\n", &format!("wrapper: clerk_fdw\n      options: {{api_url: \"{}\"}}\n", clerk.url()));
+    text = replaced(
+        text,
+        "wrapper: clerk_fdw\n",
+        &format!("wrapper: clerk_fdw\n      options: {{api_url: \"{}\"}}\n", clerk.url()),
+    );
     text = replaced(text, "schedule: \"*/15 * * * *\"", "schedule: \"* * * * *\"");
     text = replaced(text, "schedule: \"*/5 * * * *\"", "schedule: \"* * * * *\"");
     let stack = validate(&pgwarehouse::template::load_manifest(&text).unwrap()).unwrap();
@@ -86,19 +83,12 @@ async fn the_seeds_warehouse_answers_its_three_questions() {
         std::fs::write(secrets_dir.join(name).join(key), value).unwrap();
     }
     let secrets = resolve(&stack, &SecretsDir(secrets_dir)).unwrap();
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let options = LocalOptions {
-        data_dir: Some(dir.path().join("warehouse")),
-        port: Some(port),
-        seeds: vec![("controlplane".into(), examples().join("controlplane-seed.sql"))],
-    };
+    let options = scenario::local_options(dir.path(), "warehouse");
+    let port = options.port.unwrap();
     let _down = Down(&stack, &options);
-    let mut out = Vec::new();
-    let (local, report) = local::up(&stack, &secrets, &options, &mut out).await.unwrap();
-    assert_eq!(report.failed().count(), 0, "{}", String::from_utf8_lossy(&out));
+    let (_local, password) = scenario::up_converged(&stack, &secrets, &options).await;
     steps.done("local up: the customer-warehouse example converges with all three sources");
 
-    let password = std::fs::read_to_string(local.cluster.dir.join("superuser-password")).unwrap();
     let url = format!("postgres://postgres:{password}@127.0.0.1:{port}/warehouse");
     let mut db = PgConnection::connect(&url).await.unwrap();
     scenario::wait_for_cron_job(&mut db, "update-clusters").await;
@@ -108,8 +98,7 @@ async fn the_seeds_warehouse_answers_its_three_questions() {
     assert!(scalar::<i64>(&mut db, "SELECT count(*) FROM metric_values").await >= 6 * 40, "about an hour of minutes");
     steps.done("pg_cron ran update-clusters and ingest-metrics: the warehouse is filled");
 
-    let instances: i64 =
-        scalar(&mut db, "SELECT count(*) FROM ingested_clusters WHERE entity_type = 'postgres'").await;
+    let instances: i64 = scalar(&mut db, "SELECT count(*) FROM ingested_clusters WHERE entity_type = 'postgres'").await;
     assert_eq!(instances, 6, "how many Postgres instances are deployed");
     let most_active: String = scalar(
         &mut db,

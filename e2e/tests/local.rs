@@ -1,7 +1,6 @@
 //! The quickstart warehouse under `pgwarehouse local`, end to end, with the time of each step.
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use pgwarehouse::local::{self, LocalOptions};
@@ -10,15 +9,11 @@ use pgwarehouse::sql::apply::ItemState;
 use pgwarehouse::validate::{ValidatedStack, validate};
 use sqlx::{Connection, Executor, PgConnection};
 
+mod scenario;
 #[path = "../../operator/tests/support/mod.rs"]
 mod support;
-mod scenario;
-use scenario::{Down, Steps};
+use scenario::{Down, Steps, examples};
 use support::{exec, scalar};
-
-fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../stack-templates/examples")
-}
 
 /// The quickstart as shipped (its source is `sameServer`, so any port works), its refresh job
 /// every minute so pg_cron runs it during the test.
@@ -32,23 +27,15 @@ fn quickstart() -> ValidatedStack {
 #[tokio::test(flavor = "multi_thread")]
 async fn quickstart_runs_end_to_end_on_a_local_server() {
     let mut steps = Steps(Instant::now());
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let stack = quickstart();
     let secrets = resolve(&stack, &SecretsDir(examples().join("secrets"))).unwrap();
     let dir = tempfile::Builder::new().prefix("pgw-e2e-").tempdir_in("/tmp").unwrap();
-    let options = LocalOptions {
-        data_dir: Some(dir.path().join("quickstart")),
-        port: Some(port),
-        seeds: vec![("controlplane".into(), examples().join("controlplane-seed.sql"))],
-    };
+    let options = scenario::local_options(dir.path(), "quickstart");
+    let port = options.port.unwrap();
     let _down = Down(&stack, &options);
-
-    let mut out = Vec::new();
-    let (local, report) = local::up(&stack, &secrets, &options, &mut out).await.unwrap();
-    assert_eq!(report.failed().count(), 0, "{}", String::from_utf8_lossy(&out));
+    let (local, password) = scenario::up_converged(&stack, &secrets, &options).await;
     steps.done("local up: initdb, start, seed, converge");
 
-    let password = std::fs::read_to_string(local.cluster.dir.join("superuser-password")).unwrap();
     let url = format!("postgres://postgres:{password}@127.0.0.1:{port}/warehouse");
     let mut db = PgConnection::connect(&url).await.unwrap();
     assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM f.instances").await, 6);

@@ -1,12 +1,37 @@
 //! What the end-to-end scenarios share: timed steps, and a server stopped however a test ends.
 
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use pgwarehouse::local::{self, LocalOptions};
+use pgwarehouse::local::{self, Local, LocalOptions};
+use pgwarehouse::secrets::Secrets;
 use pgwarehouse::validate::ValidatedStack;
 use sqlx::PgConnection;
 
 use crate::support;
+
+pub fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../stack-templates/examples")
+}
+
+/// A fresh data dir `name` under `dir` on a free port, the control plane seeded as `make demo` does.
+pub fn local_options(dir: &Path, name: &str) -> LocalOptions {
+    LocalOptions {
+        data_dir: Some(dir.join(name)),
+        port: Some(TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()),
+        seeds: vec![("controlplane".into(), examples().join("controlplane-seed.sql"))],
+    }
+}
+
+/// `local up`, which must converge every item; the server and its superuser password.
+pub async fn up_converged(stack: &ValidatedStack, secrets: &Secrets, options: &LocalOptions) -> (Local, String) {
+    let mut out = Vec::new();
+    let (local, report) = local::up(stack, secrets, options, &mut out).await.unwrap();
+    assert_eq!(report.failed().count(), 0, "{}", String::from_utf8_lossy(&out));
+    let password = std::fs::read_to_string(local.cluster.dir.join("superuser-password")).unwrap();
+    (local, password)
+}
 
 pub struct Steps(pub Instant);
 
@@ -25,7 +50,6 @@ impl Drop for Down<'_> {
         let _ = local::down(self.0, self.1, true, &mut std::io::sink());
     }
 }
-
 
 /// Waits until pg_cron has run `job` successfully once: two whole cron minutes and some slack,
 /// as a busy machine may make pg_cron miss one.

@@ -57,24 +57,6 @@ pub enum ClerkError {
     TooManyRequests(u32),
 }
 
-thread_local! {
-    /// One agent per timeout for the life of the backend: its pool keeps connections alive
-    /// from one scan to the next (a rescan per outer row is one request, not one handshake).
-    static AGENTS: std::cell::RefCell<std::collections::HashMap<Duration, ureq::Agent>> = Default::default();
-}
-
-fn agent(timeout: Duration) -> ureq::Agent {
-    AGENTS.with(|agents| {
-        agents
-            .borrow_mut()
-            .entry(timeout)
-            .or_insert_with(|| {
-                ureq::Agent::config_builder().timeout_global(Some(timeout)).http_status_as_error(false).build().into()
-            })
-            .clone()
-    })
-}
-
 pub struct Client {
     base_url: String,
     api_key: String,
@@ -114,7 +96,7 @@ impl Client {
         Ok(Client {
             base_url: api_url.trim_end_matches('/').to_string(),
             api_key: api_key.to_string(),
-            agent: agent(limits.timeout),
+            agent: http_agent::agent(limits.timeout),
             limits,
             requests: 0,
             waited: Duration::ZERO,

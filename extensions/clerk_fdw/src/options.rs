@@ -6,17 +6,16 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use clerk_api::{is_api_url, Object, DEFAULT_API_URL};
-use fdw_scan::OptionTarget;
+use fdw_scan::{OptionNames, OptionTarget, UnknownOption};
 
-const SERVER: &[&str] = &["api_url", "api_key", "timeout"];
-const MAPPING: &[&str] = &["api_key"];
-const TABLE: &[&str] = &["object"];
+const NAMES: OptionNames =
+    OptionNames { server: &["api_url", "api_key", "timeout"], user_mapping: &["api_key"], table: &["object"] };
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OptionsError {
-    #[error("{option:?} is not an option of a {on} (valid: {valid})")]
-    Unknown { option: String, on: &'static str, valid: String },
+    #[error("{0}")]
+    Unknown(#[from] UnknownOption),
     #[error("server {0} has no api_key: create a user mapping with OPTIONS (api_key '...')")]
     NoApiKey(String),
     #[error("api_key must not be empty")]
@@ -94,23 +93,7 @@ pub fn table_object(options: &HashMap<String, String>) -> Result<Object, Options
 
 /// The validator: every option known for where it is set, and well-formed.
 pub fn validate(options: &[Option<String>], target: OptionTarget) -> Result<(), OptionsError> {
-    let options: HashMap<String, String> = options
-        .iter()
-        .flatten()
-        .map(|o| match o.split_once('=') {
-            Some((k, v)) => (k.to_string(), v.to_string()),
-            None => (o.clone(), String::new()),
-        })
-        .collect();
-    let (on, valid) = match target {
-        OptionTarget::Server => ("server", SERVER),
-        OptionTarget::UserMapping => ("user mapping", MAPPING),
-        OptionTarget::Table => ("foreign table", TABLE),
-        OptionTarget::Wrapper | OptionTarget::Column => return Ok(()),
-    };
-    if let Some(option) = options.keys().find(|k| !valid.contains(&k.as_str())) {
-        return Err(OptionsError::Unknown { option: option.clone(), on, valid: valid.join(", ") });
-    }
+    let Some(options) = NAMES.check(options, target)? else { return Ok(()) };
     if options.get("api_key").is_some_and(String::is_empty) {
         return Err(OptionsError::EmptyApiKey);
     }

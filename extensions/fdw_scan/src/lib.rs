@@ -25,7 +25,7 @@ use std::fmt::Display;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-pub use options::{catalog_options, validator_target, OptionTarget};
+pub use options::{validator_target, OptionNames, OptionTarget, UnknownOption};
 pub use reader::{Reader, ReaderFailed};
 pub use value::Value;
 

@@ -26,11 +26,63 @@ pub fn validator_target(catalog: Option<pg_sys::Oid>) -> OptionTarget {
     }
 }
 
+/// The options a wrapper takes, where.
+pub struct OptionNames {
+    pub server: &'static [&'static str],
+    pub user_mapping: &'static [&'static str],
+    pub table: &'static [&'static str],
+}
+
+/// An option set where the wrapper does not take it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownOption {
+    pub option: String,
+    pub on: &'static str,
+    pub valid: String,
+}
+
+impl std::fmt::Display for UnknownOption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?} is not an option of a {} (valid: {})", self.option, self.on, self.valid)
+    }
+}
+
+impl std::error::Error for UnknownOption {}
+
+impl OptionNames {
+    /// A validator's options (`key=value` texts) as a map, each one known where it is set;
+    /// `None` where the wrapper takes none to check (on itself, on columns).
+    pub fn check(
+        &self,
+        options: &[Option<String>],
+        target: OptionTarget,
+    ) -> Result<Option<HashMap<String, String>>, UnknownOption> {
+        let (on, valid) = match target {
+            OptionTarget::Server => ("server", self.server),
+            OptionTarget::UserMapping => ("user mapping", self.user_mapping),
+            OptionTarget::Table => ("foreign table", self.table),
+            OptionTarget::Wrapper | OptionTarget::Column => return Ok(None),
+        };
+        let options: HashMap<String, String> = options
+            .iter()
+            .flatten()
+            .map(|o| match o.split_once('=') {
+                Some((k, v)) => (k.to_string(), v.to_string()),
+                None => (o.clone(), String::new()),
+            })
+            .collect();
+        match options.keys().find(|k| !valid.contains(&k.as_str())) {
+            Some(option) => Err(UnknownOption { option: option.clone(), on, valid: valid.join(", ") }),
+            None => Ok(Some(options)),
+        }
+    }
+}
+
 /// A catalog options list (`DefElem`s) as a map.
 ///
 /// # Safety
 /// `options` is a valid `List` of `DefElem`, or NIL.
-pub unsafe fn catalog_options(options: *mut pg_sys::List) -> HashMap<String, String> {
+pub(crate) unsafe fn catalog_options(options: *mut pg_sys::List) -> HashMap<String, String> {
     unsafe {
         pgrx::PgList::<pg_sys::DefElem>::from_pg(options)
             .iter_ptr()

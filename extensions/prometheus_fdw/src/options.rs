@@ -5,18 +5,20 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use fdw_scan::OptionTarget;
+use fdw_scan::{OptionNames, OptionTarget, UnknownOption};
 use prometheus_query::{is_base_url, Auth};
 
-const SERVER: &[&str] = &["base_url", "timeout", "step", "bearer_token", "username", "password"];
-const MAPPING: &[&str] = &["bearer_token", "username", "password"];
-const TABLE: &[&str] = &["object"];
+const NAMES: OptionNames = OptionNames {
+    server: &["base_url", "timeout", "step", "bearer_token", "username", "password"],
+    user_mapping: &["bearer_token", "username", "password"],
+    table: &["object"],
+};
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OptionsError {
-    #[error("{option:?} is not an option of a {on} (valid: {valid})")]
-    Unknown { option: String, on: &'static str, valid: String },
+    #[error("{0}")]
+    Unknown(#[from] UnknownOption),
     #[error("a server needs the option base_url")]
     NoBaseUrl,
     #[error("base_url {0:?} must be an http:// or https:// URL without credentials (put those in a user mapping)")]
@@ -96,23 +98,7 @@ pub fn table_object(options: &HashMap<String, String>) -> Result<(), OptionsErro
 
 /// The validator: every option known for where it is set, and well-formed.
 pub fn validate(options: &[Option<String>], target: OptionTarget) -> Result<(), OptionsError> {
-    let options: HashMap<String, String> = options
-        .iter()
-        .flatten()
-        .map(|o| match o.split_once('=') {
-            Some((k, v)) => (k.to_string(), v.to_string()),
-            None => (o.clone(), String::new()),
-        })
-        .collect();
-    let (on, valid) = match target {
-        OptionTarget::Server => ("server", SERVER),
-        OptionTarget::UserMapping => ("user mapping", MAPPING),
-        OptionTarget::Table => ("foreign table", TABLE),
-        OptionTarget::Wrapper | OptionTarget::Column => return Ok(()),
-    };
-    if let Some(option) = options.keys().find(|k| !valid.contains(&k.as_str())) {
-        return Err(OptionsError::Unknown { option: option.clone(), on, valid: valid.join(", ") });
-    }
+    let Some(options) = NAMES.check(options, target)? else { return Ok(()) };
     match target {
         OptionTarget::Server => ServerConfig::read(&options, &HashMap::new()).map(|_| ()),
         OptionTarget::UserMapping => {

@@ -43,24 +43,6 @@ pub enum ClientError {
     Response { path: String, error: ResponseError },
 }
 
-thread_local! {
-    /// One agent per timeout for the life of the backend: its pool keeps connections alive
-    /// from one scan to the next (a rescan per outer row is one request, not one handshake).
-    static AGENTS: std::cell::RefCell<std::collections::HashMap<Duration, ureq::Agent>> = Default::default();
-}
-
-fn agent(timeout: Duration) -> ureq::Agent {
-    AGENTS.with(|agents| {
-        agents
-            .borrow_mut()
-            .entry(timeout)
-            .or_insert_with(|| {
-                ureq::Agent::config_builder().timeout_global(Some(timeout)).http_status_as_error(false).build().into()
-            })
-            .clone()
-    })
-}
-
 #[derive(Debug)]
 pub struct Client {
     base_url: String,
@@ -73,7 +55,7 @@ impl Client {
         if !is_base_url(base_url) {
             return Err(ClientError::BadBaseUrl(base_url.to_string()));
         }
-        Ok(Client { base_url: base_url.trim_end_matches('/').to_string(), auth, agent: agent(timeout) })
+        Ok(Client { base_url: base_url.trim_end_matches('/').to_string(), auth, agent: http_agent::agent(timeout) })
     }
 
     /// Evaluates `query` over its range: every series, every point.
