@@ -8,7 +8,8 @@
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use serde_json::{json, Value};
+use serde_json::json;
+use serde_json::Value;
 
 /// Epoch milliseconds of the first generated record; one more day per record after it.
 pub const FIRST_CREATED_AT: i64 = 1_700_000_000_000;
