@@ -8,7 +8,6 @@
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use serde_json::json;
 use serde_json::Value;
 
 /// Epoch milliseconds of the first generated record; one more day per record after it.
@@ -55,7 +54,7 @@ pub fn users(count: usize) -> Vec<Value> {
     (0..count)
         .map(|i| {
             let created = FIRST_CREATED_AT + i as i64 * DAY_MS;
-            json!({
+            serde_json::json!({
                 "object": "user", "id": format!("user_{i}"), "username": format!("u{i}"),
                 "first_name": format!("First{i}"), "last_name": format!("Last{i}"), "gender": "",
                 "primary_email_address_id": format!("idn_{i}b"),
@@ -65,7 +64,7 @@ pub fn users(count: usize) -> Vec<Value> {
                 ],
                 "phone_numbers": [{"object": "phone_number", "id": format!("idn_p{i}"), "phone_number": format!("+1555{i:07}")}],
                 "banned": false, "created_at": created, "updated_at": created + 1000,
-                "last_sign_in_at": if i % 2 == 0 { json!(created + 5000) } else { Value::Null }
+                "last_sign_in_at": if i % 2 == 0 { serde_json::json!(created + 5000) } else { Value::Null }
             })
         })
         .collect()
@@ -76,7 +75,7 @@ pub fn organizations(members: &[usize]) -> (Vec<Value>, Vec<Value>) {
     let organizations: Vec<Value> = (0..members.len())
         .map(|k| {
             let created = FIRST_CREATED_AT + k as i64 * DAY_MS;
-            json!({"object": "organization", "id": format!("org_{k}"), "name": format!("Org {k}"),
+            serde_json::json!({"object": "organization", "id": format!("org_{k}"), "name": format!("Org {k}"),
                    "slug": format!("org-{k}"), "members_count": members[k], "created_at": created, "updated_at": created})
         })
         .collect();
@@ -86,7 +85,7 @@ pub fn organizations(members: &[usize]) -> (Vec<Value>, Vec<Value>) {
         .flat_map(|(k, count)| {
             let organization = organizations[k].clone();
             (0..*count).map(move |i| {
-                json!({"object": "organization_membership", "id": format!("orgmem_{k}_{i}"),
+                serde_json::json!({"object": "organization_membership", "id": format!("orgmem_{k}_{i}"),
                        "role": if i == 0 { "org:admin" } else { "org:member" },
                        "created_at": FIRST_CREATED_AT + i as i64, "updated_at": FIRST_CREATED_AT + i as i64,
                        "organization": organization.clone(),
@@ -147,7 +146,7 @@ impl Drop for ClerkDouble {
 }
 
 fn error(status: u16, message: &str, long_message: &str, code: &str) -> (u16, Vec<(&'static str, String)>, String) {
-    let body = json!({"errors": [{"message": message, "long_message": long_message, "code": code}], "clerk_trace_id": "trace"});
+    let body = serde_json::json!({"errors": [{"message": message, "long_message": long_message, "code": code}], "clerk_trace_id": "trace"});
     (status, vec![("Content-Type", "application/json".into())], body.to_string())
 }
 
@@ -231,7 +230,7 @@ fn answer(state: &Mutex<State>, key: &str, request: &tiny_http::Request) -> (u16
     let page = |records: Vec<Value>| -> Vec<Value> { records.into_iter().skip(offset).take(limit).collect() };
     let paginated = |records: Vec<Value>| {
         let total = records.len();
-        json!({"data": page(records), "total_count": total}).to_string()
+        serde_json::json!({"data": page(records), "total_count": total}).to_string()
     };
     let ok = |body: String| (200, vec![("Content-Type", "application/json".to_string())], body);
     let not_found = || error(404, "not found", "Resource not found", "resource_not_found");
