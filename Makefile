@@ -69,7 +69,7 @@ test-pg15:
 ## The real-Postgres suite on PostgreSQL 17 + pg_cron 1.6 + pg_partman 5.2 (a trixie root; needs root),
 ## our FDWs included.
 test-pg17:
-	PGW_PG_CHROOT=$(PG17_ROOT) PGW_PG_BINDIR=$(PG17_BINDIR) $(SUDO) env "PATH=$$PATH" cargo test -p pgwarehouse --test engine --test cli --test prometheus_fdw --test clerk_fdw
+	PGW_PG_CHROOT=$(PG17_ROOT) PGW_PG_BINDIR=$(PG17_BINDIR) $(SUDO) env "PATH=$$PATH" cargo test -p pgwarehouse --test engine --test cli --test prometheus_fdw --test clerk_fdw --test refresh
 
 ## The end-to-end scenarios: the quickstart under `local up` (and, with KUBECONFIG, a cluster).
 test-e2e:

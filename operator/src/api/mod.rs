@@ -56,6 +56,10 @@ pub struct DataWarehouseStackSpec {
     /// Roles for BI tools and analysts, with schema-wide grants.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<RoleSpec>,
+    /// Tables kept filled from a query on a schedule: replaced, appended to or upserted, all or
+    /// only what changed since the last successful run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refreshes: Vec<RefreshSpec>,
 }
 
 impl DataWarehouseStackSpec {
@@ -273,6 +277,66 @@ pub struct ScheduleSpec {
     /// Whether the job runs (default true); false keeps it scheduled but paused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active: Option<bool>,
+}
+
+/// A table kept filled from a query (dbt's models, as one declaration).
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RefreshSpec {
+    /// Refresh name, unique in the stack (an identifier).
+    pub name: String,
+    /// The table to fill (`public.ingested_clusters`; `public` when unqualified), created from
+    /// the query's columns when missing.
+    pub target: String,
+    /// One SELECT, over foreign tables, views and local tables.
+    pub query: String,
+    /// `replace` (default: the whole table, atomically for readers), `append` or `upsert`.
+    #[serde(default)]
+    pub mode: RefreshMode,
+    /// `upsert`: the conflict key (a unique index is created when missing).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key: Vec<String>,
+    /// `append`/`upsert`: read only rows whose column is above the high-water mark of the last
+    /// successful run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incremental: Option<IncrementalSpec>,
+    /// `upsert` without `incremental`: delete target rows whose key left the source.
+    #[serde(default)]
+    pub delete_missing: bool,
+    /// When to run, in pg_cron's grammar (`*/5 * * * *`, `@hourly`, `30 seconds`).
+    pub schedule: String,
+    /// Statement timeout of one run, a Postgres interval (`10 min`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RefreshMode {
+    /// Delete every row and insert the query's, in one transaction.
+    #[default]
+    Replace,
+    /// Insert the query's rows.
+    Append,
+    /// Insert new keys, update changed rows.
+    Upsert,
+}
+
+impl RefreshMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefreshMode::Replace => "replace",
+            RefreshMode::Append => "append",
+            RefreshMode::Upsert => "upsert",
+        }
+    }
+}
+
+/// The column whose high-water mark selects new rows.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IncrementalSpec {
+    pub column: String,
 }
 
 /// A pg_partman partition set.

@@ -39,6 +39,27 @@ impl ApplyReport {
     pub fn failed(&self) -> impl Iterator<Item = &ItemOutcome> {
         self.items.iter().filter(|i| i.state == ItemState::Failed)
     }
+
+    /// Two passes as one: each item as the second left it, changed if either changed it.
+    pub fn merged(first: ApplyReport, second: ApplyReport) -> ApplyReport {
+        let mut items = second.items;
+        for earlier in first.items {
+            match items.iter_mut().find(|i| i.item == earlier.item && i.name == earlier.name) {
+                Some(item) => {
+                    if earlier.state == ItemState::Changed && item.state == ItemState::Converged {
+                        item.state = ItemState::Changed;
+                    }
+                    item.statements += earlier.statements;
+                }
+                None => items.push(earlier),
+            }
+        }
+        ApplyReport {
+            items,
+            statements: first.statements + second.statements,
+            round_trips: first.round_trips + second.round_trips,
+        }
+    }
 }
 
 pub async fn apply(conn: &mut PgConnection, plan: &Plan) -> ApplyReport {

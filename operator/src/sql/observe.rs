@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::Value;
 use sqlx::types::Json;
-use sqlx::{AssertSqlSafe, PgConnection};
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
 use crate::sql::quote::{ident, literal};
 use crate::validate::{LEDGER_SCHEMA, ValidatedStack};
@@ -31,8 +31,14 @@ pub struct Observed {
     pub user_mappings: Vec<ObservedUserMapping>,
     pub foreign_tables: Vec<ObservedForeignTable>,
     pub ledger_exists: bool,
+    /// The comment of `pgwarehouse.refresh(text)`, its API version; none before it is installed.
+    pub refresh_api: Option<String>,
     #[serde(default)]
     pub managed: Managed,
+    /// The columns of each refresh query that is new or changed, described in a rolled-back
+    /// transaction, or the database's words on why it cannot be.
+    #[serde(skip)]
+    pub described: BTreeMap<String, Result<Vec<ObservedColumnType>, String>>,
 }
 
 /// The second read: what depends on the extensions and ledger found by the first.
@@ -49,6 +55,37 @@ pub struct Managed {
     pub table_counts: BTreeMap<String, i64>,
     pub columns: Vec<ObservedColumn>,
     pub relations: Vec<ObservedRelation>,
+    #[serde(default)]
+    pub refreshes: Vec<ObservedRefresh>,
+    #[serde(default)]
+    pub refresh_targets: Vec<ObservedTarget>,
+}
+
+/// A refresh's definition as `pgwarehouse.refreshes` holds it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ObservedRefresh {
+    pub name: String,
+    pub target_schema: String,
+    pub target_table: String,
+    pub query: String,
+    pub mode: String,
+    pub key: Vec<String>,
+    pub incremental_column: Option<String>,
+    pub incremental_type: Option<String>,
+    pub delete_missing: bool,
+    pub columns: Vec<ObservedColumnType>,
+    pub timeout_ms: Option<i64>,
+}
+
+/// A relation a refresh fills: its kind (`r`, `p`, `v`, `f`, ...), columns and unique keys.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ObservedTarget {
+    pub schema: String,
+    pub name: String,
+    pub kind: String,
+    pub columns: Vec<ObservedColumnType>,
+    /// The column sets of its plain unique indexes, each sorted.
+    pub unique_keys: Vec<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -81,7 +118,7 @@ pub struct ObservedForeignTable {
     pub columns: Vec<ObservedColumnType>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct ObservedColumnType {
     pub name: String,
     #[serde(rename = "type")]
@@ -196,7 +233,8 @@ SELECT json_build_object(
             FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '[]')))
       FROM pg_foreign_table ft JOIN pg_class c ON c.oid = ft.ftrelid
       JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_foreign_server s ON s.oid = ft.ftserver), '[]'),
-  'ledger_exists', to_regclass('pgwarehouse.managed') IS NOT NULL AND to_regclass('pgwarehouse.migrations') IS NOT NULL
+  'ledger_exists', to_regclass('pgwarehouse.managed') IS NOT NULL AND to_regclass('pgwarehouse.migrations') IS NOT NULL,
+  'refresh_api', obj_description(to_regprocedure('pgwarehouse.refresh(text)'), 'pg_proc')
 )"#;
 
 // Roles: those the spec names ($1) and, once the ledger exists, those it recorded.
@@ -225,7 +263,14 @@ const ROLES_AND_GRANTS: &str = r#"
       WHERE n.nspname || '.' || c.relname = ANY($2) AND a.attnum > 0 AND NOT a.attisdropped), '[]'),
   'relations', COALESCE((SELECT json_agg(json_build_object('schema', n.nspname, 'name', c.relname))
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-      WHERE n.nspname = ANY($3) AND c.relkind IN ('r', 'p', 'v', 'm', 'f')), '[]')"#;
+      WHERE n.nspname = ANY($3) AND c.relkind IN ('r', 'p', 'v', 'm', 'f')), '[]'),
+  'refresh_targets', COALESCE((SELECT json_agg(json_build_object('schema', n.nspname, 'name', c.relname, 'kind', c.relkind,
+        'columns', COALESCE((SELECT json_agg(json_build_object('name', a.attname, 'type', format_type(a.atttypid, a.atttypmod)) ORDER BY a.attnum)
+            FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '[]'),
+        'unique_keys', COALESCE((SELECT json_agg((SELECT json_agg(a.attname ORDER BY a.attname) FROM pg_attribute a
+            WHERE a.attrelid = c.oid AND a.attnum = ANY (i.indkey))) FROM pg_index i
+            WHERE i.indrelid = c.oid AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL), '[]')))
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname || '.' || c.relname = ANY($4)), '[]')"#;
 
 /// Reads the catalogs the plan compares against.
 pub async fn observe(conn: &mut PgConnection, stack: &ValidatedStack) -> Result<Observed, sqlx::Error> {
@@ -234,14 +279,54 @@ pub async fn observe(conn: &mut PgConnection, stack: &ValidatedStack) -> Result<
     let partition_tables: Vec<String> = stack.partitions.iter().map(|p| format!("{}.{}", p.schema, p.table)).collect();
     let import_schemas: Vec<&str> =
         stack.sources.iter().flat_map(|s| s.spec.import_schemas.iter().map(|i| i.into.as_str())).collect();
+    let targets: Vec<String> = stack.refreshes.iter().map(|r| format!("{}.{}", r.schema, r.table)).collect();
     let Json(managed): Json<Managed> = sqlx::query_scalar(AssertSqlSafe(managed_query(&observed)))
         .bind(role_names)
         .bind(partition_tables)
         .bind(import_schemas)
+        .bind(targets)
         .fetch_one(&mut *conn)
         .await?;
     observed.managed = managed;
+    for refresh in &stack.refreshes {
+        let stored = observed.managed.refreshes.iter().find(|r| r.name == refresh.spec.name);
+        if stored.is_none_or(|s| s.query != refresh.spec.query) {
+            let described = describe(conn, &refresh.spec.query).await?;
+            observed.described.insert(refresh.spec.name.clone(), described);
+        }
+    }
     Ok(observed)
+}
+
+/// Round trips of one [`describe`]: begin, create the view, read its columns, roll back.
+pub const DESCRIBE_ROUND_TRIPS: usize = 4;
+
+/// The columns `query` gives, from a temporary view made and dropped in a rolled-back
+/// transaction; the database's message when it is not one valid SELECT.
+async fn describe(
+    conn: &mut PgConnection,
+    query: &str,
+) -> Result<Result<Vec<ObservedColumnType>, String>, sqlx::Error> {
+    let mut tx = conn.begin().await?;
+    // The user's query, as written (running it is the point); one statement only, as the
+    // extended protocol sends it.
+    let view = format!("CREATE TEMPORARY VIEW pgwarehouse_describe AS {query}");
+    let described = match sqlx::query(AssertSqlSafe(view)).execute(&mut *tx).await {
+        Ok(_) => {
+            let Json(columns): Json<Vec<ObservedColumnType>> = sqlx::query_scalar(
+                "SELECT COALESCE(json_agg(json_build_object('name', attname, 'type', format_type(atttypid, atttypmod)) \
+                 ORDER BY attnum), '[]') FROM pg_attribute WHERE attrelid = 'pg_temp.pgwarehouse_describe'::regclass \
+                 AND attnum > 0",
+            )
+            .fetch_one(&mut *tx)
+            .await?;
+            Ok(columns)
+        }
+        Err(sqlx::Error::Database(error)) => Err(error.message().to_string()),
+        Err(other) => return Err(other),
+    };
+    tx.rollback().await?;
+    Ok(described)
 }
 
 /// The second read, shaped by what the first found; only catalog names enter the text.
@@ -263,6 +348,16 @@ fn managed_query(core: &Observed) -> String {
         ),
         None => "'[]'::json".to_string(),
     };
+    let refreshes = if core.refresh_api.is_some() {
+        format!(
+            "COALESCE((SELECT json_agg(json_build_object('name', name, 'target_schema', target_schema, \
+             'target_table', target_table, 'query', query, 'mode', mode, 'key', key, \
+             'incremental_column', incremental_column, 'incremental_type', incremental_type::text, \
+             'delete_missing', delete_missing, 'columns', columns, 'timeout_ms', timeout_ms)) FROM {schema}.refreshes), '[]')"
+        )
+    } else {
+        "'[]'::json".to_string()
+    };
     let (ledger_rows, migrations, ledger_roles) = if ledger {
         (
             format!(
@@ -282,6 +377,7 @@ fn managed_query(core: &Observed) -> String {
     };
     format!(
         "WITH managed_roles AS (SELECT unnest($1::text[]){ledger_roles})\nSELECT json_build_object(\n  'jobs', {jobs},\n  \
-         'part_configs', {part_configs},\n  'ledger', {ledger_rows},\n  'migrations', {migrations},{ROLES_AND_GRANTS})"
+         'part_configs', {part_configs},\n  'ledger', {ledger_rows},\n  'migrations', {migrations},\n  \
+         'refreshes', {refreshes},{ROLES_AND_GRANTS})"
     )
 }

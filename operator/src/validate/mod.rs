@@ -16,8 +16,8 @@ pub use wrappers::Wrapper;
 use wrappers::known_wrapper;
 
 use crate::api::{
-    DataWarehouseStack, DataWarehouseStackSpec, Epoch, ExtensionSpec, ForeignTableSpec, PartitionSpec, RoleSpec,
-    ScheduleSpec, SecretKeyRef, SecretValue, SourceSpec,
+    DataWarehouseStack, DataWarehouseStackSpec, Epoch, ExtensionSpec, ForeignTableSpec, PartitionSpec, RefreshMode,
+    RefreshSpec, RoleSpec, ScheduleSpec, SecretKeyRef, SecretValue, SourceSpec,
 };
 use crate::sql::quote::TypeName;
 use crate::template::{self, LoadError};
@@ -96,6 +96,23 @@ pub struct ValidatedPartition {
 }
 
 #[derive(Debug, Clone)]
+pub struct ValidatedRefresh {
+    pub spec: RefreshSpec,
+    pub schema: String,
+    pub table: String,
+    pub schedule: Schedule,
+    /// The statement timeout of one run, in milliseconds.
+    pub timeout_ms: Option<i64>,
+}
+
+impl ValidatedRefresh {
+    /// The pg_cron job that runs it.
+    pub fn job_name(&self) -> String {
+        format!("{INTERNAL_JOB_PREFIX}refresh-{}", self.spec.name)
+    }
+}
+
+#[derive(Debug, Clone)]
 pub struct ValidatedSchedule {
     pub spec: ScheduleSpec,
     pub schedule: Schedule,
@@ -115,6 +132,7 @@ pub struct ValidatedStack {
     pub sources: Vec<ValidatedSource>,
     pub schedules: Vec<ValidatedSchedule>,
     pub partitions: Vec<ValidatedPartition>,
+    pub refreshes: Vec<ValidatedRefresh>,
 }
 
 impl ValidatedStack {
@@ -306,6 +324,9 @@ pub fn validate(stack: &DataWarehouseStack) -> Result<ValidatedStack, Validation
         role(&mut report, i, r);
     }
 
+    report.duplicates("spec.refreshes", spec.refreshes.iter().map(|r| r.name.as_str()));
+    let refreshes = spec.refreshes.iter().enumerate().filter_map(|(i, r)| refresh(&mut report, i, r)).collect();
+
     if !report.0.is_empty() {
         return Err(ValidationErrors(report.0));
     }
@@ -319,6 +340,7 @@ pub fn validate(stack: &DataWarehouseStack) -> Result<ValidatedStack, Validation
         sources,
         schedules,
         partitions,
+        refreshes,
     })
 }
 
@@ -455,6 +477,70 @@ fn schedule(report: &mut Report, i: usize, s: &ScheduleSpec) -> Option<Validated
     }
 }
 
+fn refresh(report: &mut Report, i: usize, r: &RefreshSpec) -> Option<ValidatedRefresh> {
+    let path = format!("spec.refreshes[{i}]");
+    report.ident(&format!("{path}.name"), &r.name);
+    let (schema, table) = r.target.split_once('.').unwrap_or(("public", r.target.as_str()));
+    report.user_name(&format!("{path}.target"), schema, "schema");
+    report.ident(&format!("{path}.target"), table);
+    if r.query.trim().is_empty() {
+        report.error(format!("{path}.query"), "must not be empty");
+    }
+    report.text(&format!("{path}.query"), &r.query);
+    for (j, column) in r.key.iter().enumerate() {
+        report.ident(&format!("{path}.key[{j}]"), column);
+    }
+    report.duplicates(&format!("{path}.key"), r.key.iter().map(String::as_str));
+    match r.mode {
+        RefreshMode::Upsert if r.key.is_empty() => {
+            report.error(format!("{path}.key"), "upsert needs the conflict key: name its columns");
+        }
+        RefreshMode::Replace | RefreshMode::Append if !r.key.is_empty() => {
+            report.error(format!("{path}.key"), "only an upsert has a key");
+        }
+        _ => {}
+    }
+    if let Some(incremental) = &r.incremental {
+        report.ident(&format!("{path}.incremental.column"), &incremental.column);
+        if r.mode == RefreshMode::Replace {
+            report.error(
+                format!("{path}.incremental"),
+                "a replace reads everything; incremental goes with append or upsert",
+            );
+        }
+    }
+    if r.delete_missing && (r.mode != RefreshMode::Upsert || r.incremental.is_some()) {
+        report.error(
+            format!("{path}.deleteMissing"),
+            "only an upsert that reads the whole source (no incremental) knows which keys left it",
+        );
+    }
+    let timeout = match &r.timeout {
+        None => Some(None),
+        Some(text) => match Interval::parse(text) {
+            Ok(interval) if interval.months == 0 && (interval.days > 0 || interval.micros >= 1000) => {
+                Some(Some(interval.days * 86_400_000 + interval.micros / 1000))
+            }
+            Ok(_) => {
+                report.error(format!("{path}.timeout"), format!("{text:?}: use a positive time such as '10 min'"));
+                None
+            }
+            Err(e) => {
+                report.error(format!("{path}.timeout"), e);
+                None
+            }
+        },
+    };
+    let schedule = parse_schedule(&r.schedule).map_err(|message| report.error(format!("{path}.schedule"), message));
+    Some(ValidatedRefresh {
+        spec: r.clone(),
+        schema: schema.to_string(),
+        table: table.to_string(),
+        schedule: schedule.ok()?,
+        timeout_ms: timeout?,
+    })
+}
+
 fn partition(report: &mut Report, i: usize, p: &PartitionSpec) -> Option<ValidatedPartition> {
     let path = format!("spec.partitions[{i}]");
     let (schema, table) = p.table.split_once('.').unwrap_or(("public", p.table.as_str()));
@@ -521,7 +607,7 @@ fn with_implied_extensions(spec: &DataWarehouseStackSpec) -> Vec<ExtensionSpec> 
             add(&extension, None);
         }
     }
-    if !spec.schedules.is_empty() || !spec.partitions.is_empty() {
+    if !spec.schedules.is_empty() || !spec.partitions.is_empty() || !spec.refreshes.is_empty() {
         add("pg_cron", None);
     }
     if !spec.partitions.is_empty() {

@@ -6,6 +6,7 @@ mod extensions;
 mod migrations;
 mod options;
 mod partitions;
+mod refreshes;
 mod roles;
 mod schedules;
 mod sources;
@@ -44,6 +45,7 @@ pub enum ItemKind {
     Migration,
     Partition,
     Schedule,
+    Refresh,
     Role,
 }
 
@@ -57,6 +59,7 @@ impl ItemKind {
             ItemKind::Migration => "migration",
             ItemKind::Partition => "partition",
             ItemKind::Schedule => "schedule",
+            ItemKind::Refresh => "refresh",
             ItemKind::Role => "role",
         }
     }
@@ -240,8 +243,17 @@ pub fn plan(stack: &ValidatedStack, observed: &Observed, secrets: &Secrets) -> R
     units.extend(stack.sources.iter().map(|s| sources::source(&mut planner, s)));
     units.extend(migrations::migrations(&mut planner));
     units.extend(partitions::partitions(&planner));
+    units.extend(refreshes::api(&planner));
+    units.extend(refreshes::refreshes(&mut planner));
     units.extend(schedules::schedules(&planner));
     units.extend(roles::roles(&planner));
+    if units.iter().any(Unit::has_work) {
+        for unit in units.iter_mut().filter(|u| u.item == ItemKind::Refresh) {
+            if let Some(why) = unit.blocked.as_mut().filter(|why| why.starts_with("query: ")) {
+                why.push_str(" (described again once this plan's sources and migrations are applied)");
+            }
+        }
+    }
     Ok(Plan { units })
 }
 

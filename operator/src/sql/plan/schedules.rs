@@ -11,12 +11,12 @@ use crate::validate::Schedule;
 
 pub const PARTMAN_MAINTENANCE_JOB: &str = "pgwarehouse-partman-maintenance";
 
-struct DesiredJob {
-    name: String,
-    schedule: String,
-    command: String,
-    active: bool,
-    seconds: bool,
+pub(super) struct DesiredJob {
+    pub name: String,
+    pub schedule: String,
+    pub command: String,
+    pub active: bool,
+    pub seconds: bool,
 }
 
 /// Where pg_partman lives (or will, once its extension unit runs).
@@ -56,7 +56,7 @@ fn desired_jobs(planner: &Planner) -> Vec<DesiredJob> {
 }
 
 /// pg_cron's version as (major, minor), when installed.
-fn pg_cron_version(observed: &Observed) -> Option<(u32, u32)> {
+pub(super) fn pg_cron_version(observed: &Observed) -> Option<(u32, u32)> {
     let version = observed.extension_version("pg_cron")?;
     let mut parts = version.split(['.', '-']).map(|p| p.parse::<u32>().unwrap_or(0));
     Some((parts.next()?, parts.next().unwrap_or(0)))
@@ -80,47 +80,13 @@ pub(super) fn schedules(planner: &Planner) -> Vec<Unit> {
             continue;
         }
         let mut unit = Unit::new(ItemKind::Schedule, &job.name);
-        let found = observed
-            .managed
-            .jobs
-            .iter()
-            .find(|j| j.name.as_deref() == Some(job.name.as_str()) && j.username == observed.current_user);
-        let schedule = Sql::new("SELECT cron.schedule(")
-            .param(&job.name)
-            .push(", ")
-            .param(&job.schedule)
-            .push(", ")
-            .param(&job.command)
-            .push(")");
-        match found {
-            None => {
-                unit.change(Action::Schedule, "job", &job.name, schedule);
-                unit.ledger.push(LedgerOp::Record { kind: "job", name: job.name.clone(), detail: json!({}) });
-            }
-            Some(found) if found.schedule != job.schedule || found.command != job.command => {
-                unit.change(Action::Alter, "job", &job.name, schedule);
-            }
-            Some(_) => {}
-        }
-        let needs_alter = match found {
-            None => !job.active,
-            Some(found) => found.active != job.active || found.database != observed.database,
-        };
-        if needs_alter {
-            // cron.schedule on an existing name updates only schedule and command (pg_cron 1.4).
-            let sql = Sql::new("SELECT cron.alter_job(job_id => jobid, database => current_database(), active => ")
-                .param(if job.active { "true" } else { "false" })
-                .push("::boolean) FROM cron.job WHERE jobname = ")
-                .param(&job.name)
-                .push(" AND username = current_user");
-            unit.change(Action::Alter, "job", &job.name, sql);
-        }
-        if found.is_some() && !observed.owns("job", &job.name) {
-            unit.ledger.push(LedgerOp::Record { kind: "job", name: job.name.clone(), detail: json!({}) });
-        }
+        job_changes(&mut unit, observed, job);
         units.push(unit);
     }
-    for entry in observed.ledger("job").filter(|e| !jobs.iter().any(|j| j.name == e.name)) {
+    // A refresh's job is planned with its refresh; kept here whatever that plan says.
+    let refresh_jobs: Vec<String> = planner.stack.refreshes.iter().map(|r| r.job_name()).collect();
+    let kept = |name: &str| jobs.iter().any(|j| j.name == name) || refresh_jobs.iter().any(|j| j == name);
+    for entry in observed.ledger("job").filter(|e| !kept(&e.name)) {
         let mut unit = Unit::new(ItemKind::Schedule, &entry.name);
         if observed.managed.jobs.iter().any(|j| j.name.as_deref() == Some(entry.name.as_str())) {
             unit.change(
@@ -134,4 +100,46 @@ pub(super) fn schedules(planner: &Planner) -> Vec<Unit> {
         units.push(unit);
     }
     units
+}
+
+/// The statements that make pg_cron's job `job` as desired, and its ledger entry.
+pub(super) fn job_changes(unit: &mut Unit, observed: &Observed, job: &DesiredJob) {
+    let found = observed
+        .managed
+        .jobs
+        .iter()
+        .find(|j| j.name.as_deref() == Some(job.name.as_str()) && j.username == observed.current_user);
+    let schedule = Sql::new("SELECT cron.schedule(")
+        .param(&job.name)
+        .push(", ")
+        .param(&job.schedule)
+        .push(", ")
+        .param(&job.command)
+        .push(")");
+    match found {
+        None => {
+            unit.change(Action::Schedule, "job", &job.name, schedule);
+            unit.ledger.push(LedgerOp::Record { kind: "job", name: job.name.clone(), detail: json!({}) });
+        }
+        Some(found) if found.schedule != job.schedule || found.command != job.command => {
+            unit.change(Action::Alter, "job", &job.name, schedule);
+        }
+        Some(_) => {}
+    }
+    let needs_alter = match found {
+        None => !job.active,
+        Some(found) => found.active != job.active || found.database != observed.database,
+    };
+    if needs_alter {
+        // cron.schedule on an existing name updates only schedule and command (pg_cron 1.4).
+        let sql = Sql::new("SELECT cron.alter_job(job_id => jobid, database => current_database(), active => ")
+            .param(if job.active { "true" } else { "false" })
+            .push("::boolean) FROM cron.job WHERE jobname = ")
+            .param(&job.name)
+            .push(" AND username = current_user");
+        unit.change(Action::Alter, "job", &job.name, sql);
+    }
+    if found.is_some() && !observed.owns("job", &job.name) {
+        unit.ledger.push(LedgerOp::Record { kind: "job", name: job.name.clone(), detail: json!({}) });
+    }
 }

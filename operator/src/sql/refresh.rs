@@ -1,0 +1,152 @@
+//! Declarative refreshes in the database: their definitions and run log beside the ledger, and
+//! one audited PL/pgSQL entry point, `pgwarehouse.refresh(name)`, that pg_cron (and `pgwarehouse
+//! refresh`) calls. Every identifier it builds SQL from is quoted by `format('%I')`, every value
+//! by `%L`; the refresh's query is the user's SQL, run as a subquery.
+//!
+//! - `replace`: `DELETE` then `INSERT … SELECT` in the caller's transaction, so a reader sees the
+//!   old rows or the new ones, never an empty table.
+//! - `append`: `INSERT … SELECT`.
+//! - `upsert`: `INSERT … ON CONFLICT (key) DO UPDATE … WHERE (row) IS DISTINCT FROM (new row)`,
+//!   so unchanged rows are not rewritten; with `deleteMissing`, the source is staged in a
+//!   temporary table and target rows whose key it lacks are deleted.
+//! - `incremental`: the query's rows filtered by `column > high-water mark` (a constant, so
+//!   postgres_fdw pushes it to the remote); the mark advances, to the largest value written, only
+//!   when the run commits.
+//!
+//! Two runs of one refresh never overlap: a run that finds the advisory lock taken records
+//! `skipped`. A failing run rolls back to before it started (a subtransaction), records its error
+//! and leaves the target as it was. The log keeps each refresh's last 100 runs.
+
+use crate::sql::quote::Sql;
+
+/// Written as the function's comment; a different one means the function is replaced.
+pub const API_VERSION: &str = "pgwarehouse refresh api 1";
+
+const DEFINITIONS: &str = "CREATE TABLE IF NOT EXISTS pgwarehouse.refreshes (\
+    name text PRIMARY KEY, \
+    target_schema text NOT NULL, target_table text NOT NULL, \
+    query text NOT NULL, \
+    mode text NOT NULL CHECK (mode IN ('replace', 'append', 'upsert')), \
+    key text[] NOT NULL DEFAULT '{}', \
+    incremental_column text, incremental_type regtype, \
+    delete_missing boolean NOT NULL DEFAULT false, \
+    columns jsonb NOT NULL, \
+    timeout_ms bigint, \
+    high_water text)";
+
+const RUNS: &str = "CREATE TABLE IF NOT EXISTS pgwarehouse.refresh_runs (\
+    id bigserial PRIMARY KEY, \
+    name text NOT NULL, \
+    started_at timestamptz NOT NULL, finished_at timestamptz NOT NULL, \
+    state text NOT NULL CHECK (state IN ('succeeded', 'failed', 'skipped')), \
+    inserted bigint NOT NULL DEFAULT 0, updated bigint NOT NULL DEFAULT 0, deleted bigint NOT NULL DEFAULT 0, \
+    high_water text, error text)";
+
+const RUNS_INDEX: &str = "CREATE INDEX IF NOT EXISTS refresh_runs_by_name ON pgwarehouse.refresh_runs (name, id DESC)";
+
+const FUNCTION: &str = r#"CREATE OR REPLACE FUNCTION pgwarehouse.refresh(refresh_name text)
+RETURNS TABLE (state text, inserted bigint, updated bigint, deleted bigint, high_water text, error text)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $refresh$
+DECLARE
+  r pgwarehouse.refreshes;
+  started timestamptz := clock_timestamp();
+  target text;
+  cols text;
+  src text;
+  keys text;
+  non_keys text[];
+  n_inserted bigint := 0;
+  n_updated bigint := 0;
+  n_deleted bigint := 0;
+  written_high text;
+  mark text;
+  failure text;
+BEGIN
+  SELECT * INTO r FROM pgwarehouse.refreshes d WHERE d.name = refresh_name;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'pgwarehouse: no refresh named %', refresh_name;
+  END IF;
+  mark := r.high_water;
+  IF NOT pg_try_advisory_xact_lock(hashtext('pgwarehouse.refresh'), hashtext(refresh_name)) THEN
+    INSERT INTO pgwarehouse.refresh_runs (name, started_at, finished_at, state, high_water)
+      VALUES (refresh_name, started, clock_timestamp(), 'skipped', mark);
+    RETURN QUERY SELECT 'skipped'::text, 0::bigint, 0::bigint, 0::bigint, mark, NULL::text;
+    RETURN;
+  END IF;
+  target := format('%I.%I', r.target_schema, r.target_table);
+  SELECT string_agg(format('%I', c->>'name'), ', ' ORDER BY o) INTO cols
+    FROM jsonb_array_elements(r.columns) WITH ORDINALITY AS x(c, o);
+  src := format('SELECT %s FROM (%s) q', cols, r.query);
+  IF r.incremental_column IS NOT NULL AND mark IS NOT NULL THEN
+    src := src || format(' WHERE q.%I > %L::%s', r.incremental_column, mark, r.incremental_type);
+  END IF;
+  BEGIN
+    IF r.mode = 'replace' THEN
+      EXECUTE format('DELETE FROM %s', target);
+      GET DIAGNOSTICS n_deleted = ROW_COUNT;
+      EXECUTE format('INSERT INTO %s (%s) %s', target, cols, src);
+      GET DIAGNOSTICS n_inserted = ROW_COUNT;
+    ELSIF r.mode = 'append' THEN
+      IF r.incremental_column IS NULL THEN
+        EXECUTE format('INSERT INTO %s (%s) %s', target, cols, src);
+        GET DIAGNOSTICS n_inserted = ROW_COUNT;
+      ELSE
+        EXECUTE format('WITH written AS (INSERT INTO %s (%s) %s RETURNING %I AS mark) SELECT count(*), max(mark)::text FROM written',
+                       target, cols, src, r.incremental_column)
+          INTO n_inserted, written_high;
+      END IF;
+    ELSE
+      SELECT string_agg(format('%I', k), ', ') INTO keys FROM unnest(r.key) k;
+      SELECT array_agg(c->>'name' ORDER BY o) INTO non_keys
+        FROM jsonb_array_elements(r.columns) WITH ORDINALITY AS x(c, o) WHERE NOT (c->>'name' = ANY (r.key));
+      IF r.delete_missing THEN
+        EXECUTE format('CREATE TEMP TABLE pgwarehouse_refresh_source ON COMMIT DROP AS %s', src);
+        src := format('SELECT %s FROM pg_temp.pgwarehouse_refresh_source', cols);
+      END IF;
+      EXECUTE format(
+        'WITH written AS (INSERT INTO %s AS t (%s) %s ON CONFLICT (%s) %s RETURNING (t.xmax = 0) AS fresh, %s AS mark) '
+        'SELECT count(*) FILTER (WHERE fresh), count(*) FILTER (WHERE NOT fresh), max(mark)::text FROM written',
+        target, cols, src, keys,
+        CASE WHEN non_keys IS NULL THEN 'DO NOTHING' ELSE format('DO UPDATE SET %s WHERE (%s) IS DISTINCT FROM (%s)',
+          (SELECT string_agg(format('%I = EXCLUDED.%I', c, c), ', ') FROM unnest(non_keys) c),
+          (SELECT string_agg(format('t.%I', c), ', ') FROM unnest(non_keys) c),
+          (SELECT string_agg(format('EXCLUDED.%I', c), ', ') FROM unnest(non_keys) c)) END,
+        CASE WHEN r.incremental_column IS NULL THEN 'NULL::text' ELSE format('t.%I', r.incremental_column) END)
+        INTO n_inserted, n_updated, written_high;
+      IF r.delete_missing THEN
+        EXECUTE format('DELETE FROM %s t WHERE NOT EXISTS (SELECT FROM pg_temp.pgwarehouse_refresh_source s WHERE (%s) = (%s))',
+          target,
+          (SELECT string_agg(format('s.%I', k), ', ') FROM unnest(r.key) k),
+          (SELECT string_agg(format('t.%I', k), ', ') FROM unnest(r.key) k));
+        GET DIAGNOSTICS n_deleted = ROW_COUNT;
+        DROP TABLE pg_temp.pgwarehouse_refresh_source;
+      END IF;
+    END IF;
+    IF r.incremental_column IS NOT NULL AND written_high IS NOT NULL THEN
+      mark := written_high;
+      UPDATE pgwarehouse.refreshes d SET high_water = mark WHERE d.name = refresh_name;
+    END IF;
+  EXCEPTION WHEN query_canceled OR others THEN
+    GET STACKED DIAGNOSTICS failure = MESSAGE_TEXT;
+    n_inserted := 0; n_updated := 0; n_deleted := 0; mark := r.high_water;
+  END;
+  INSERT INTO pgwarehouse.refresh_runs (name, started_at, finished_at, state, inserted, updated, deleted, high_water, error)
+    VALUES (refresh_name, started, clock_timestamp(), CASE WHEN failure IS NULL THEN 'succeeded' ELSE 'failed' END,
+            n_inserted, n_updated, n_deleted, mark, failure);
+  DELETE FROM pgwarehouse.refresh_runs old WHERE old.name = refresh_name AND old.id <= (
+    SELECT k.id FROM pgwarehouse.refresh_runs k WHERE k.name = refresh_name ORDER BY k.id DESC OFFSET 100 LIMIT 1);
+  RETURN QUERY SELECT CASE WHEN failure IS NULL THEN 'succeeded' ELSE 'failed' END, n_inserted, n_updated, n_deleted, mark, failure;
+END
+$refresh$"#;
+
+/// Creates (or, at a new [`API_VERSION`], replaces) the tables and the entry point.
+pub fn install() -> Vec<Sql> {
+    vec![
+        Sql::new(DEFINITIONS),
+        Sql::new(RUNS),
+        Sql::new(RUNS_INDEX),
+        Sql::new(FUNCTION),
+        Sql::new("REVOKE ALL ON FUNCTION pgwarehouse.refresh(text) FROM PUBLIC"),
+        Sql::new("COMMENT ON FUNCTION pgwarehouse.refresh(text) IS ").literal(API_VERSION),
+    ]
+}

@@ -1,0 +1,266 @@
+//! Declarative refreshes against a real PostgreSQL with postgres_fdw and pg_cron: each mode,
+//! incremental correctness as source rows change, deleteMissing, atomic replace under a
+//! concurrent reader, overlapping runs skipped, a failing run recorded with the target
+//! unchanged, plan-time checks that block one refresh and nothing else, pruning that keeps data,
+//! and an empty re-plan.
+
+mod support;
+
+use sqlx::{Connection, PgConnection, Row};
+use support::{Fixture, exec, scalar};
+
+const STACK: &str = r#"
+sources:
+- name: cp
+  wrapper: postgres_fdw
+  options: {host: 127.0.0.1, port: "PORT", dbname: controlplane}
+  userMapping:
+    options: {user: cp_reader}
+    secretOptions: {password: {secretKeyRef: {name: cp, key: password}}}
+  importSchemas:
+  - {remoteSchema: public, into: f, only: [instances, organizations, events]}
+refreshes:
+- name: clusters
+  target: public.clusters
+  query: SELECT i.id AS instance_id, i.name, o.name AS organization, i.state FROM f.instances i JOIN f.organizations o ON o.id = i.organization_id
+  schedule: "*/5 * * * *"
+- name: events_upsert
+  target: mart.events
+  query: SELECT id, account, amount, updated_at FROM f.events
+  mode: upsert
+  key: [id]
+  incremental: {column: updated_at}
+  schedule: "*/5 * * * *"
+- name: events_log
+  target: events_log
+  query: SELECT id, amount, updated_at FROM f.events
+  mode: append
+  incremental: {column: updated_at}
+  schedule: "@hourly"
+- name: events_mirror
+  target: public.events_mirror
+  query: SELECT id, account, amount FROM f.events
+  mode: upsert
+  key: [id]
+  deleteMissing: true
+  schedule: "@hourly"
+  timeout: 1 min
+"#;
+
+async fn setup() -> (Fixture, PgConnection, PgConnection) {
+    let fx = Fixture::start().await;
+    let mut cp = fx.server.connect("controlplane").await;
+    exec(
+        &mut cp,
+        "CREATE TABLE events (id bigint PRIMARY KEY, account text NOT NULL, amount int NOT NULL, updated_at timestamptz NOT NULL); \
+         INSERT INTO events SELECT g, 'acct-' || g % 3, g * 10, '2026-01-01'::timestamptz + g * interval '1 minute' FROM generate_series(1, 5) g; \
+         GRANT SELECT ON events TO cp_reader",
+    )
+    .await;
+    fx.apply_ok(STACK).await;
+    let db = fx.warehouse().await;
+    (fx, db, cp)
+}
+
+/// Runs a refresh now: (state, inserted, updated, deleted).
+async fn run(db: &mut PgConnection, name: &str) -> (String, i64, i64, i64) {
+    let row = sqlx::query("SELECT state, inserted, updated, deleted, error FROM pgwarehouse.refresh($1)")
+        .bind(name)
+        .fetch_one(db)
+        .await
+        .unwrap();
+    let error: Option<String> = row.get("error");
+    let state: String = row.get("state");
+    assert!(state != "failed" || error.is_some());
+    (state, row.get("inserted"), row.get("updated"), row.get("deleted"))
+}
+
+fn ok(inserted: i64, updated: i64, deleted: i64) -> (String, i64, i64, i64) {
+    ("succeeded".into(), inserted, updated, deleted)
+}
+
+const SOURCE_ROWS: &str = "SELECT string_agg(format('%s:%s:%s', id, account, amount), ',' ORDER BY id) FROM";
+
+#[tokio::test]
+async fn each_mode_fills_its_target_incrementally_and_a_second_plan_is_empty() {
+    let (fx, mut db, mut cp) = setup().await;
+    assert!(fx.plan(STACK).await.is_empty(), "{:#?}", fx.plan(STACK).await.view());
+    let jobs: i64 = scalar(&mut db, "SELECT count(*) FROM cron.job WHERE jobname LIKE 'pgwarehouse-refresh-%'").await;
+    assert_eq!(jobs, 4);
+    let command: String =
+        scalar(&mut db, "SELECT command FROM cron.job WHERE jobname = 'pgwarehouse-refresh-events_mirror'").await;
+    assert_eq!(command, "SET statement_timeout = 60000; SELECT state FROM pgwarehouse.refresh('events_mirror')");
+
+    assert_eq!(run(&mut db, "clusters").await, ok(4, 0, 0));
+    assert_eq!(run(&mut db, "clusters").await, ok(4, 0, 4), "replace: every row again");
+    let organizations: String = scalar(&mut db, "SELECT string_agg(DISTINCT organization, ',') FROM clusters").await;
+    assert_eq!(organizations, "acme,globex,initech");
+
+    assert_eq!(run(&mut db, "events_upsert").await, ok(5, 0, 0));
+    assert_eq!(run(&mut db, "events_log").await, ok(5, 0, 0));
+    assert_eq!(run(&mut db, "events_mirror").await, ok(5, 0, 0));
+    assert_eq!(run(&mut db, "events_upsert").await, ok(0, 0, 0), "nothing above the high-water mark");
+
+    // Two rows change (their updated_at moves on), one is new, one is deleted at the source.
+    exec(
+        &mut cp,
+        "UPDATE events SET amount = amount + 1, updated_at = updated_at + interval '1 day' WHERE id IN (2, 4); \
+         INSERT INTO events VALUES (6, 'acct-0', 60, '2026-01-03'); DELETE FROM events WHERE id = 1",
+    )
+    .await;
+    assert_eq!(run(&mut db, "events_upsert").await, ok(1, 2, 0));
+    assert_eq!(run(&mut db, "events_log").await, ok(3, 0, 0), "append: the changed rows and the new one");
+    assert_eq!(run(&mut db, "events_mirror").await, ok(1, 2, 1), "deleteMissing removes id 1");
+    let source: String = scalar(&mut cp, &format!("{SOURCE_ROWS} events")).await;
+    assert_eq!(scalar::<String>(&mut db, &format!("{SOURCE_ROWS} public.events_mirror")).await, source);
+    let upserted: String = scalar(&mut db, &format!("{SOURCE_ROWS} mart.events WHERE id > 1")).await;
+    assert_eq!(upserted, source, "the upsert has every source row (and keeps id 1: no deleteMissing)");
+    let mark: String =
+        scalar(&mut db, "SELECT high_water FROM pgwarehouse.refreshes WHERE name = 'events_upsert'").await;
+    let newest: String = scalar(&mut cp, "SELECT max(updated_at)::text FROM events").await;
+    assert_eq!(mark, newest);
+
+    // The incremental predicate is a constant on the foreign table's column: postgres_fdw sends it.
+    let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "EXPLAIN VERBOSE SELECT id, account, amount, updated_at FROM (SELECT id, account, amount, updated_at FROM f.events) q \
+         WHERE q.updated_at > '{mark}'::timestamp with time zone"
+    )))
+    .fetch_all(&mut db)
+    .await
+    .unwrap();
+    let remote = plan.iter().find(|l| l.contains("Remote SQL")).unwrap();
+    assert!(remote.contains("WHERE ((updated_at >"), "{remote}");
+
+    let runs: i64 = scalar(&mut db, "SELECT count(*) FROM pgwarehouse.refresh_runs WHERE state = 'succeeded'").await;
+    assert_eq!(runs, 9);
+    assert!(fx.plan(STACK).await.is_empty(), "runs change no definition");
+}
+
+#[tokio::test]
+async fn replace_is_atomic_for_readers_and_overlapping_runs_are_skipped() {
+    let (fx, mut db, _cp) = setup().await;
+    assert_eq!(run(&mut db, "clusters").await, ok(4, 0, 0));
+    let mut refresher = fx.warehouse().await;
+    let mut tx = refresher.begin().await.unwrap();
+    let (state, ..): (String, i64, i64, i64) = {
+        let row = sqlx::query("SELECT state, inserted, updated, deleted FROM pgwarehouse.refresh('clusters')")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+        (row.get(0), row.get(1), row.get(2), row.get(3))
+    };
+    assert_eq!(state, "succeeded");
+    // Mid-refresh (deleted and re-inserted, not committed): a reader sees the old rows.
+    assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM clusters").await, 4);
+    assert_eq!(run(&mut db, "clusters").await.0, "skipped", "the running refresh holds the lock");
+    tx.commit().await.unwrap();
+    assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM clusters").await, 4);
+    let skipped: i64 =
+        scalar(&mut db, "SELECT count(*) FROM pgwarehouse.refresh_runs WHERE name = 'clusters' AND state = 'skipped'")
+            .await;
+    assert_eq!(skipped, 1);
+}
+
+#[tokio::test]
+async fn a_failing_run_is_recorded_and_leaves_the_target_as_it_was() {
+    let (_fx, mut db, mut cp) = setup().await;
+    assert_eq!(run(&mut db, "events_mirror").await, ok(5, 0, 0));
+    exec(&mut cp, "REVOKE SELECT ON events FROM cp_reader").await;
+    let (state, ..) = run(&mut db, "events_mirror").await;
+    assert_eq!(state, "failed");
+    let error: String = scalar(
+        &mut db,
+        "SELECT error FROM pgwarehouse.refresh_runs WHERE name = 'events_mirror' ORDER BY id DESC LIMIT 1",
+    )
+    .await;
+    assert!(error.contains("permission denied"), "{error}");
+    assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM public.events_mirror").await, 5, "unchanged");
+}
+
+#[tokio::test]
+async fn plan_time_checks_block_one_refresh_and_prune_keeps_the_data() {
+    let (fx, mut db, _cp) = setup().await;
+    assert_eq!(run(&mut db, "events_mirror").await, ok(5, 0, 0));
+    exec(&mut db, "CREATE VIEW a_view AS SELECT 1 AS x; CREATE TABLE typed (instance_id text)").await;
+    let broken = format!(
+        "{STACK}\
+- name: no_such_column
+  target: public.t1
+  query: SELECT nope FROM f.instances
+  schedule: '@hourly'
+- name: into_a_view
+  target: public.a_view
+  query: SELECT 1 AS x
+  schedule: '@hourly'
+- name: wrong_type
+  target: public.typed
+  query: SELECT id AS instance_id FROM f.instances
+  schedule: '@hourly'
+- name: missing_key
+  target: public.t2
+  query: SELECT id FROM f.instances
+  mode: upsert
+  key: [instance_id]
+  schedule: '@hourly'
+"
+    );
+    let report = fx.apply(&broken).await;
+    let failed: Vec<String> = report
+        .failed()
+        .map(|i| format!("{} {}", i.item.label(&i.name), i.message.clone().unwrap_or_default()))
+        .collect();
+    assert_eq!(failed.len(), 4, "{failed:#?}");
+    for expected in [
+        "refresh/no_such_column query: column \"nope\" does not exist",
+        "refresh/into_a_view target public.a_view is not a table",
+        "refresh/wrong_type column \"instance_id\": the target has type text, the query gives bigint",
+        "refresh/missing_key key column \"instance_id\" is not one of the query's columns (id)",
+    ] {
+        assert!(failed.iter().any(|f| f.starts_with(expected)), "{expected}\n{failed:#?}");
+    }
+    assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM pgwarehouse.refreshes").await, 4, "the others stay");
+    assert_eq!(scalar::<Option<String>>(&mut db, "SELECT to_regclass('public.t1')::text").await, None);
+
+    let without_mirror = STACK.split("- name: events_mirror").next().unwrap().to_string();
+    fx.apply_ok(&without_mirror).await;
+    let left: i64 = scalar(&mut db, "SELECT count(*) FROM pgwarehouse.refreshes WHERE name = 'events_mirror'").await;
+    assert_eq!(left, 0);
+    let job: i64 =
+        scalar(&mut db, "SELECT count(*) FROM cron.job WHERE jobname = 'pgwarehouse-refresh-events_mirror'").await;
+    assert_eq!(job, 0);
+    assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM public.events_mirror").await, 5, "the data stays");
+    assert!(fx.plan(&without_mirror).await.is_empty());
+}
+
+#[test]
+fn bad_refreshes_are_rejected_with_their_field_paths() {
+    let fx_manifest = |refresh: &str| {
+        format!(
+            "apiVersion: pgwarehouse.dev/v1alpha1\nkind: DataWarehouseStack\nmetadata: {{name: t}}\nspec:\n  refreshes:\n  - {refresh}\n"
+        )
+    };
+    let cases = [
+        (
+            "{name: a, target: t, query: SELECT 1, mode: upsert, schedule: '@hourly'}",
+            "spec.refreshes[0].key: upsert needs the conflict key",
+        ),
+        (
+            "{name: a, target: t, query: SELECT 1, incremental: {column: x}, schedule: '@hourly'}",
+            "spec.refreshes[0].incremental: a replace reads everything",
+        ),
+        (
+            "{name: a, target: t, query: SELECT 1, mode: upsert, key: [x], incremental: {column: x}, deleteMissing: true, schedule: '@hourly'}",
+            "spec.refreshes[0].deleteMissing",
+        ),
+        ("{name: a, target: t, query: SELECT 1, schedule: '5 minutes'}", "spec.refreshes[0].schedule"),
+        ("{name: a, target: t, query: SELECT 1, schedule: '@hourly', timeout: 'soon'}", "spec.refreshes[0].timeout"),
+        ("{name: a, target: t, query: SELECT 1, mode: merge, schedule: '@hourly'}", "spec.refreshes[0].mode"),
+    ];
+    for (refresh, expected) in cases {
+        let error = match pgwarehouse::template::load_manifest(&fx_manifest(refresh)) {
+            Ok(stack) => pgwarehouse::validate::validate(&stack).unwrap_err().to_string(),
+            Err(e) => e.to_string(),
+        };
+        assert!(error.contains(expected), "{refresh}: {error}");
+    }
+}
