@@ -64,6 +64,19 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
+    /// Run the stack's refreshes now (or only those named) and print what each did; exits
+    /// non-zero when one failed.
+    Refresh {
+        #[command(flatten)]
+        input: Input,
+        #[command(flatten)]
+        database: Database,
+        /// Refreshes to run (default: all of the stack's).
+        names: Vec<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
     /// Print the Kubernetes objects the operator runs the stack on, as multi-document YAML.
     Render {
         /// The DataWarehouseStack manifest.
@@ -120,6 +133,15 @@ pub enum LocalCommand {
         input: Input,
         #[command(flatten)]
         place: Place,
+    },
+    /// Run the local warehouse's refreshes now (or only those named) and print what each did.
+    Refresh {
+        #[command(flatten)]
+        input: Input,
+        #[command(flatten)]
+        place: Place,
+        /// Refreshes to run (default: all of the stack's).
+        names: Vec<String>,
     },
     /// Stop the local server; data stays unless --purge.
     Down {
@@ -189,6 +211,10 @@ pub enum CliError {
     Local(#[from] local::LocalError),
     #[error("Kubernetes: {}", crate::controller::api_error::one_line(.0))]
     Kube(kube::Error),
+    #[error(transparent)]
+    Refresh(#[from] sql::refresh::RunError),
+    #[error("{0} refresh(es) failed")]
+    RefreshesFailed(usize),
 }
 
 /// The whole program: `pgwarehouse` and its kubectl-plugin name `kubectl-pgwarehouse` are this.
@@ -259,6 +285,16 @@ async fn execute(cli: Cli) -> Result<(), CliError> {
                 n => Err(CliError::ItemsFailed(n)),
             }
         }
+        Command::Refresh { input, database, names, output } => {
+            let stack = load_stack(&input.file)?;
+            let mut conn = connect(&database).await?;
+            let runs = sql::refresh::run_now(&mut conn, &stack, &names).await?;
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&runs).expect("figures serialize")),
+                Output::Text => sql::refresh::print_runs(&runs, &mut std::io::stdout())?,
+            }
+            refreshes_failed(&runs)
+        }
         Command::Render { file } => {
             print!("{}", render::objects(&load_stack(&file)?, REDACTED_PASSWORD).to_yaml());
             Ok(())
@@ -300,6 +336,13 @@ async fn run_local(command: LocalCommand) -> Result<(), CliError> {
             Ok(local::status(&stack, &LocalOptions { data_dir: place.data_dir, ..LocalOptions::default() }, &mut out)
                 .await?)
         }
+        LocalCommand::Refresh { input, place, names } => {
+            let stack = load_stack(&input.file)?;
+            let options = LocalOptions { data_dir: place.data_dir, ..LocalOptions::default() };
+            let runs = local::refresh(&stack, &options, &names).await?;
+            sql::refresh::print_runs(&runs, &mut out)?;
+            refreshes_failed(&runs)
+        }
         LocalCommand::Down { input, place, purge } => {
             let stack = load_stack(&input.file)?;
             Ok(local::down(
@@ -309,6 +352,13 @@ async fn run_local(command: LocalCommand) -> Result<(), CliError> {
                 &mut out,
             )?)
         }
+    }
+}
+
+fn refreshes_failed(runs: &[sql::refresh::RunFigures]) -> Result<(), CliError> {
+    match runs.iter().filter(|r| r.state == "failed").count() {
+        0 => Ok(()),
+        n => Err(CliError::RefreshesFailed(n)),
     }
 }
 

@@ -28,6 +28,8 @@ pub struct StackReport {
     pub sources: Vec<SourceLine>,
     pub jobs: Vec<JobLine>,
     pub partitions: Vec<PartitionLine>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub refreshes: Vec<RefreshLine>,
     pub logins: Vec<LoginLine>,
 }
 
@@ -79,6 +81,29 @@ pub struct PartitionLine {
     pub retention: Option<String>,
 }
 
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RefreshLine {
+    pub name: String,
+    /// succeeded, failed or skipped; none before the first run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_state: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_start: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<i64>,
+    /// Rows inserted, updated and deleted by the last run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows: Option<(i64, i64, i64)>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub high_water: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_success: Option<DateTime<Utc>>,
+    pub stale: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LoginLine {
@@ -128,6 +153,29 @@ impl StackReport {
                 p.newest.as_deref().unwrap_or("-"),
                 p.retention.as_deref().unwrap_or("none")
             )?;
+        }
+        if !self.refreshes.is_empty() {
+            writeln!(out, "\nREFRESHES")?;
+            for r in &self.refreshes {
+                let last = match (&r.last_state, r.rows) {
+                    (Some(state), Some((i, u, d))) => format!(
+                        "{state} at {} in {} ms (+{i} ~{u} -{d})",
+                        when(r.last_start),
+                        r.duration_ms.unwrap_or_default()
+                    ),
+                    (Some(state), None) => format!("{state} at {}", when(r.last_start)),
+                    _ => "not run yet".into(),
+                };
+                let mark = r.high_water.as_ref().map(|m| format!("; high-water {m}")).unwrap_or_default();
+                let stale = if r.stale { "; STALE" } else { "" };
+                let error = r.error.as_ref().map(|e| format!("; error: {e}")).unwrap_or_default();
+                writeln!(
+                    out,
+                    "  {:<24} last: {last}; last success: {}{mark}{stale}{error}",
+                    r.name,
+                    when(r.last_success)
+                )?;
+            }
         }
         if !self.logins.is_empty() {
             writeln!(out, "\nFOR BI TOOLS")?;

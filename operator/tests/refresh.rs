@@ -264,3 +264,64 @@ fn bad_refreshes_are_rejected_with_their_field_paths() {
         assert!(error.contains(expected), "{refresh}: {error}");
     }
 }
+
+fn pgwarehouse(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_pgwarehouse"))
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_refresh_command_runs_them_now_and_status_shows_their_last_run() {
+    let (fx, mut db, mut cp) = setup().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("stack.yaml");
+    std::fs::write(&file, fx.manifest(STACK)).unwrap();
+    let (file, url) = (file.display().to_string(), fx.server.url(support::WAREHOUSE));
+
+    let out = pgwarehouse(&["refresh", "-f", &file, "--database-url", &url, "clusters", "events_upsert"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines[0].starts_with("REFRESH") && lines.len() == 3, "{stdout}");
+    assert!(lines[1].starts_with("clusters") && lines[1].contains("succeeded") && lines[1].contains(" 4 "), "{stdout}");
+    assert!(lines[2].starts_with("events_upsert") && lines[2].contains("2026-01-01 00:05:00+00"), "{stdout}");
+
+    let out = pgwarehouse(&["refresh", "-f", &file, "--database-url", &url, "--output", "json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let runs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(runs.as_array().unwrap().len(), 4, "all of the stack's");
+    assert_eq!(runs[1]["name"], "events_upsert");
+    assert_eq!((runs[1]["inserted"].as_i64(), runs[1]["updated"].as_i64()), (Some(0), Some(0)));
+
+    let out = pgwarehouse(&["refresh", "-f", &file, "--database-url", &url, "clusterz"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains(
+            "no refresh named \"clusterz\" in the stack (it has: clusters, events_upsert, events_log, events_mirror)"
+        ),
+        "{stderr}"
+    );
+
+    exec(&mut cp, "REVOKE SELECT ON events FROM cp_reader").await;
+    let out = pgwarehouse(&["refresh", "-f", &file, "--database-url", &url, "events_mirror"]);
+    assert!(!out.status.success(), "a failed refresh fails the command");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("permission denied"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1 refresh(es) failed"));
+
+    let status = pgwarehouse::sql::status::read_status(&mut db).await.unwrap();
+    let names: Vec<&str> = status.refreshes.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["clusters", "events_log", "events_mirror", "events_upsert"]);
+    let mirror = &status.refreshes[2];
+    assert_eq!(
+        (mirror.state.as_deref(), mirror.target.as_str(), mirror.mode.as_str()),
+        (Some("failed"), "public.events_mirror", "upsert")
+    );
+    assert!(mirror.error.as_deref().unwrap().contains("permission denied"));
+    assert!(mirror.last_success.is_some(), "its earlier run in this test succeeded");
+    let clusters = &status.refreshes[0];
+    assert_eq!((clusters.inserted, clusters.deleted), (Some(4), Some(4)));
+}

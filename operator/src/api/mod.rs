@@ -25,6 +25,7 @@ pub use status::*;
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"Sources","type":"string","jsonPath":".status.readySources"}"#,
     printcolumn = r#"{"name":"Jobs","type":"integer","jsonPath":".status.activeJobs"}"#,
+    printcolumn = r#"{"name":"Refreshes","type":"string","jsonPath":".status.readyRefreshes"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]

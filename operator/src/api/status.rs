@@ -24,6 +24,9 @@ pub struct DataWarehouseStackStatus {
     /// pg_cron jobs scheduled and active.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_jobs: Option<i32>,
+    /// Refreshes whose last run succeeded and that are not stale, out of declared, e.g. `2/3`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_refreshes: Option<String>,
     /// Each source (foreign server) and its foreign tables.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sources: Vec<SourceStatus>,
@@ -36,6 +39,43 @@ pub struct DataWarehouseStackStatus {
     /// Each migration.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub migrations: Vec<ItemStatus>,
+    /// Each refresh: its definition's state and its last run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refreshes: Vec<RefreshStatus>,
+}
+
+/// A refresh and its last run.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RefreshStatus {
+    #[serde(flatten)]
+    pub item: ItemStatus,
+    /// The last run's outcome: succeeded, failed or skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run_state: Option<String>,
+    /// RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run_start: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run_duration_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows_inserted: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows_updated: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows_deleted: Option<i64>,
+    /// The incremental column's high-water mark.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub high_water_mark: Option<String>,
+    /// RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_success: Option<String>,
+    /// The last run's error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// The last success is older than three schedule periods.
+    #[serde(default)]
+    pub stale: bool,
 }
 
 /// How to reach the warehouse. The password is in the named Secret, never here.

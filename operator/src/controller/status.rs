@@ -5,13 +5,14 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use super::database::{PORT, service_host};
 use crate::api::{
-    DataWarehouseStack, DataWarehouseStackStatus, Endpoint, ItemStatus, PartitionStatus, ScheduleStatus, SourceStatus,
+    DataWarehouseStack, DataWarehouseStackStatus, Endpoint, ItemStatus, PartitionStatus, RefreshStatus, ScheduleStatus,
+    SourceStatus,
 };
 use crate::render::superuser_secret_name;
 use crate::sql::apply::{ApplyReport, ItemOutcome, ItemState};
 use crate::sql::plan::ItemKind;
 use crate::sql::status::WarehouseStatus;
-use crate::validate::ValidatedStack;
+use crate::validate::{ValidatedStack, is_stale};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -238,6 +239,35 @@ fn fill_items(
         .collect();
     status.migrations =
         stack.spec.migrations.iter().map(|m| item(find(ItemKind::Migration, &m.name), &m.name)).collect();
+    let now = chrono::Utc::now();
+    status.refreshes = stack
+        .refreshes
+        .iter()
+        .map(|r| {
+            let run = warehouse.refreshes.iter().find(|w| w.name == r.spec.name);
+            let last_success = run.and_then(|w| w.last_success);
+            RefreshStatus {
+                item: item(find(ItemKind::Refresh, &r.spec.name), &r.spec.name),
+                last_run_state: run.and_then(|w| w.state.clone()),
+                last_run_start: run.and_then(|w| w.last_start).map(|t| t.to_rfc3339()),
+                last_run_duration_ms: run.and_then(|w| w.duration_ms),
+                rows_inserted: run.and_then(|w| w.inserted),
+                rows_updated: run.and_then(|w| w.updated),
+                rows_deleted: run.and_then(|w| w.deleted),
+                high_water_mark: run.and_then(|w| w.high_water.clone()),
+                last_success: last_success.map(|t| t.to_rfc3339()),
+                last_error: run.and_then(|w| w.error.clone()),
+                stale: is_stale(&r.spec.schedule, last_success, now),
+            }
+        })
+        .collect();
+    let failed = format!("{:?}", ItemState::Failed);
+    let ready = status
+        .refreshes
+        .iter()
+        .filter(|r| r.item.state != failed && r.last_run_state.as_deref() != Some("failed") && !r.stale)
+        .count();
+    status.ready_refreshes = (!status.refreshes.is_empty()).then(|| format!("{ready}/{}", status.refreshes.len()));
 }
 
 #[cfg(test)]

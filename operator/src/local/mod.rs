@@ -36,12 +36,16 @@ pub enum LocalError {
     PortInUse(u16),
     #[error("no local warehouse in {0}: run `pgwarehouse local up` first")]
     NotCreated(String),
+    #[error("the local warehouse in {0} is stopped: run `pgwarehouse local up` first")]
+    Stopped(String),
     #[error("the local server does not answer: {0}")]
     Connect(String),
     #[error("seed {path}: {message}")]
     Seed { path: String, message: String },
     #[error(transparent)]
     Engine(#[from] sql::EngineError),
+    #[error(transparent)]
+    Refresh(#[from] sql::refresh::RunError),
     #[error("{0}")]
     Io(String),
 }
@@ -245,6 +249,23 @@ pub async fn status(stack: &ValidatedStack, options: &LocalOptions, out: &mut dy
     let mut conn = local.connect(&local.database).await?;
     let status = sql::status::read_status(&mut conn).await.map_err(|e| LocalError::Connect(e.to_string()))?;
     local_report(stack, &local, &status).print(out).map_err(|e| LocalError::Io(e.to_string()))
+}
+
+/// Runs the local warehouse's refreshes now (all, or those named).
+pub async fn refresh(
+    stack: &ValidatedStack,
+    options: &LocalOptions,
+    names: &[String],
+) -> Result<Vec<sql::refresh::RunFigures>, LocalError> {
+    let (local, state) = Local::open(stack, options)?;
+    if state.is_none() || !local.cluster.initialized() {
+        return Err(LocalError::NotCreated(local.cluster.dir.display().to_string()));
+    }
+    if !local.cluster.running() {
+        return Err(LocalError::Stopped(local.cluster.dir.display().to_string()));
+    }
+    let mut conn = local.connect(&local.database).await?;
+    Ok(sql::refresh::run_now(&mut conn, stack, names).await?)
 }
 
 /// Stops the local server; `purge` also deletes its directory, data included.

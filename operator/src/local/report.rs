@@ -3,9 +3,9 @@
 use chrono::Utc;
 
 use super::{Local, PASSWORD_FILE};
-use crate::report::{self, JobLine, PartitionLine, SourceLine, StackReport};
+use crate::report::{self, JobLine, PartitionLine, RefreshLine, SourceLine, StackReport};
 use crate::sql::status::WarehouseStatus;
-use crate::validate::{ValidatedStack, next_run};
+use crate::validate::{ValidatedStack, is_stale, next_run};
 
 pub fn local_report(stack: &ValidatedStack, local: &Local, status: &WarehouseStatus) -> StackReport {
     let now = Utc::now();
@@ -44,6 +44,24 @@ pub fn local_report(stack: &ValidatedStack, local: &Local, status: &WarehouseSta
                 oldest: p.oldest.clone(),
                 newest: p.newest.clone(),
                 retention: p.retention.clone(),
+            })
+            .collect(),
+        refreshes: stack
+            .refreshes
+            .iter()
+            .map(|r| {
+                let run = status.refreshes.iter().find(|w| w.name == r.spec.name);
+                RefreshLine {
+                    name: r.spec.name.clone(),
+                    last_state: run.and_then(|w| w.state.clone()),
+                    last_start: run.and_then(|w| w.last_start),
+                    duration_ms: run.and_then(|w| w.duration_ms),
+                    rows: run.and_then(|w| Some((w.inserted?, w.updated?, w.deleted?))),
+                    high_water: run.and_then(|w| w.high_water.clone()),
+                    last_success: run.and_then(|w| w.last_success),
+                    stale: is_stale(&r.spec.schedule, run.and_then(|w| w.last_success), now),
+                    error: run.and_then(|w| w.error.clone()),
+                }
             })
             .collect(),
         logins: report::logins(&stack.spec.roles, &format!("127.0.0.1:{}", local.port), &stack.database),

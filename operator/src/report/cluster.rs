@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use kube::api::Api;
 use kube::{Client, ResourceExt};
 
-use super::{ConditionLine, JobLine, PartitionLine, SourceLine, StackReport, logins};
+use super::{ConditionLine, JobLine, PartitionLine, RefreshLine, SourceLine, StackReport, logins};
 use crate::api::DataWarehouseStack;
 use crate::template;
 use crate::validate::{DEFAULT_DATABASE, next_run};
@@ -100,6 +100,29 @@ pub fn cluster_report(stack: &DataWarehouseStack, now: DateTime<Utc>) -> StackRe
                     .iter()
                     .find(|d| d.table == p.item.name || format!("public.{}", d.table) == p.item.name)
                     .and_then(|d| d.retention.clone()),
+            })
+            .collect(),
+        refreshes: status
+            .refreshes
+            .iter()
+            .map(|r| {
+                let time = |t: &Option<String>| {
+                    t.as_deref().and_then(|t| DateTime::parse_from_rfc3339(t).ok()).map(Into::into)
+                };
+                RefreshLine {
+                    name: r.item.name.clone(),
+                    last_state: r.last_run_state.clone(),
+                    last_start: time(&r.last_run_start),
+                    duration_ms: r.last_run_duration_ms,
+                    rows: r.rows_inserted.zip(r.rows_updated).zip(r.rows_deleted).map(|((i, u), d)| (i, u, d)),
+                    high_water: r.high_water_mark.clone(),
+                    last_success: time(&r.last_success),
+                    stale: r.stale,
+                    error: r
+                        .last_error
+                        .clone()
+                        .or_else(|| (r.item.state == "Failed").then(|| r.item.message.clone()).flatten()),
+                }
             })
             .collect(),
         logins: logins(&spec.roles, &host_port, &database),

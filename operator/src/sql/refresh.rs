@@ -150,3 +150,92 @@ pub fn install() -> Vec<Sql> {
         Sql::new("COMMENT ON FUNCTION pgwarehouse.refresh(text) IS ").literal(API_VERSION),
     ]
 }
+
+/// What one run did, as `pgwarehouse refresh` prints it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RunFigures {
+    pub name: String,
+    /// succeeded, failed or skipped (another run of it is in progress).
+    pub state: String,
+    pub inserted: i64,
+    pub updated: i64,
+    pub deleted: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub high_water: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub duration_ms: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("no refresh named {name:?} in the stack (it has: {known})")]
+    Unknown { name: String, known: String },
+    #[error("refresh {name}: {error} (was the stack applied?)")]
+    Database { name: String, error: String },
+}
+
+/// Runs the named refreshes of `stack` now (all of them when `names` is empty), each under its
+/// timeout, one after another.
+pub async fn run_now(
+    conn: &mut sqlx::PgConnection,
+    stack: &crate::validate::ValidatedStack,
+    names: &[String],
+) -> Result<Vec<RunFigures>, RunError> {
+    let chosen: Vec<&crate::validate::ValidatedRefresh> = if names.is_empty() {
+        stack.refreshes.iter().collect()
+    } else {
+        let known = || stack.refreshes.iter().map(|r| r.spec.name.as_str()).collect::<Vec<_>>().join(", ");
+        names
+            .iter()
+            .map(|name| {
+                stack
+                    .refreshes
+                    .iter()
+                    .find(|r| &r.spec.name == name)
+                    .ok_or_else(|| RunError::Unknown { name: name.clone(), known: known() })
+            })
+            .collect::<Result<_, _>>()?
+    };
+    let mut figures = Vec::new();
+    for refresh in chosen {
+        let name = refresh.spec.name.clone();
+        let failed = |error: sqlx::Error| RunError::Database { name: name.clone(), error: error.to_string() };
+        let timeout = refresh.timeout_ms.unwrap_or(0).to_string();
+        sqlx::query("SELECT set_config('statement_timeout', $1, false)")
+            .bind(&timeout)
+            .execute(&mut *conn)
+            .await
+            .map_err(failed)?;
+        let started = std::time::Instant::now();
+        let row: (String, i64, i64, i64, Option<String>, Option<String>) =
+            sqlx::query_as("SELECT state, inserted, updated, deleted, high_water, error FROM pgwarehouse.refresh($1)")
+                .bind(&name)
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(failed)?;
+        let duration_ms = started.elapsed().as_millis() as i64;
+        sqlx::query("SELECT set_config('statement_timeout', '0', false)").execute(&mut *conn).await.map_err(failed)?;
+        let (state, inserted, updated, deleted, high_water, error) = row;
+        figures.push(RunFigures { name, state, inserted, updated, deleted, high_water, error, duration_ms });
+    }
+    Ok(figures)
+}
+
+/// The figures as a table.
+pub fn print_runs(runs: &[RunFigures], out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{:<24} {:<10} {:>9} {:>9} {:>9} {:>9}  HIGH-WATER / ERROR",
+        "REFRESH", "STATE", "INSERTED", "UPDATED", "DELETED", "MS"
+    )?;
+    for r in runs {
+        let detail = r.error.as_deref().or(r.high_water.as_deref()).unwrap_or("-");
+        writeln!(
+            out,
+            "{:<24} {:<10} {:>9} {:>9} {:>9} {:>9}  {detail}",
+            r.name, r.state, r.inserted, r.updated, r.deleted, r.duration_ms
+        )?;
+    }
+    Ok(())
+}

@@ -13,6 +13,25 @@ pub struct WarehouseStatus {
     pub sources: Vec<SourceStatus>,
     pub jobs: Vec<JobStatus>,
     pub partitions: Vec<PartitionStatus>,
+    #[serde(default)]
+    pub refreshes: Vec<RefreshStatus>,
+}
+
+/// A refresh's last run (any outcome) and last success, from its run log.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RefreshStatus {
+    pub name: String,
+    pub target: String,
+    pub mode: String,
+    pub state: Option<String>,
+    pub last_start: Option<DateTime<Utc>>,
+    pub duration_ms: Option<i64>,
+    pub inserted: Option<i64>,
+    pub updated: Option<i64>,
+    pub deleted: Option<i64>,
+    pub high_water: Option<String>,
+    pub last_success: Option<DateTime<Utc>>,
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -44,14 +63,24 @@ pub struct PartitionStatus {
 
 const EXTENSION_SCHEMAS: &str = "SELECT json_build_object(\
     'cron', EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron'), \
-    'partman', (SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE extname = 'pg_partman'))";
+    'partman', (SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE extname = 'pg_partman'), \
+    'refreshes', to_regclass('pgwarehouse.refresh_runs') IS NOT NULL)";
 
 #[derive(Deserialize)]
 struct ExtensionSchemas {
     /// pg_cron keeps its tables in `cron` whatever its extension's namespace says.
     cron: bool,
     partman: Option<String>,
+    refreshes: bool,
 }
+
+const REFRESHES: &str = "COALESCE((SELECT json_agg(json_build_object('name', d.name, \
+    'target', d.target_schema || '.' || d.target_table, 'mode', d.mode, 'state', l.state, 'last_start', l.started_at, \
+    'duration_ms', (extract(epoch FROM l.finished_at - l.started_at) * 1000)::bigint, 'inserted', l.inserted, \
+    'updated', l.updated, 'deleted', l.deleted, 'high_water', d.high_water, 'error', l.error, \
+    'last_success', (SELECT max(s.finished_at) FROM pgwarehouse.refresh_runs s WHERE s.name = d.name AND s.state = 'succeeded')) \
+    ORDER BY d.name) FROM pgwarehouse.refreshes d LEFT JOIN LATERAL (SELECT * FROM pgwarehouse.refresh_runs r \
+    WHERE r.name = d.name ORDER BY r.id DESC LIMIT 1) l ON true), '[]')";
 
 pub async fn read_status(conn: &mut PgConnection) -> Result<WarehouseStatus, sqlx::Error> {
     let Json(schemas): Json<ExtensionSchemas> = sqlx::query_scalar(EXTENSION_SCHEMAS).fetch_one(&mut *conn).await?;
@@ -76,11 +105,12 @@ pub async fn read_status(conn: &mut PgConnection) -> Result<WarehouseStatus, sql
         ),
         None => "'[]'::json".into(),
     };
+    let refreshes = if schemas.refreshes { REFRESHES } else { "'[]'::json" };
     let query = format!(
         "SELECT json_build_object('sources', COALESCE((SELECT json_agg(json_build_object('name', s.srvname, \
          'wrapper', w.fdwname, 'tables', (SELECT count(*) FROM pg_foreign_table t WHERE t.ftserver = s.oid)) \
          ORDER BY s.srvname) FROM pg_foreign_server s JOIN pg_foreign_data_wrapper w ON w.oid = s.srvfdw), '[]'), \
-         'jobs', {jobs}, 'partitions', {partitions})"
+         'jobs', {jobs}, 'partitions', {partitions}, 'refreshes', {refreshes})"
     );
     let Json(status): Json<WarehouseStatus> = sqlx::query_scalar(AssertSqlSafe(query)).fetch_one(&mut *conn).await?;
     Ok(status)

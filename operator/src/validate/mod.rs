@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 pub use interval::Interval;
-pub use schedule::{Schedule, next_run, parse_schedule};
+pub use schedule::{Schedule, is_stale, next_run, parse_schedule};
 pub use wrappers::Wrapper;
 use wrappers::known_wrapper;
 

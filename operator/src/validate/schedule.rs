@@ -68,9 +68,39 @@ pub fn next_run(text: &str, now: chrono::DateTime<chrono::Utc>) -> Option<chrono
     }
 }
 
+/// The time between two runs after `now`.
+pub fn period(text: &str, now: chrono::DateTime<chrono::Utc>) -> Option<chrono::Duration> {
+    let next = next_run(text, now)?;
+    Some(next_run(text, next)? - next)
+}
+
+/// Whether a refresh whose last success was at `last_success` missed three runs of `schedule`.
+pub fn is_stale(
+    schedule: &str,
+    last_success: Option<chrono::DateTime<chrono::Utc>>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> bool {
+    match (last_success, period(schedule, now)) {
+        (Some(at), Some(period)) => now - at > period * 3,
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refresh_is_stale_after_three_missed_periods() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-11-25T12:00:30Z").unwrap().to_utc();
+        let minutes = |m: i64| Some(now - chrono::Duration::minutes(m));
+        assert_eq!(period("*/5 * * * *", now), Some(chrono::Duration::minutes(5)));
+        assert!(!is_stale("*/5 * * * *", minutes(14), now));
+        assert!(is_stale("*/5 * * * *", minutes(16), now));
+        assert!(!is_stale("@hourly", minutes(170), now));
+        assert!(is_stale("30 seconds", minutes(2), now));
+        assert!(!is_stale("@hourly", None, now), "never run yet is not stale");
+    }
 
     #[test]
     fn pg_cron_grammar_is_accepted() {
