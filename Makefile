@@ -19,10 +19,11 @@ QUICKSTART_STATE = .pgwarehouse/quickstart/pgwarehouse-local.json
 ## The main job on the embedded default: a local Postgres running the quickstart warehouse.
 demo: deps-pg15
 	cargo run -q -- $(QUICKSTART)
-	@echo; echo "Instances per organization, read through postgres_fdw and refreshed by refresh_clusters():"
+	@echo; echo "The clusters refresh, run now (pg_cron runs it every 5 minutes):"
+	@cargo run -q -- local refresh -f stack-templates/examples/quickstart.yaml
+	@echo; echo "Instances per organization, read through postgres_fdw into ingested_clusters:"
 	@PGPASSWORD=$$(cat .pgwarehouse/quickstart/superuser-password) psql -h 127.0.0.1 -U postgres -d warehouse \
 	  -p $$(sed -n 's/.*"port": *\([0-9]*\).*/\1/p' $(QUICKSTART_STATE)) \
-	  -c "SELECT refresh_clusters() AS refreshed" \
 	  -c "SELECT organization_name, count(*) AS instances, sum((desired_spec->>'cpu')::int) AS cpus FROM ingested_clusters GROUP BY 1 ORDER BY 2 DESC"
 
 ## Stop the demo's server (its data stays; `make demo` starts it again).

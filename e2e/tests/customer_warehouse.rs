@@ -91,12 +91,13 @@ async fn the_seeds_warehouse_answers_its_three_questions() {
 
     let url = format!("postgres://postgres:{password}@127.0.0.1:{port}/warehouse");
     let mut db = PgConnection::connect(&url).await.unwrap();
-    scenario::wait_for_cron_job(&mut db, "update-clusters").await;
-    scenario::wait_for_cron_job(&mut db, "ingest-metrics").await;
+    for refresh in ["clusters", "metrics", "series"] {
+        scenario::wait_for_cron_job(&mut db, &format!("pgwarehouse-refresh-{refresh}")).await;
+    }
     let series: i64 = scalar(&mut db, "SELECT count(*) FROM metric_series").await;
     assert_eq!(series, 6, "one series per instance, from Prometheus");
     assert!(scalar::<i64>(&mut db, "SELECT count(*) FROM metric_values").await >= 6 * 40, "about an hour of minutes");
-    steps.done("pg_cron ran update-clusters and ingest-metrics: the warehouse is filled");
+    steps.done("pg_cron ran the clusters, metrics and series refreshes: the warehouse is filled");
 
     let instances: i64 = scalar(&mut db, "SELECT count(*) FROM ingested_clusters WHERE entity_type = 'postgres'").await;
     assert_eq!(instances, 6, "how many Postgres instances are deployed");

@@ -42,19 +42,27 @@ async fn quickstart_runs_end_to_end_on_a_local_server() {
     assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM f.queue_archive").await, 6);
     steps.done("source data visible through foreign tables");
 
-    assert_eq!(scalar::<i64>(&mut db, "SELECT refresh_clusters()").await, 6);
+    let runs = pgwarehouse::sql::refresh::run_now(&mut db, &stack, &["clusters".into()]).await.unwrap();
+    assert_eq!((runs[0].state.as_str(), runs[0].inserted), ("succeeded", 6));
     assert_eq!(
         scalar::<i64>(&mut db, "SELECT count(*) FROM ingested_clusters WHERE organization_name = 'acme'").await,
         3
     );
-    steps.done("refresh_clusters() run directly");
+    steps.done("the clusters refresh run now: 6 instances upserted");
 
     let cp_url = format!("postgres://postgres:{password}@127.0.0.1:{port}/controlplane");
     let mut cp = PgConnection::connect(&cp_url).await.unwrap();
     exec(&mut cp, "INSERT INTO instances VALUES (7, 4, 'umbrella-prod', 16, 64, 1000, 'prod', 'Up', now())").await;
-    scenario::wait_for_cron_job(&mut db, "update-clusters").await;
+    scenario::wait_for_cron_job(&mut db, "pgwarehouse-refresh-clusters").await;
+    let (new_rows, rewritten): (i64, i64) = sqlx::query_as(
+        "SELECT sum(inserted)::bigint, sum(updated)::bigint FROM pgwarehouse.refresh_runs WHERE name = 'clusters'",
+    )
+    .fetch_one(&mut db)
+    .await
+    .unwrap();
+    assert_eq!((new_rows, rewritten), (7, 0), "incremental: the six, then only the new one; nothing rewritten");
     assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM ingested_clusters").await, 7, "the new instance");
-    steps.done("pg_cron ran update-clusters within its minute and saw the new instance");
+    steps.done("pg_cron ran the clusters refresh within its minute: the new instance, and only it, came");
 
     let parent = "'public.metric_values'::regclass";
     let children = format!("SELECT count(*) FROM pg_inherits WHERE inhparent = {parent}");

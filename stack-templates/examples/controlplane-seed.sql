@@ -7,7 +7,8 @@ CREATE TABLE instances (
   name text NOT NULL,
   cpu int NOT NULL, memory_gb int NOT NULL, storage_gb int NOT NULL,
   environment text NOT NULL, state text NOT NULL,
-  created_at timestamptz NOT NULL DEFAULT now());
+  created_at timestamptz NOT NULL DEFAULT now(),
+  updated_at timestamptz NOT NULL DEFAULT now());
 CREATE TABLE queue_archive (msg_id bigint PRIMARY KEY, enqueued_at timestamptz NOT NULL, message jsonb NOT NULL);
 
 INSERT INTO organizations (id, name) VALUES (1, 'acme'), (2, 'globex'), (3, 'initech'), (4, 'umbrella');
