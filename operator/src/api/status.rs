@@ -42,6 +42,10 @@ pub struct DataWarehouseStackStatus {
     /// Each refresh: its definition's state and its last run.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub refreshes: Vec<RefreshStatus>,
+    /// The last value of the annotation `pgwarehouse.dev/refresh-now` acted on: setting it to
+    /// any other value runs every refresh once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_now_handled: Option<String>,
 }
 
 /// A refresh and its last run.

@@ -1,5 +1,5 @@
-//! Prometheus metrics: reconcile duration, errors by reason, stacks by phase (counted from the
-//! controllers' caches at scrape time, so deleted stacks drop out).
+//! Prometheus metrics: reconcile duration, errors by reason; stacks by phase and each refresh's
+//! last run (read from the controllers' caches at scrape time, so deleted stacks drop out).
 
 use std::sync::Mutex;
 
@@ -12,7 +12,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::api::DataWarehouseStack;
+use kube::ResourceExt;
+
+use crate::api::{DataWarehouseStack, RefreshStatus};
 
 type Labels = Vec<(String, String)>;
 
@@ -21,6 +23,10 @@ pub struct Metrics {
     reconcile_duration: Histogram,
     errors: Family<Labels, Counter>,
     stacks: Family<Labels, Gauge>,
+    refresh_duration: Family<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    refresh_rows: Family<Labels, Gauge>,
+    refresh_failed: Family<Labels, Gauge>,
+    refresh_stale: Family<Labels, Gauge>,
     /// The controllers' caches of stacks (one per watched namespace).
     stores: Mutex<Vec<Store<DataWarehouseStack>>>,
 }
@@ -34,7 +40,37 @@ impl Default for Metrics {
         registry.register("reconcile_duration_seconds", "Time of one reconcile", reconcile_duration.clone());
         registry.register("reconcile_errors", "Reconciles that failed, by reason", errors.clone());
         registry.register("stacks", "DataWarehouseStacks by phase", stacks.clone());
-        Metrics { registry, reconcile_duration, errors, stacks, stores: Mutex::default() }
+        let refresh_duration = Family::<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        let refresh_rows = Family::<Labels, Gauge>::default();
+        let refresh_failed = Family::<Labels, Gauge>::default();
+        let refresh_stale = Family::<Labels, Gauge>::default();
+        registry.register(
+            "refresh_last_duration_seconds",
+            "Duration of a refresh's last run",
+            refresh_duration.clone(),
+        );
+        registry.register(
+            "refresh_last_rows",
+            "Rows a refresh's last run inserted, updated, deleted",
+            refresh_rows.clone(),
+        );
+        registry.register("refresh_last_run_failed", "1 when a refresh's last run failed", refresh_failed.clone());
+        registry.register(
+            "refresh_stale",
+            "1 when a refresh's last success is older than 3 periods",
+            refresh_stale.clone(),
+        );
+        Metrics {
+            registry,
+            reconcile_duration,
+            errors,
+            stacks,
+            refresh_duration,
+            refresh_rows,
+            refresh_failed,
+            refresh_stale,
+            stores: Mutex::default(),
+        }
     }
 }
 
@@ -55,15 +91,46 @@ impl Metrics {
     /// The OpenMetrics text for `/metrics`.
     pub fn encode(&self) -> String {
         self.stacks.clear();
+        for family in [&self.refresh_rows, &self.refresh_failed, &self.refresh_stale] {
+            family.clear();
+        }
+        self.refresh_duration.clear();
         for store in self.stores.lock().expect("metrics lock").iter() {
             for stack in store.state() {
                 let phase = stack.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_else(|| "Pending".into());
                 self.stacks.get_or_create(&vec![("phase".into(), phase)]).inc();
+                for refresh in stack.status.iter().flat_map(|s| &s.refreshes) {
+                    self.record_refresh(&stack, refresh);
+                }
             }
         }
         let mut text = String::new();
         encode(&mut text, &self.registry).expect("metrics encode to a String");
         text
+    }
+}
+
+impl Metrics {
+    fn record_refresh(&self, stack: &DataWarehouseStack, refresh: &RefreshStatus) {
+        let labels: Labels = vec![
+            ("namespace".into(), stack.namespace().unwrap_or_default()),
+            ("stack".into(), stack.name_any()),
+            ("refresh".into(), refresh.item.name.clone()),
+        ];
+        if let Some(ms) = refresh.last_run_duration_ms {
+            self.refresh_duration.get_or_create(&labels).set(ms as f64 / 1000.0);
+        }
+        for (kind, rows) in
+            [("inserted", refresh.rows_inserted), ("updated", refresh.rows_updated), ("deleted", refresh.rows_deleted)]
+        {
+            if let Some(rows) = rows {
+                let with_kind = [labels.clone(), vec![("kind".into(), kind.into())]].concat();
+                self.refresh_rows.get_or_create(&with_kind).set(rows);
+            }
+        }
+        let failed = refresh.last_run_state.as_deref() == Some("failed") || refresh.item.state == "Failed";
+        self.refresh_failed.get_or_create(&labels).set(i64::from(failed));
+        self.refresh_stale.get_or_create(&labels).set(i64::from(refresh.stale));
     }
 }
 
@@ -104,5 +171,45 @@ mod tests {
         assert!(!text.contains("Degraded"), "a deleted stack is not counted: {text}");
         assert!(text.contains("pgwarehouse_reconcile_errors_total{reason=\"kube\"} 1"), "{text}");
         assert!(text.contains("pgwarehouse_reconcile_duration_seconds_count 1"), "{text}");
+    }
+
+    #[test]
+    fn each_refresh_reports_its_last_run() {
+        let metrics = Metrics::default();
+        let (reader, mut writer) = store::<DataWarehouseStack>();
+        let mut one = stack("one", Some("Degraded"));
+        let status = one.status.as_mut().unwrap();
+        status.refreshes = vec![
+            RefreshStatus {
+                item: crate::api::ItemStatus { name: "clusters".into(), state: "Converged".into(), message: None },
+                last_run_state: Some("succeeded".into()),
+                last_run_duration_ms: Some(1500),
+                rows_inserted: Some(7),
+                rows_updated: Some(2),
+                rows_deleted: Some(0),
+                ..Default::default()
+            },
+            RefreshStatus {
+                item: crate::api::ItemStatus { name: "metrics".into(), state: "Converged".into(), message: None },
+                last_run_state: Some("failed".into()),
+                stale: true,
+                ..Default::default()
+            },
+        ];
+        writer.apply_watcher_event(&Event::Apply(one));
+        metrics.count_stacks_in(reader);
+        let text = metrics.encode();
+        let clusters = "namespace=\"ns\",stack=\"one\",refresh=\"clusters\"";
+        let metrics_ = "namespace=\"ns\",stack=\"one\",refresh=\"metrics\"";
+        for line in [
+            format!("pgwarehouse_refresh_last_duration_seconds{{{clusters}}} 1.5"),
+            format!("pgwarehouse_refresh_last_rows{{{clusters},kind=\"inserted\"}} 7"),
+            format!("pgwarehouse_refresh_last_rows{{{clusters},kind=\"updated\"}} 2"),
+            format!("pgwarehouse_refresh_last_run_failed{{{clusters}}} 0"),
+            format!("pgwarehouse_refresh_last_run_failed{{{metrics_}}} 1"),
+            format!("pgwarehouse_refresh_stale{{{metrics_}}} 1"),
+        ] {
+            assert!(text.contains(&line), "{line}\n{text}");
+        }
     }
 }

@@ -74,10 +74,18 @@ async fn converge(stack: &DataWarehouseStack, ctx: &Context) -> Result<Action, E
         }
     };
     let report_and_status = match sql::converge(&mut conn, &validated, &secrets).await {
-        Ok((_, applied)) => match sql::status::read_status(&mut conn).await {
-            Ok(warehouse) => Ok((applied, warehouse)),
-            Err(e) => Err(e.to_string()),
-        },
+        Ok((_, applied)) => {
+            if let Some(asked) = status::refresh_now_asked(stack) {
+                // Each run records its outcome in the run log, which the status shows.
+                if let Err(error) = sql::refresh::run_now(&mut conn, &validated, &[]).await {
+                    tracing::warn!(stack = %stack.name_any(), asked = %asked, %error, "refresh-now");
+                }
+            }
+            match sql::status::read_status(&mut conn).await {
+                Ok(warehouse) => Ok((applied, warehouse)),
+                Err(e) => Err(e.to_string()),
+            }
+        }
         Err(e) => Err(e.to_string()),
     };
     match report_and_status {

@@ -2,6 +2,7 @@
 //! `lastTransitionTime` unless their status changes; per-item arrays say which item failed, why.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::ResourceExt;
 
 use super::database::{PORT, service_host};
 use crate::api::{
@@ -149,6 +150,15 @@ fn item(outcome: Option<&ItemOutcome>, name: &str) -> ItemStatus {
     }
 }
 
+/// Set to a new value (any), the stack's refreshes run once.
+pub const REFRESH_NOW: &str = "pgwarehouse.dev/refresh-now";
+
+/// The annotation's value when it asks for a run not yet made.
+pub fn refresh_now_asked(stack: &DataWarehouseStack) -> Option<&String> {
+    let handled = stack.status.as_ref().and_then(|s| s.refresh_now_handled.as_ref());
+    stack.annotations().get(REFRESH_NOW).filter(|asked| Some(*asked) != handled)
+}
+
 /// The new status from the previous one and what the reconcile found.
 pub fn build(
     stack: &DataWarehouseStack,
@@ -182,6 +192,10 @@ pub fn build(
     };
     if let (Outcome::Converged { report, warehouse }, Some(v)) = (outcome, validated) {
         fill_items(&mut status, v, report, warehouse);
+        // The reconcile that converged ran the refreshes a new annotation value asked for.
+        if let Some(asked) = stack.annotations().get(REFRESH_NOW) {
+            status.refresh_now_handled = Some(asked.clone());
+        }
     }
     status
 }

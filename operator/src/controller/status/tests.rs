@@ -58,3 +58,44 @@ fn outcomes_map_to_phases() {
     assert_eq!(outcome.phase(), Phase::Degraded);
     assert_eq!(outcome.message(), "1 item(s) failed: source/cp: boom");
 }
+
+#[test]
+fn a_new_refresh_now_value_is_asked_once_and_recorded_when_converged() {
+    let mut stack = load_manifest(
+        "kind: DataWarehouseStack\nmetadata: {name: w, namespace: ns}\nspec:\n  refreshes:\n  - {name: clusters, target: t, query: SELECT 1 AS x, schedule: '*/5 * * * *'}\n",
+    )
+    .unwrap();
+    let validated = validate(&stack).unwrap();
+    assert_eq!(refresh_now_asked(&stack), None, "no annotation, nothing asked");
+    stack.metadata.annotations = Some([(REFRESH_NOW.to_string(), "2026-11-25T10:00".to_string())].into());
+    assert_eq!(refresh_now_asked(&stack).map(String::as_str), Some("2026-11-25T10:00"));
+
+    let report = ApplyReport::default();
+    let warehouse = WarehouseStatus {
+        refreshes: vec![crate::sql::status::RefreshStatus {
+            name: "clusters".into(),
+            target: "public.t".into(),
+            mode: "replace".into(),
+            state: Some("succeeded".into()),
+            last_start: None,
+            duration_ms: Some(12),
+            inserted: Some(1),
+            updated: Some(0),
+            deleted: Some(1),
+            high_water: None,
+            last_success: Some(chrono::Utc::now()),
+            error: None,
+        }],
+        ..WarehouseStatus::default()
+    };
+    let unconverged = build(&stack, Some(&validated), &Outcome::Provisioning, &at(100));
+    assert_eq!(unconverged.refresh_now_handled, None, "only a converged reconcile runs them");
+    let status =
+        build(&stack, Some(&validated), &Outcome::Converged { report: &report, warehouse: &warehouse }, &at(200));
+    assert_eq!(status.refresh_now_handled.as_deref(), Some("2026-11-25T10:00"));
+    assert_eq!(status.ready_refreshes.as_deref(), Some("1/1"));
+    let clusters = &status.refreshes[0];
+    assert_eq!((clusters.rows_inserted, clusters.rows_deleted, clusters.stale), (Some(1), Some(1), false));
+    stack.status = Some(status);
+    assert_eq!(refresh_now_asked(&stack), None, "asked once");
+}
