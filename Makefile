@@ -80,7 +80,7 @@ test-e2e:
 
 ## 1,000 foreign tables, 50 jobs, 20 partition sets: first apply vs floor, and the no-op apply.
 bench: deps
-	PGW_PG_BINDIR=$(PG15_BINDIR) cargo bench --bench converge --bench fdw
+	PGW_PG_BINDIR=$(PG15_BINDIR) cargo bench --bench converge --bench fdw --bench refresh
 
 ## Regenerate every checked-in copy of the CRD and the RBAC rules from the Rust types.
 crd:
