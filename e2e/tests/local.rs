@@ -61,6 +61,11 @@ async fn quickstart_runs_end_to_end_on_a_local_server() {
     .await
     .unwrap();
     assert_eq!((new_rows, rewritten), (7, 0), "incremental: the six, then only the new one; nothing rewritten");
+    let mut printed = Vec::new();
+    local::status(&stack, &options, &mut printed).await.unwrap();
+    let printed = String::from_utf8(printed).unwrap();
+    let line = printed.lines().skip_while(|l| *l != "REFRESHES").nth(1).unwrap_or_default();
+    assert!(line.trim_start().starts_with("clusters") && line.contains("last: succeeded at"), "{printed}");
     assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM ingested_clusters").await, 7, "the new instance");
     steps.done("pg_cron ran the clusters refresh within its minute: the new instance, and only it, came");
 

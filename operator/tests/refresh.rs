@@ -312,9 +312,20 @@ async fn the_refresh_command_runs_them_now_and_status_shows_their_last_run() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("permission denied"));
     assert!(String::from_utf8_lossy(&out.stderr).contains("1 refresh(es) failed"));
 
+    // A run over its timeout is cancelled, recorded as failed, and the command says so.
+    let slow = format!(
+        "{STACK}- {{name: slow, target: public.slow, query: 'SELECT pg_sleep(3)::text AS x', schedule: '@hourly', timeout: 500 ms}}\n"
+    );
+    fx.apply_ok(&slow).await;
+    std::fs::write(&file, fx.manifest(&slow)).unwrap();
+    let started = std::time::Instant::now();
+    let out = pgwarehouse(&["refresh", "-f", &file, "--database-url", &url, "slow"]);
+    assert!(!out.status.success() && started.elapsed() < std::time::Duration::from_secs(3));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("canceling statement due to statement timeout"));
+
     let status = pgwarehouse::sql::status::read_status(&mut db).await.unwrap();
     let names: Vec<&str> = status.refreshes.iter().map(|r| r.name.as_str()).collect();
-    assert_eq!(names, ["clusters", "events_log", "events_mirror", "events_upsert"]);
+    assert_eq!(names, ["clusters", "events_log", "events_mirror", "events_upsert", "slow"]);
     let mirror = &status.refreshes[2];
     assert_eq!(
         (mirror.state.as_deref(), mirror.target.as_str(), mirror.mode.as_str()),
