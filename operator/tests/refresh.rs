@@ -181,7 +181,12 @@ async fn a_failing_run_is_recorded_and_leaves_the_target_as_it_was() {
 async fn plan_time_checks_block_one_refresh_and_prune_keeps_the_data() {
     let (fx, mut db, _cp) = setup().await;
     assert_eq!(run(&mut db, "events_mirror").await, ok(5, 0, 0));
-    exec(&mut db, "CREATE VIEW a_view AS SELECT 1 AS x; CREATE TABLE typed (instance_id text)").await;
+    exec(
+        &mut db,
+        "CREATE VIEW a_view AS SELECT 1 AS x; CREATE TABLE typed (instance_id text); \
+         CREATE TABLE strict (id bigint, owner text NOT NULL)",
+    )
+    .await;
     let broken = format!(
         "{STACK}\
 - name: no_such_column
@@ -196,6 +201,10 @@ async fn plan_time_checks_block_one_refresh_and_prune_keeps_the_data() {
   target: public.typed
   query: SELECT id AS instance_id FROM f.instances
   schedule: '@hourly'
+- name: required_column
+  target: public.strict
+  query: SELECT id FROM f.instances
+  schedule: '@hourly'
 - name: missing_key
   target: public.t2
   query: SELECT id FROM f.instances
@@ -209,12 +218,13 @@ async fn plan_time_checks_block_one_refresh_and_prune_keeps_the_data() {
         .failed()
         .map(|i| format!("{} {}", i.item.label(&i.name), i.message.clone().unwrap_or_default()))
         .collect();
-    assert_eq!(failed.len(), 4, "{failed:#?}");
+    assert_eq!(failed.len(), 5, "{failed:#?}");
     for expected in [
         "refresh/no_such_column query: column \"nope\" does not exist",
         "refresh/into_a_view target public.a_view is not a table",
         "refresh/wrong_type column \"instance_id\": the target has type text, the query gives bigint",
         "refresh/missing_key key column \"instance_id\" is not one of the query's columns (id)",
+        "refresh/required_column target public.strict column \"owner\" is NOT NULL without a default",
     ] {
         assert!(failed.iter().any(|f| f.starts_with(expected)), "{expected}\n{failed:#?}");
     }

@@ -84,6 +84,8 @@ pub struct ObservedTarget {
     pub name: String,
     pub kind: String,
     pub columns: Vec<ObservedColumnType>,
+    /// Its columns an INSERT must give: NOT NULL, no default, not identity or generated.
+    pub required: Vec<String>,
     /// The column sets of its plain unique indexes, each sorted.
     pub unique_keys: Vec<Vec<String>>,
 }
@@ -267,6 +269,8 @@ const ROLES_AND_GRANTS: &str = r#"
   'refresh_targets', COALESCE((SELECT json_agg(json_build_object('schema', n.nspname, 'name', c.relname, 'kind', c.relkind,
         'columns', COALESCE((SELECT json_agg(json_build_object('name', a.attname, 'type', format_type(a.atttypid, a.atttypmod)) ORDER BY a.attnum)
             FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '[]'),
+        'required', COALESCE((SELECT json_agg(a.attname ORDER BY a.attnum) FROM pg_attribute a WHERE a.attrelid = c.oid
+            AND a.attnum > 0 AND NOT a.attisdropped AND a.attnotnull AND NOT a.atthasdef AND a.attidentity = '' AND a.attgenerated = ''), '[]'),
         'unique_keys', COALESCE((SELECT json_agg((SELECT json_agg(a.attname ORDER BY a.attname) FROM pg_attribute a
             WHERE a.attrelid = c.oid AND a.attnum = ANY (i.indkey))) FROM pg_index i
             WHERE i.indrelid = c.oid AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL), '[]')))

@@ -201,21 +201,23 @@ pub async fn run_now(
     for refresh in chosen {
         let name = refresh.spec.name.clone();
         let failed = |error: sqlx::Error| RunError::Database { name: name.clone(), error: error.to_string() };
+        // The run's own transaction, under the refresh's timeout (SET LOCAL ends with it).
+        let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(failed)?;
         let timeout = refresh.timeout_ms.unwrap_or(0).to_string();
-        sqlx::query("SELECT set_config('statement_timeout', $1, false)")
+        sqlx::query("SELECT set_config('statement_timeout', $1, true)")
             .bind(&timeout)
-            .execute(&mut *conn)
+            .execute(&mut *tx)
             .await
             .map_err(failed)?;
         let started = std::time::Instant::now();
         let row: (String, i64, i64, i64, Option<String>, Option<String>) =
             sqlx::query_as("SELECT state, inserted, updated, deleted, high_water, error FROM pgwarehouse.refresh($1)")
                 .bind(&name)
-                .fetch_one(&mut *conn)
+                .fetch_one(&mut *tx)
                 .await
                 .map_err(failed)?;
+        tx.commit().await.map_err(failed)?;
         let duration_ms = started.elapsed().as_millis() as i64;
-        sqlx::query("SELECT set_config('statement_timeout', '0', false)").execute(&mut *conn).await.map_err(failed)?;
         let (state, inserted, updated, deleted, high_water, error) = row;
         figures.push(RunFigures { name, state, inserted, updated, deleted, high_water, error, duration_ms });
     }

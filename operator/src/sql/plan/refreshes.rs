@@ -115,6 +115,12 @@ fn refresh_unit(planner: &mut Planner, r: &ValidatedRefresh) -> Result<Unit, Str
                     Some(_) => {}
                 }
             }
+            if let Some(missing) = target.required.iter().find(|r| !columns.iter().any(|c| &c.name == *r)) {
+                return Err(format!(
+                    "target {}.{} column {missing:?} is NOT NULL without a default, and the query does not give it",
+                    r.schema, r.table
+                ));
+            }
         }
     }
     if r.spec.mode == RefreshMode::Upsert {
