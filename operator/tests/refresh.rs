@@ -90,6 +90,12 @@ async fn each_mode_fills_its_target_incrementally_and_a_second_plan_is_empty() {
     let command: String =
         scalar(&mut db, "SELECT command FROM cron.job WHERE jobname = 'pgwarehouse-refresh-events_mirror'").await;
     assert_eq!(command, "SET statement_timeout = 60000; SELECT state FROM pgwarehouse.refresh('events_mirror')");
+    // The job's command as pg_cron sends it (one simple query, two statements) runs the refresh.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(command)).execute(&mut db).await.unwrap();
+    exec(&mut db, "RESET statement_timeout").await;
+    let ran: i64 = scalar(&mut db, "SELECT count(*) FROM pgwarehouse.refresh_runs WHERE name = 'events_mirror'").await;
+    assert_eq!(ran, 1);
+    exec(&mut db, "TRUNCATE public.events_mirror; DELETE FROM pgwarehouse.refresh_runs").await;
 
     assert_eq!(run(&mut db, "clusters").await, ok(4, 0, 0));
     assert_eq!(run(&mut db, "clusters").await, ok(4, 0, 4), "replace: every row again");
