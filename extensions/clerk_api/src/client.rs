@@ -57,6 +57,17 @@ pub enum ClerkError {
     TooManyRequests(u32),
 }
 
+/// How a listing ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Paged {
+    /// Every page was read.
+    Done,
+    /// The reader asked to stop.
+    Stopped,
+    /// The listing does not exist (404), where that means no records.
+    Missing,
+}
+
 pub struct Client {
     base_url: String,
     api_key: String,
@@ -130,7 +141,7 @@ impl Client {
             (Object::Users, Some(ids), _) => {
                 for chunk in distinct(ids).chunks(IDS_PER_REQUEST) {
                     let query: Vec<(&str, &str)> = chunk.iter().map(|id| ("user_id", *id)).collect();
-                    if !self.pages("/users", &query, false, each)? {
+                    if self.pages("/users", &query, false, each)? == Paged::Stopped {
                         break;
                     }
                 }
@@ -152,40 +163,54 @@ impl Client {
             }
             (Object::OrganizationMemberships, _, Some(ids)) => {
                 for id in distinct(ids) {
-                    if !self.pages(&format!("/organizations/{id}/memberships"), &[], true, each)? {
+                    if self.pages(&format!("/organizations/{id}/memberships"), &[], true, each)? == Paged::Stopped {
                         break;
                     }
                 }
             }
             (Object::OrganizationMemberships, Some(ids), None) => {
                 for id in distinct(ids) {
-                    if !self.pages(&format!("/users/{id}/organization_memberships"), &[], true, each)? {
+                    if self.pages(&format!("/users/{id}/organization_memberships"), &[], true, each)? == Paged::Stopped
+                    {
                         break;
                     }
                 }
             }
             (Object::OrganizationMemberships, None, None) => {
-                self.pages("/organization_memberships", &[], false, each)?;
+                // The instance-wide listing; an API without it (404) is read organization by organization.
+                if self.pages("/organization_memberships", &[], true, each)? == Paged::Missing {
+                    let mut ids = Vec::new();
+                    self.pages("/organizations", &[], false, &mut |page| {
+                        ids.extend(page.iter().filter_map(|o| Some(o.get("id")?.as_str()?.to_string())));
+                        true
+                    })?;
+                    for id in distinct(&ids) {
+                        if self.pages(&format!("/organizations/{id}/memberships"), &[], true, each)? == Paged::Stopped {
+                            break;
+                        }
+                    }
+                }
             }
         }
         Ok(())
     }
 
-    /// Every page of a listing (users come as a JSON array, the rest as `{data, total_count}`);
-    /// `false` when `each` asked to stop.
+    /// Every page of a listing (users come as a JSON array, the rest as `{data, total_count}`).
     fn pages(
         &mut self,
         path: &str,
         query: &[(&str, &str)],
         missing_is_empty: bool,
         each: &mut dyn FnMut(Vec<Value>) -> bool,
-    ) -> Result<bool, ClerkError> {
+    ) -> Result<Paged, ClerkError> {
         let mut offset = 0usize;
         loop {
             let (limit, offset_text) = (PAGE_SIZE.to_string(), offset.to_string());
             let mut paged = query.to_vec();
             paged.extend([("limit", limit.as_str()), ("offset", offset_text.as_str())]);
-            let Some(body) = self.get(path, &paged, missing_is_empty)? else { return Ok(true) };
+            let Some(body) = self.get(path, &paged, missing_is_empty)? else {
+                return Ok(if offset == 0 { Paged::Missing } else { Paged::Done });
+            };
             let malformed = |cause: &str| ClerkError::Malformed { path: path.to_string(), cause: cause.to_string() };
             let (page, total) = match body {
                 Value::Array(page) => (page, None),
@@ -201,14 +226,14 @@ impl Client {
             let received = page.len();
             offset += received;
             if received > 0 && !each(page) {
-                return Ok(false);
+                return Ok(Paged::Stopped);
             }
             let done = match total {
                 Some(total) => offset as u64 >= total || received == 0,
                 None => received < PAGE_SIZE,
             };
             if done {
-                return Ok(true);
+                return Ok(Paged::Done);
             }
         }
     }

@@ -39,6 +39,21 @@ fn every_page_of_every_object_comes_back() {
     assert_eq!(ids(&big, &["public_user_data", "user_id"]).len(), 1200, "no cap at 500 members");
     let organizations = client.list(Object::Organizations, &Filter::default()).unwrap();
     assert_eq!(ids(&organizations, &["id"]), BTreeSet::from(["org_0".into(), "org_1".into(), "org_2".into()]));
+
+    clerk.set_mode(Mode::NoInstanceMemberships);
+    clerk.take_requests();
+    let memberships = client.list(Object::OrganizationMemberships, &Filter::default()).unwrap();
+    assert_eq!(
+        ids(&memberships, &["id"]).len(),
+        1203,
+        "without the instance-wide listing, organization by organization"
+    );
+    let (count, paths) = clerk.take_requests();
+    assert_eq!(
+        count,
+        1 + 1 + 3 + 1 + 1,
+        "the 404, the organizations, 3 pages of org_0, 1 each of org_1 and org_2: {paths:?}"
+    );
 }
 
 #[test]

@@ -29,6 +29,8 @@ pub enum Mode {
     ServerError,
     /// 200 with a body that is not JSON.
     Malformed,
+    /// An API version without the instance-wide `GET /organization_memberships` (404).
+    NoInstanceMemberships,
 }
 
 #[derive(Default)]
@@ -272,6 +274,7 @@ fn answer(state: &Mutex<State>, key: &str, request: &tiny_http::Request) -> (u16
                 state.memberships.iter().filter(|m| m["public_user_data"]["user_id"] == *id).cloned().collect(),
             ))
         }
+        ["organization_memberships"] if state.mode == Some(Mode::NoInstanceMemberships) => not_found(),
         ["organization_memberships"] => ok(paginated(state.memberships.clone())),
         _ => not_found(),
     }
