@@ -64,7 +64,7 @@ lint: deps-tools
 
 ## Unit tests and the real-Postgres suite on PostgreSQL 15 + pg_cron 1.4 + pg_partman 4.7.
 test-pg15:
-	cargo test --manifest-path extensions/Cargo.toml -p prometheus_query -p clerk_api
+	cargo test --manifest-path extensions/Cargo.toml -p http_agent -p prometheus_query -p clerk_api
 	PGW_PG_BINDIR=$(PG15_BINDIR) cargo test -p pgwarehouse --lib --bins --tests
 
 ## The real-Postgres suite on PostgreSQL 17 + pg_cron 1.6 + pg_partman 5.2 (a trixie root; needs root),

@@ -83,12 +83,6 @@ impl std::fmt::Debug for Client {
     }
 }
 
-/// An `http://` or `https://` URL with a host.
-pub fn is_api_url(url: &str) -> bool {
-    let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"));
-    rest.is_some_and(|rest| !rest.is_empty() && !rest.split('/').next().unwrap_or_default().contains('@'))
-}
-
 /// Clerk ids are `prefix_base62`; anything else names no object, so no request is made for it.
 fn is_clerk_id(id: &str) -> bool {
     !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
@@ -101,7 +95,7 @@ fn distinct(ids: &[String]) -> Vec<&str> {
 
 impl Client {
     pub fn new(api_url: &str, api_key: &str, limits: Limits) -> Result<Client, ClerkError> {
-        if !is_api_url(api_url) {
+        if !http_agent::is_http_url(api_url) {
             return Err(ClerkError::BadApiUrl(api_url.to_string()));
         }
         Ok(Client {

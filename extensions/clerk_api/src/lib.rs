@@ -6,7 +6,7 @@
 pub mod client;
 pub mod fields;
 
-pub use client::{is_api_url, ClerkError, Client, Limits, DEFAULT_API_URL};
+pub use client::{ClerkError, Client, Limits, DEFAULT_API_URL};
 pub use fields::{Field, Kind};
 
 /// What a foreign table reads, its `object` option.

@@ -5,8 +5,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use clerk_api::{is_api_url, Object, DEFAULT_API_URL};
+use clerk_api::{Object, DEFAULT_API_URL};
 use fdw_scan::{OptionNames, OptionTarget, UnknownOption};
+use http_agent::{is_http_url, parse_duration};
 
 const NAMES: OptionNames =
     OptionNames { server: &["api_url", "api_key", "timeout"], user_mapping: &["api_key"], table: &["object"] };
@@ -28,26 +29,6 @@ pub enum OptionsError {
     NoObject,
     #[error("object {0:?} is not one clerk_fdw knows: use one of {names}", names = Object::NAMES)]
     UnknownObject(String),
-}
-
-/// `30`, `30s`, `500ms`, `5m`, `1h`, `1d`.
-fn timeout(value: &str) -> Result<Duration, OptionsError> {
-    let digits = value.trim_end_matches(|c: char| c.is_ascii_alphabetic());
-    let bad = || OptionsError::BadTimeout(value.to_string());
-    let amount: u64 = digits.parse().map_err(|_| bad())?;
-    let total = match &value[digits.len()..] {
-        "ms" => Duration::from_millis(amount),
-        "" | "s" => Duration::from_secs(amount),
-        "m" => Duration::from_secs(amount.checked_mul(60).ok_or_else(bad)?),
-        "h" => Duration::from_secs(amount.checked_mul(3600).ok_or_else(bad)?),
-        "d" => Duration::from_secs(amount.checked_mul(86_400).ok_or_else(bad)?),
-        _ => return Err(bad()),
-    };
-    if total.is_zero() {
-        Err(bad())
-    } else {
-        Ok(total)
-    }
 }
 
 /// What a scan needs from the server and the mapping.
@@ -78,10 +59,14 @@ impl ServerConfig {
 
 fn server_settings(server: &HashMap<String, String>) -> Result<(String, Duration), OptionsError> {
     let api_url = server.get("api_url").map_or(DEFAULT_API_URL, String::as_str);
-    if !is_api_url(api_url) {
+    if !is_http_url(api_url) {
         return Err(OptionsError::BadApiUrl(api_url.to_string()));
     }
-    let timeout = server.get("timeout").map(|v| timeout(v)).transpose()?.unwrap_or(DEFAULT_TIMEOUT);
+    let timeout = server
+        .get("timeout")
+        .map(|v| parse_duration(v).ok_or_else(|| OptionsError::BadTimeout(v.clone())))
+        .transpose()?
+        .unwrap_or(DEFAULT_TIMEOUT);
     Ok((api_url.to_string(), timeout))
 }
 

@@ -1,7 +1,8 @@
-//! The HTTP agent our FDWs' clients share. A backend keeps one agent per timeout for its whole
-//! life, so its pool keeps connections alive from one scan to the next (a rescan per outer row
-//! is one request, not one handshake). Statuses are answers, not errors: each client reads a
-//! 4xx/5xx body for the server's own words.
+//! What our FDWs' HTTP clients share: the agent, the check of a base URL and of a duration
+//! option. A backend keeps one agent per timeout for its whole life, so its pool keeps
+//! connections alive from one scan to the next (a rescan per outer row is one request, not one
+//! handshake). Statuses are answers, not errors: each client reads a 4xx/5xx body for the
+//! server's own words.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -22,4 +23,45 @@ pub fn agent(timeout: Duration) -> ureq::Agent {
             })
             .clone()
     })
+}
+
+/// An `http://` or `https://` URL with a host and no `user:password@` (credentials belong in a
+/// user mapping, where other roles cannot read them).
+pub fn is_http_url(url: &str) -> bool {
+    let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"));
+    rest.is_some_and(|rest| !rest.is_empty() && !rest.split('/').next().unwrap_or_default().contains('@'))
+}
+
+/// `30`, `30s`, `500ms`, `5m`, `1h`, `1d`; none for anything else, zero included.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let amount: u32 = digits.parse().ok()?;
+    let unit = match &text[digits.len()..] {
+        "ms" => Duration::from_millis(1),
+        "" | "s" => Duration::from_secs(1),
+        "m" => Duration::from_secs(60),
+        "h" => Duration::from_secs(3600),
+        "d" => Duration::from_secs(86_400),
+        _ => return None,
+    };
+    unit.checked_mul(amount).filter(|d| !d.is_zero())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_urls() {
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("30"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7200)));
+        for bad in ["0", "soon", "5 minutes", "-1s", "1w", ""] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+        assert!(is_http_url("https://api.clerk.com/v1") && is_http_url("http://p:9090"));
+        for bad in ["api.clerk.com", "ftp://x", "http://", "http://user:pw@p:9090"] {
+            assert!(!is_http_url(bad), "{bad}");
+        }
+    }
 }

@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use fdw_scan::{OptionNames, OptionTarget, UnknownOption};
-use prometheus_query::{is_base_url, Auth};
+use http_agent::{is_http_url, parse_duration};
+use prometheus_query::Auth;
 
 const NAMES: OptionNames = OptionNames {
     server: &["base_url", "timeout", "step", "bearer_token", "username", "password"],
@@ -35,27 +36,11 @@ pub enum OptionsError {
 
 /// `30`, `30s`, `500ms`, `5m`, `1h`, `1d`.
 fn duration(option: &'static str, value: &str) -> Result<Duration, OptionsError> {
-    let digits = value.trim_end_matches(|c: char| c.is_ascii_alphabetic());
-    let bad = || OptionsError::BadDuration { option, value: value.to_string() };
-    let amount: u64 = digits.parse().map_err(|_| bad())?;
-    let unit = match &value[digits.len()..] {
-        "ms" => Duration::from_millis(1),
-        "" | "s" => Duration::from_secs(1),
-        "m" => Duration::from_secs(60),
-        "h" => Duration::from_secs(3600),
-        "d" => Duration::from_secs(86_400),
-        _ => return Err(bad()),
-    };
-    let total = unit.checked_mul(u32::try_from(amount).map_err(|_| bad())?).ok_or_else(bad)?;
-    if total.is_zero() {
-        Err(bad())
-    } else {
-        Ok(total)
-    }
+    parse_duration(value).ok_or_else(|| OptionsError::BadDuration { option, value: value.to_string() })
 }
 
 fn base_url(value: &str) -> Result<String, OptionsError> {
-    if is_base_url(value) {
+    if is_http_url(value) {
         Ok(value.to_string())
     } else {
         Err(OptionsError::BadBaseUrl(value.to_string()))

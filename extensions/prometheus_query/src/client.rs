@@ -52,7 +52,7 @@ pub struct Client {
 
 impl Client {
     pub fn new(base_url: &str, auth: Auth, timeout: Duration) -> Result<Client, ClientError> {
-        if !is_base_url(base_url) {
+        if !http_agent::is_http_url(base_url) {
             return Err(ClientError::BadBaseUrl(base_url.to_string()));
         }
         Ok(Client { base_url: base_url.trim_end_matches('/').to_string(), auth, agent: http_agent::agent(timeout) })
@@ -108,13 +108,6 @@ impl Client {
             }
         }
     }
-}
-
-/// An `http://` or `https://` URL with a host and no `user:password@` (credentials belong in a
-/// user mapping, where other roles cannot read them).
-pub fn is_base_url(url: &str) -> bool {
-    let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"));
-    rest.is_some_and(|rest| !rest.is_empty() && !rest.split('/').next().unwrap_or_default().contains('@'))
 }
 
 /// Seconds as Prometheus reads them, fraction kept (`1700000000.125`).

@@ -7,6 +7,6 @@ pub mod client;
 pub mod plan;
 pub mod series;
 
-pub use client::{is_base_url, Auth, Client, ClientError};
+pub use client::{Auth, Client, ClientError};
 pub use plan::{plan, Bound, Op, Plan, PlanError, RangeQuery, Settings};
 pub use series::{parse_range_response, ResponseError, Series};
