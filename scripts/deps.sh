@@ -2,9 +2,9 @@
 # Installs what the tests and the local mode need from Debian: PostgreSQL 15 with pg_cron,
 # pg_partman and postgres_fdw (in the server package), and debootstrap for the PostgreSQL 17
 # root, lua5.4 for the Argo CD health check test, prometheus (with promtool) for the
-# prometheus_fdw tests. Does nothing when all are present.
+# prometheus_fdw tests, pgbackrest for backups and restores. Does nothing when all are present.
 set -euo pipefail
-packages=(postgresql-15 postgresql-15-cron postgresql-15-partman debootstrap lua5.4 prometheus)
+packages=(postgresql-15 postgresql-15-cron postgresql-15-partman debootstrap lua5.4 prometheus pgbackrest)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -98,7 +98,7 @@ async fn quickstart_runs_end_to_end_on_a_local_server() {
     steps.done("analyst reads the warehouse and cannot write");
 
     drop((db, cp));
-    local::down(&stack, &options, false, &mut std::io::sink()).unwrap();
+    local::down(&stack, &options, false, &mut std::io::sink()).await.unwrap();
     assert!(!local.cluster.running());
     let (_, again) = local::up(&stack, &secrets, &options, &mut std::io::sink()).await.unwrap();
     assert_eq!(again.statements, 0, "{again:#?}");
@@ -109,7 +109,7 @@ async fn quickstart_runs_end_to_end_on_a_local_server() {
     steps.done("local down, then up: every row kept, nothing to change");
 
     drop(db);
-    local::down(&stack, &options, false, &mut std::io::sink()).unwrap();
+    local::down(&stack, &options, false, &mut std::io::sink()).await.unwrap();
     let other_port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let moved = LocalOptions { port: Some(other_port), ..options.clone() };
     let (_, report) = local::up(&stack, &secrets, &moved, &mut std::io::sink()).await.unwrap();
@@ -133,7 +133,7 @@ async fn a_data_dir_of_another_stack_or_a_busy_port_changes_nothing() {
     let stack = quickstart();
     let secrets = resolve(&stack, &SecretsDir(examples().join("secrets"))).unwrap();
     let data_dir = dir.path().join("w");
-    let options = LocalOptions { data_dir: Some(data_dir.clone()), port: Some(port), seeds: vec![] };
+    let options = LocalOptions { data_dir: Some(data_dir.clone()), port: Some(port), ..LocalOptions::default() };
     let error = local::up(&stack, &secrets, &options, &mut std::io::sink()).await.err().unwrap().to_string();
     assert_eq!(error, format!("port {port} is in use by another program: pass --port with a free one"));
     assert!(!data_dir.exists(), "nothing on disk");
@@ -143,4 +143,58 @@ async fn a_data_dir_of_another_stack_or_a_busy_port_changes_nothing() {
     let error = local::up(&stack, &secrets, &options, &mut std::io::sink()).await.err().unwrap().to_string();
     assert!(error.contains("belongs to stack \"other\", not \"quickstart\""), "{error}");
     assert_eq!(std::fs::read_dir(&data_dir).unwrap().count(), 1, "nothing added");
+}
+
+/// The restore drill: the quickstart written to, backed up, its directory purged, restored into
+/// a new one with every row, and `local up` over the restored server has nothing to do.
+#[tokio::test(flavor = "multi_thread")]
+async fn restore_drill_brings_back_every_row() {
+    let mut steps = Steps(Instant::now());
+    let stack = quickstart();
+    let secrets = resolve(&stack, &SecretsDir(examples().join("secrets"))).unwrap();
+    let dir = tempfile::Builder::new().prefix("pgw-e2e-").tempdir_in("/tmp").unwrap();
+    let options = scenario::local_options(dir.path(), "quickstart");
+    let _down = Down(&stack, &options);
+    let (_, password) = scenario::up_converged(&stack, &secrets, &options).await;
+    let url = |port: u16, password: &str| format!("postgres://postgres:{password}@127.0.0.1:{port}/warehouse");
+    let mut db = PgConnection::connect(&url(options.port.unwrap(), &password)).await.unwrap();
+    pgwarehouse::sql::refresh::run_now(&mut db, &stack, &[]).await.unwrap();
+    exec(&mut db, "CREATE TABLE notes (id int PRIMARY KEY, body text); INSERT INTO notes SELECT g, md5(g::text) FROM generate_series(1, 5000) g").await;
+    let fingerprint = "SELECT md5(string_agg(t::text, ',' ORDER BY t::text)) FROM (SELECT * FROM notes UNION ALL \
+                       SELECT instance_id, organization_name FROM ingested_clusters) t";
+    let before: String = scalar(&mut db, fingerprint).await;
+    steps.done("local up, the refresh run, 5,000 rows written");
+
+    local::backup(&stack, &secrets, &options, pgwarehouse::backup::BackupKind::Full, &mut std::io::sink())
+        .await
+        .unwrap();
+    exec(&mut db, "INSERT INTO notes VALUES (5001, 'after the backup')").await;
+    let after: String = scalar(&mut db, fingerprint).await;
+    drop(db);
+    steps.done("full backup, then one more row (only in the archived WAL)");
+
+    local::down(&stack, &options, true, &mut std::io::sink()).await.unwrap();
+    assert!(!options.data_dir.as_ref().unwrap().exists(), "purged");
+    steps.done("local down --purge");
+
+    // On the port the purged server had: the sameServer source then needs no change either.
+    let restored = LocalOptions {
+        data_dir: Some(dir.path().join("restored")),
+        port: options.port,
+        restore_from: Some(local::repository_dir(options.data_dir.as_ref().unwrap(), &options)),
+        ..scenario::local_options(dir.path(), "restored")
+    };
+    let _down_restored = Down(&stack, &restored);
+    let mut out = Vec::new();
+    local::restore(&stack, &secrets, &restored, None, &mut out).await.unwrap();
+    let new_password = std::fs::read_to_string(dir.path().join("restored/superuser-password")).unwrap();
+    let mut db = PgConnection::connect(&url(restored.port.unwrap(), &new_password)).await.unwrap();
+    assert_eq!(scalar::<String>(&mut db, fingerprint).await, after, "every row, the one after the backup too");
+    assert_ne!(before, after);
+    steps.done(&format!("restored into a new data dir: {}", String::from_utf8_lossy(&out).trim().replace('\n', "; ")));
+
+    let (_, again) = local::up(&stack, &secrets, &restored, &mut std::io::sink()).await.unwrap();
+    assert_eq!(again.statements, 0, "{again:#?}");
+    assert_eq!(again.failed().count(), 0);
+    steps.done("local up over the restored server: 0 statements");
 }

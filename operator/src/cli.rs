@@ -105,6 +105,11 @@ pub enum Command {
     },
     /// Run the controller against the cluster of the current kubeconfig or service account.
     Run(crate::controller::RunOptions),
+    /// What runs in the stack's pod beside Postgres: scheduled backups, a restore before the first start.
+    Agent {
+        #[command(subcommand)]
+        command: crate::backup::agent::AgentCommand,
+    },
     /// Run the stack on this machine: a private Postgres from the host's binaries, no cluster.
     Local {
         #[command(subcommand)]
@@ -143,6 +148,37 @@ pub enum LocalCommand {
         /// Refreshes to run (default: all of the stack's).
         names: Vec<String>,
     },
+    /// Take a backup of the local warehouse now (spec.backup's repository) and print it.
+    Backup {
+        #[command(flatten)]
+        input: Input,
+        #[command(flatten)]
+        place: Place,
+        /// full, or diff (what changed since the last full).
+        #[arg(long = "type", value_enum, default_value = "full")]
+        kind: crate::backup::BackupKind,
+    },
+    /// Start a new local server in --data-dir from the stack's backups (or
+    /// spec.bootstrap.restore's), recovered to the latest transaction or to --target.
+    Restore {
+        #[command(flatten)]
+        input: Input,
+        /// The new server's directory; it must not hold a database.
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+        /// The volume repository to restore from (default: .pgwarehouse/<stack>.backup).
+        #[arg(long, value_name = "DIR")]
+        from: Option<PathBuf>,
+        /// The new server's own volume repository (default: beside --data-dir, DIR.backup).
+        #[arg(long, value_name = "DIR")]
+        backup_dir: Option<PathBuf>,
+        /// Port on 127.0.0.1 (default: 5433, else any free port).
+        #[arg(long)]
+        port: Option<u16>,
+        /// `latest`, or an RFC 3339 time to recover to (point-in-time recovery).
+        #[arg(long)]
+        target: Option<String>,
+    },
     /// Stop the local server; data stays unless --purge.
     Down {
         #[command(flatten)]
@@ -160,6 +196,15 @@ pub struct Place {
     /// Where the local server keeps its data (default: .pgwarehouse/<stack name>).
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Where a volume repository keeps the backups (default: beside the data dir, DIR.backup).
+    #[arg(long, value_name = "DIR")]
+    pub backup_dir: Option<PathBuf>,
+}
+
+impl Place {
+    fn options(self) -> LocalOptions {
+        LocalOptions { data_dir: self.data_dir, backup_dir: self.backup_dir, ..LocalOptions::default() }
+    }
 }
 
 fn parse_seed(text: &str) -> Result<(String, PathBuf), String> {
@@ -213,6 +258,8 @@ pub enum CliError {
     Kube(kube::Error),
     #[error(transparent)]
     Refresh(#[from] sql::refresh::RunError),
+    #[error(transparent)]
+    Agent(#[from] crate::backup::agent::AgentError),
     #[error("{0} refresh(es) failed")]
     RefreshesFailed(usize),
 }
@@ -227,7 +274,7 @@ pub async fn main() -> ExitCode {
 /// Logs on stderr; colour only for a person at a terminal, never in a container's log file.
 fn init_logging(cli: &Cli) {
     // The controller reports its work; the one-shot commands only their failures.
-    let default_level = if matches!(cli.command, Command::Run(_)) { "info" } else { "error" };
+    let default_level = if matches!(cli.command, Command::Run(_) | Command::Agent { .. }) { "info" } else { "error" };
     let filter = EnvFilter::try_from_env("PGWAREHOUSE_LOG").unwrap_or_else(|_| EnvFilter::new(default_level));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -315,6 +362,7 @@ async fn execute(cli: Cli) -> Result<(), CliError> {
             print_stack_report(&report, output)
         }
         Command::Run(options) => crate::controller::run(options).await.map_err(CliError::Kube),
+        Command::Agent { command } => Ok(crate::backup::agent::run(command).await?),
     }
 }
 
@@ -323,7 +371,7 @@ async fn run_local(command: LocalCommand) -> Result<(), CliError> {
     match command {
         LocalCommand::Up { input, place, port, seed } => {
             let (stack, secrets) = load(&input)?;
-            let options = LocalOptions { data_dir: place.data_dir, port, seeds: seed };
+            let options = LocalOptions { port, seeds: seed, ..place.options() };
             let (local, report) = local::up(&stack, &secrets, &options, &mut out).await?;
             local::status(&stack, &LocalOptions { port: Some(local.port), ..options }, &mut out).await?;
             match report.failed().count() {
@@ -333,24 +381,34 @@ async fn run_local(command: LocalCommand) -> Result<(), CliError> {
         }
         LocalCommand::Status { input, place } => {
             let stack = load_stack(&input.file)?;
-            Ok(local::status(&stack, &LocalOptions { data_dir: place.data_dir, ..LocalOptions::default() }, &mut out)
-                .await?)
+            Ok(local::status(&stack, &place.options(), &mut out).await?)
         }
         LocalCommand::Refresh { input, place, names } => {
             let stack = load_stack(&input.file)?;
-            let options = LocalOptions { data_dir: place.data_dir, ..LocalOptions::default() };
+            let options = place.options();
             let runs = local::refresh(&stack, &options, &names).await?;
             sql::refresh::print_runs(&runs, &mut out)?;
             refreshes_failed(&runs)
         }
+        LocalCommand::Backup { input, place, kind } => {
+            let (stack, secrets) = load_for_backup(&input)?;
+            Ok(local::backup(&stack, &secrets, &place.options(), kind, &mut out).await?)
+        }
+        LocalCommand::Restore { input, data_dir, from, backup_dir, port, target } => {
+            let (stack, secrets) = load_for_backup(&input)?;
+            let options = LocalOptions {
+                data_dir: Some(data_dir),
+                backup_dir,
+                restore_from: from,
+                port,
+                ..LocalOptions::default()
+            };
+            local::restore(&stack, &secrets, &options, target.as_deref(), &mut out).await?;
+            Ok(local::status(&stack, &options, &mut out).await?)
+        }
         LocalCommand::Down { input, place, purge } => {
             let stack = load_stack(&input.file)?;
-            Ok(local::down(
-                &stack,
-                &LocalOptions { data_dir: place.data_dir, ..LocalOptions::default() },
-                purge,
-                &mut out,
-            )?)
+            Ok(local::down(&stack, &place.options(), purge, &mut out).await?)
         }
     }
 }
@@ -371,12 +429,22 @@ fn load_stack(file: &Path) -> Result<ValidatedStack, CliError> {
 /// Manifest → template → validation → secrets: everything that happens before any SQL.
 pub fn load(input: &Input) -> Result<(ValidatedStack, Secrets), CliError> {
     let stack = load_stack(&input.file)?;
-    let source: Box<dyn SecretSource> = match &input.secrets_dir {
+    let secrets = secrets::resolve(&stack, secret_source(input).as_ref())?;
+    Ok((stack, secrets))
+}
+
+/// The stack and only its backup repositories' credentials.
+fn load_for_backup(input: &Input) -> Result<(ValidatedStack, Secrets), CliError> {
+    let stack = load_stack(&input.file)?;
+    let secrets = secrets::resolve_repositories(&stack, secret_source(input).as_ref())?;
+    Ok((stack, secrets))
+}
+
+fn secret_source(input: &Input) -> Box<dyn SecretSource> {
+    match &input.secrets_dir {
         Some(dir) => Box::new(SecretsDir(dir.clone())),
         None => Box::new(NoSecrets),
-    };
-    let secrets = secrets::resolve(&stack, source.as_ref())?;
-    Ok((stack, secrets))
+    }
 }
 
 async fn connect(database: &Database) -> Result<PgConnection, CliError> {

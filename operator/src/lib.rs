@@ -4,6 +4,7 @@
 //! apply); the CLI in [`cli`] drives the same pipeline the controller does.
 
 pub mod api;
+pub mod backup;
 pub mod cli;
 pub mod controller;
 pub mod crd;

@@ -31,6 +31,8 @@ pub struct StackReport {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub refreshes: Vec<RefreshLine>,
     pub logins: Vec<LoginLine>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup: Option<crate::api::BackupStatus>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -177,6 +179,9 @@ impl StackReport {
                 )?;
             }
         }
+        if let Some(b) = &self.backup {
+            print_backup(b, out)?;
+        }
         if !self.logins.is_empty() {
             writeln!(out, "\nFOR BI TOOLS")?;
             for login in &self.logins {
@@ -186,6 +191,47 @@ impl StackReport {
         }
         Ok(())
     }
+}
+
+fn print_backup(b: &crate::api::BackupStatus, out: &mut dyn Write) -> std::io::Result<()> {
+    writeln!(out, "\nBACKUPS to {} ({} kept)", b.repository, b.backups)?;
+    for (kind, set) in [("full", &b.last_full), ("differential", &b.last_differential)] {
+        match set {
+            Some(s) => writeln!(
+                out,
+                "  last {kind:<13} {} at {}: {:.1} MB in {} s, {:.1} MB in the repository",
+                s.label,
+                s.time,
+                s.size_bytes as f64 / 1e6,
+                s.duration_seconds,
+                s.repository_bytes as f64 / 1e6
+            )?,
+            None => writeln!(out, "  last {kind:<13} none")?,
+        }
+    }
+    let a = &b.archive;
+    let failing = if a.failing {
+        format!(
+            "; FAILING since {} ({})",
+            a.last_failed_time.as_deref().unwrap_or("-"),
+            a.last_failed_wal.as_deref().unwrap_or("-")
+        )
+    } else {
+        String::new()
+    };
+    writeln!(
+        out,
+        "  WAL archiving      last {} at {}; {} failure(s){failing}",
+        a.last_archived_wal.as_deref().unwrap_or("-"),
+        a.last_archived_time.as_deref().unwrap_or("-"),
+        a.failed_count
+    )?;
+    writeln!(
+        out,
+        "  restorable         {} .. {}",
+        b.oldest_recovery_point.as_deref().unwrap_or("-"),
+        b.newest_recovery_point.as_deref().unwrap_or("-")
+    )
 }
 
 /// The BI logins of a stack, at the given host and port.

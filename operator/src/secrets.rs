@@ -64,11 +64,24 @@ impl SecretSource for NoSecrets {
 
 /// Reads every secret the stack needs; reports every missing one with the field that wants it.
 pub fn resolve(stack: &ValidatedStack, source: &dyn SecretSource) -> Result<Secrets, ValidationErrors> {
+    resolve_where(stack, source, |_| true)
+}
+
+/// Reads only the backup repositories' credentials (what backing up and restoring need).
+pub fn resolve_repositories(stack: &ValidatedStack, source: &dyn SecretSource) -> Result<Secrets, ValidationErrors> {
+    resolve_where(stack, source, |path| path.starts_with("spec.backup.") || path.starts_with("spec.bootstrap."))
+}
+
+fn resolve_where(
+    stack: &ValidatedStack,
+    source: &dyn SecretSource,
+    wanted: impl Fn(&str) -> bool,
+) -> Result<Secrets, ValidationErrors> {
     let mut secrets = Secrets::default();
     let mut errors = Vec::new();
-    for (path, reference) in stack.secret_refs() {
-        match source.read(reference) {
-            Ok(Some(value)) => secrets.insert(reference.clone(), value),
+    for (path, reference) in stack.secret_refs().into_iter().filter(|(path, _)| wanted(path)) {
+        match source.read(&reference) {
+            Ok(Some(value)) => secrets.insert(reference, value),
             Ok(None) => errors.push(FieldError {
                 path,
                 message: format!("Secret {:?} has no key {:?}", reference.name, reference.key),

@@ -21,6 +21,7 @@ pub fn local_options(dir: &Path, name: &str) -> LocalOptions {
         data_dir: Some(dir.join(name)),
         port: Some(TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()),
         seeds: vec![("controlplane".into(), examples().join("controlplane-seed.sql"))],
+        ..LocalOptions::default()
     }
 }
 
@@ -47,7 +48,13 @@ pub struct Down<'a>(pub &'a ValidatedStack, pub &'a LocalOptions);
 
 impl Drop for Down<'_> {
     fn drop(&mut self) {
-        let _ = local::down(self.0, self.1, true, &mut std::io::sink());
+        // Drop cannot await: `down` runs on a runtime of its own, on a thread of its own.
+        let (stack, options) = (self.0.clone(), self.1.clone());
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(local::down(&stack, &options, true, &mut std::io::sink()))
+        })
+        .join();
     }
 }
 

@@ -1,5 +1,6 @@
 //! The `DataWarehouseStack` custom resource: the public contract users write in manifests.
 
+mod backup;
 mod status;
 
 use std::collections::BTreeMap;
@@ -9,6 +10,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use backup::*;
 pub use status::*;
 
 /// A whole data warehouse on Postgres: the server, its extensions, foreign-data sources,
@@ -26,6 +28,7 @@ pub use status::*;
     printcolumn = r#"{"name":"Sources","type":"string","jsonPath":".status.readySources"}"#,
     printcolumn = r#"{"name":"Jobs","type":"integer","jsonPath":".status.activeJobs"}"#,
     printcolumn = r#"{"name":"Refreshes","type":"string","jsonPath":".status.readyRefreshes"}"#,
+    printcolumn = r#"{"name":"Last backup","type":"date","jsonPath":".status.backup.lastBackupTime"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
@@ -61,26 +64,51 @@ pub struct DataWarehouseStackSpec {
     /// only what changed since the last successful run.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub refreshes: Vec<RefreshSpec>,
+    /// Continuous WAL archiving and scheduled base backups with pgBackRest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupSpec>,
+    /// How the database starts: empty (default) or restored from a backup repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap: Option<BootstrapSpec>,
 }
 
 impl DataWarehouseStackSpec {
     /// Every Secret key the stack reads, with the field path that reads it.
-    pub fn secret_refs(&self) -> Vec<(String, &SecretKeyRef)> {
+    pub fn secret_refs(&self) -> Vec<(String, SecretKeyRef)> {
         let mut refs = Vec::new();
         for (i, source) in self.sources.iter().enumerate() {
             for (key, value) in &source.secret_options {
-                refs.push((format!("spec.sources[{i}].secretOptions.{key}"), &value.secret_key_ref));
+                refs.push((format!("spec.sources[{i}].secretOptions.{key}"), value.secret_key_ref.clone()));
             }
             for (key, value) in source.user_mapping.iter().flat_map(|m| &m.secret_options) {
-                refs.push((format!("spec.sources[{i}].userMapping.secretOptions.{key}"), &value.secret_key_ref));
+                refs.push((format!("spec.sources[{i}].userMapping.secretOptions.{key}"), value.secret_key_ref.clone()));
             }
         }
         for (i, role) in self.roles.iter().enumerate() {
             if let Some(r) = &role.password_secret_ref {
-                refs.push((format!("spec.roles[{i}].passwordSecretRef"), r));
+                refs.push((format!("spec.roles[{i}].passwordSecretRef"), r.clone()));
+            }
+        }
+        for (path, repository) in self.repositories() {
+            if let Some(s3) = &repository.s3 {
+                for key in S3_CREDENTIAL_KEYS {
+                    let reference = SecretKeyRef { name: s3.credentials_secret_ref.name.clone(), key: key.into() };
+                    refs.push((format!("{path}.s3.credentialsSecretRef"), reference));
+                }
             }
         }
         refs
+    }
+
+    /// The repositories the stack reads or writes, with their field paths.
+    pub fn repositories(&self) -> Vec<(&'static str, &RepositorySpec)> {
+        let backup = self.backup.iter().map(|b| ("spec.backup.repository", &b.repository));
+        let restore = self
+            .bootstrap
+            .iter()
+            .flat_map(|b| &b.restore)
+            .map(|r| ("spec.bootstrap.restore.repository", &r.repository));
+        backup.chain(restore).collect()
     }
 }
 

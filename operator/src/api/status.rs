@@ -46,6 +46,9 @@ pub struct DataWarehouseStackStatus {
     /// any other value runs every refresh once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_now_handled: Option<String>,
+    /// Backups, WAL archiving and the restorable range, with `spec.backup`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupStatus>,
 }
 
 /// A refresh and its last run.
@@ -148,4 +151,62 @@ pub struct PartitionStatus {
     pub oldest: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub newest: Option<String>,
+}
+
+/// Backups and WAL archiving, as the database and the repository last reported them.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupStatus {
+    /// Where the backups go (`s3://bucket/path`, or the volume).
+    pub repository: String,
+    /// End of the newest backup (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_backup_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_full: Option<BackupSetStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_differential: Option<BackupSetStatus>,
+    /// Backup sets in the repository.
+    #[serde(default)]
+    pub backups: i64,
+    pub archive: ArchiveStatus,
+    /// The earliest time a restore can reach (RFC 3339): the end of the oldest backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oldest_recovery_point: Option<String>,
+    /// The latest time a restore can reach (RFC 3339): the last archived WAL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub newest_recovery_point: Option<String>,
+}
+
+/// One backup set.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupSetStatus {
+    pub label: String,
+    /// When it finished (RFC 3339).
+    pub time: String,
+    pub duration_seconds: i64,
+    /// The database's size.
+    pub size_bytes: i64,
+    /// What it takes in the repository.
+    pub repository_bytes: i64,
+}
+
+/// The WAL archiver (`pg_stat_archiver`).
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ArchiveStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_archived_wal: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_archived_time: Option<String>,
+    #[serde(default)]
+    pub failed_count: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failed_wal: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failed_time: Option<String>,
+    /// The last attempt failed and none has succeeded since.
+    #[serde(default)]
+    pub failing: bool,
 }

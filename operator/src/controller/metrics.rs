@@ -14,7 +14,7 @@ use prometheus_client::registry::Registry;
 
 use kube::ResourceExt;
 
-use crate::api::{DataWarehouseStack, RefreshStatus};
+use crate::api::{BackupStatus, DataWarehouseStack, RefreshStatus};
 
 type Labels = Vec<(String, String)>;
 
@@ -27,6 +27,9 @@ pub struct Metrics {
     refresh_rows: Family<Labels, Gauge>,
     refresh_failed: Family<Labels, Gauge>,
     refresh_stale: Family<Labels, Gauge>,
+    backup_age: Family<Labels, Gauge>,
+    archive_failures: Family<Labels, Gauge>,
+    archive_failing: Family<Labels, Gauge>,
     /// The controllers' caches of stacks (one per watched namespace).
     stores: Mutex<Vec<Store<DataWarehouseStack>>>,
 }
@@ -60,8 +63,21 @@ impl Default for Metrics {
             "1 when a refresh's last success is older than 3 periods",
             refresh_stale.clone(),
         );
+        let backup_age = Family::<Labels, Gauge>::default();
+        let archive_failures = Family::<Labels, Gauge>::default();
+        let archive_failing = Family::<Labels, Gauge>::default();
+        registry.register("backup_age_seconds", "Seconds since the newest backup finished", backup_age.clone());
+        registry.register(
+            "wal_archive_failures",
+            "WAL archiving attempts that failed (pg_stat_archiver.failed_count)",
+            archive_failures.clone(),
+        );
+        registry.register("wal_archive_failing", "1 while WAL archiving fails", archive_failing.clone());
         Metrics {
             registry,
+            backup_age,
+            archive_failures,
+            archive_failing,
             reconcile_duration,
             errors,
             stacks,
@@ -91,7 +107,14 @@ impl Metrics {
     /// The OpenMetrics text for `/metrics`.
     pub fn encode(&self) -> String {
         self.stacks.clear();
-        for family in [&self.refresh_rows, &self.refresh_failed, &self.refresh_stale] {
+        for family in [
+            &self.refresh_rows,
+            &self.refresh_failed,
+            &self.refresh_stale,
+            &self.backup_age,
+            &self.archive_failures,
+            &self.archive_failing,
+        ] {
             family.clear();
         }
         self.refresh_duration.clear();
@@ -102,6 +125,9 @@ impl Metrics {
                 for refresh in stack.status.iter().flat_map(|s| &s.refreshes) {
                     self.record_refresh(&stack, refresh);
                 }
+                if let Some(backup) = stack.status.as_ref().and_then(|s| s.backup.as_ref()) {
+                    self.record_backup(&stack, backup);
+                }
             }
         }
         let mut text = String::new();
@@ -111,6 +137,17 @@ impl Metrics {
 }
 
 impl Metrics {
+    fn record_backup(&self, stack: &DataWarehouseStack, backup: &BackupStatus) {
+        let labels: Labels =
+            vec![("namespace".into(), stack.namespace().unwrap_or_default()), ("stack".into(), stack.name_any())];
+        let newest = backup.last_backup_time.as_deref().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+        if let Some(newest) = newest {
+            self.backup_age.get_or_create(&labels).set((chrono::Utc::now() - newest.to_utc()).num_seconds());
+        }
+        self.archive_failures.get_or_create(&labels).set(backup.archive.failed_count);
+        self.archive_failing.get_or_create(&labels).set(i64::from(backup.archive.failing));
+    }
+
     fn record_refresh(&self, stack: &DataWarehouseStack, refresh: &RefreshStatus) {
         let labels: Labels = vec![
             ("namespace".into(), stack.namespace().unwrap_or_default()),

@@ -81,7 +81,7 @@ async fn converge(stack: &DataWarehouseStack, ctx: &Context) -> Result<Action, E
                     tracing::warn!(stack = %stack.name_any(), asked = %asked, %error, "refresh-now");
                 }
             }
-            match sql::status::read_status(&mut conn).await {
+            match read_warehouse(&mut conn, &validated).await {
                 Ok(warehouse) => Ok((applied, warehouse)),
                 Err(e) => Err(e.to_string()),
             }
@@ -96,6 +96,18 @@ async fn converge(stack: &DataWarehouseStack, ctx: &Context) -> Result<Action, E
         Err(e) => report(stack, Some(&validated), &Outcome::EngineFailed(e), ctx).await?,
     }
     Ok(Action::requeue(ctx.settings.requeue))
+}
+
+/// The catalogs' account of the warehouse, with backups when the stack has them.
+async fn read_warehouse(
+    conn: &mut sqlx::PgConnection,
+    stack: &ValidatedStack,
+) -> Result<sql::status::WarehouseStatus, sqlx::Error> {
+    let mut warehouse = sql::status::read_status(conn).await?;
+    if stack.backup.is_some() {
+        warehouse.backup = Some(crate::backup::record::read(conn, &stack.name).await?);
+    }
+    Ok(warehouse)
 }
 
 /// Writes the status (server-side apply on the subresource) and an Event when the phase changes

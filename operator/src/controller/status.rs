@@ -167,6 +167,7 @@ pub fn build(
     now: &Time,
 ) -> DataWarehouseStackStatus {
     let previous = stack.status.clone().unwrap_or_default();
+    let previous_conditions = previous.conditions.clone();
     let generation = stack.metadata.generation;
     let message = outcome.message();
     let conditions = condition_states(outcome)
@@ -192,10 +193,26 @@ pub fn build(
     };
     if let (Outcome::Converged { report, warehouse }, Some(v)) = (outcome, validated) {
         fill_items(&mut status, v, report, warehouse);
+        if let (Some(backup), Some(state)) = (&v.backup, &warehouse.backup) {
+            let repository = crate::backup::config::describe(&backup.repository, &crate::render::backup_paths(v));
+            status.backup = Some(crate::backup::status::backup_status(repository, state));
+            let (ok, reason, message) = crate::backup::status::backed_up(backup, state, chrono::Utc::now());
+            let condition =
+                set_condition(&previous_conditions, "BackedUp", Some(ok), reason, &message, generation, now);
+            status.conditions.push(condition);
+        }
         // The reconcile that converged ran the refreshes a new annotation value asked for.
+
         if let Some(asked) = stack.annotations().get(REFRESH_NOW) {
             status.refresh_now_handled = Some(asked.clone());
         }
+    }
+    let backed_up = previous_conditions.iter().find(|c| c.type_ == "BackedUp");
+    if validated.is_some_and(|v| v.backup.is_some())
+        && let Some(kept) = backed_up.filter(|_| !status.conditions.iter().any(|c| c.type_ == "BackedUp"))
+    {
+        // Until the database answers again, the last word on backups stands.
+        status.conditions.push(kept.clone());
     }
     status
 }

@@ -105,7 +105,11 @@ impl Binaries {
 
     /// A command running `program` as the user that owns the cluster.
     fn command(&self, program: &str) -> Command {
-        let exe = self.bindir.join(program);
+        self.command_at(&self.bindir.join(program))
+    }
+
+    /// A command running the program at `exe` (pgbackrest, ...) as the user that owns the cluster.
+    pub fn command_at(&self, exe: &Path) -> Command {
         let mut cmd = match (&self.root, is_root()) {
             (Some(root), _) => {
                 let mut c = Command::new("chroot");
@@ -132,6 +136,27 @@ impl Binaries {
             Err(ClusterError::Program { program: program.to_string(), output: text.trim().to_string() })
         }
     }
+
+    /// As root, hands `dir` (a host path) to the `postgres` user (the root's own, when chrooted).
+    pub fn give_to_postgres(&self, dir: &Path) -> Result<(), ClusterError> {
+        if !is_root() {
+            return Ok(());
+        }
+        let mut chown = match &self.root {
+            Some(root) => {
+                let mut c = Command::new("chroot");
+                c.arg(root).arg("chown");
+                c
+            }
+            None => Command::new("chown"),
+        };
+        let status = chown
+            .args(["-R", "postgres:postgres"])
+            .arg(self.in_server(dir))
+            .status()
+            .map_err(|e| ClusterError::Io(format!("chown: {e}")))?;
+        if status.success() { Ok(()) } else { Err(ClusterError::Io("chown to the postgres user failed".into())) }
+    }
 }
 
 /// One cluster in `dir` (host path): `dir/data` holds the data directory, `dir/log` its log.
@@ -144,6 +169,11 @@ pub struct Cluster {
 impl Cluster {
     fn server_path(&self, name: &str) -> String {
         self.binaries.in_server(&self.dir.join(name)).display().to_string()
+    }
+
+    /// The data directory, as the host sees it.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
     }
 
     pub fn initialized(&self) -> bool {
@@ -177,24 +207,8 @@ impl Cluster {
     }
 
     /// As root, hands the dir to the `postgres` user (the root's own, when chrooted).
-    fn give_to_postgres(&self) -> Result<(), ClusterError> {
-        if !is_root() {
-            return Ok(());
-        }
-        let mut chown = match &self.binaries.root {
-            Some(root) => {
-                let mut c = Command::new("chroot");
-                c.arg(root).arg("chown");
-                c
-            }
-            None => Command::new("chown"),
-        };
-        let status = chown
-            .args(["-R", "postgres:postgres"])
-            .arg(self.binaries.in_server(&self.dir))
-            .status()
-            .map_err(|e| ClusterError::Io(format!("chown: {e}")))?;
-        if status.success() { Ok(()) } else { Err(ClusterError::Io("chown to the postgres user failed".into())) }
+    pub fn give_to_postgres(&self) -> Result<(), ClusterError> {
+        self.binaries.give_to_postgres(&self.dir)
     }
 
     /// Writes `settings` to `data/pgwarehouse.conf`, included from postgresql.conf; true when

@@ -3,6 +3,7 @@
 //! engine. Its state lives in one directory per stack: `data/`, `log`, the superuser password
 //! and `pgwarehouse-local.json` (which stack owns it, on which port).
 
+mod backup;
 pub mod cluster;
 mod report;
 
@@ -20,6 +21,7 @@ use crate::sql::{self, apply::ApplyReport, quote};
 use crate::validate::ValidatedStack;
 use cluster::{Binaries, Cluster, ClusterError};
 
+pub use backup::{backup, repository_dir, restore};
 pub use report::local_report;
 
 pub const DEFAULT_PORT: u16 = 5433;
@@ -46,6 +48,10 @@ pub enum LocalError {
     Engine(#[from] sql::EngineError),
     #[error(transparent)]
     Refresh(#[from] sql::refresh::RunError),
+    #[error(transparent)]
+    Backup(#[from] crate::backup::PgBackRestError),
+    #[error("{0}")]
+    Invalid(String),
     #[error("{0}")]
     Io(String),
 }
@@ -57,6 +63,11 @@ pub struct LocalOptions {
     pub port: Option<u16>,
     /// Databases to create (once) and fill from SQL files, e.g. a demo's source database.
     pub seeds: Vec<(String, PathBuf)>,
+    /// The volume repository of backups (default: beside the stack's directory).
+    pub backup_dir: Option<PathBuf>,
+    /// `local restore`: the volume repository to restore from (default: the one beside the
+    /// restored stack's default directory, `.pgwarehouse/<stack>.backup`).
+    pub restore_from: Option<PathBuf>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -112,6 +123,18 @@ impl Local {
         Ok((local, state))
     }
 
+    /// The local warehouse of `stack`, which must be up.
+    fn running(stack: &ValidatedStack, options: &LocalOptions) -> Result<Local, LocalError> {
+        let (local, state) = Local::open(stack, options)?;
+        if state.is_none() || !local.cluster.initialized() {
+            return Err(LocalError::NotCreated(local.cluster.dir.display().to_string()));
+        }
+        if !local.cluster.running() {
+            return Err(LocalError::Stopped(local.cluster.dir.display().to_string()));
+        }
+        Ok(local)
+    }
+
     pub fn url(&self, user: &str, database: &str) -> String {
         format!("postgres://{user}@127.0.0.1:{}/{database}", self.port)
     }
@@ -133,6 +156,7 @@ impl Local {
         settings.insert("port".into(), self.port.to_string());
         let socket_dir = self.cluster.binaries.in_server(&self.cluster.dir);
         settings.insert("unix_socket_directories".into(), socket_dir.display().to_string());
+        settings.extend(self.archive_settings(stack).into_iter().map(|(k, v)| (k.to_string(), v)));
         settings
     }
 }
@@ -182,6 +206,7 @@ pub async fn up(
     let state = State { stack: stack.name.clone(), port: local.port };
     let state_path = local.cluster.dir.join(STATE_FILE);
     std::fs::write(&state_path, serde_json::to_string(&state).expect("state serializes")).map_err(io(&state_path))?;
+    let pgbackrest = local.pgbackrest(stack, options, secrets)?;
     let reconfigured = local.cluster.configure(&local.settings(stack))?;
     if running && reconfigured {
         local.cluster.stop()?;
@@ -190,6 +215,10 @@ pub async fn up(
         local.cluster.start()?;
     }
     let _ = writeln!(out, "- server listening on 127.0.0.1:{}", local.port);
+    if let (Some(pgbackrest), Some(repository)) = (pgbackrest, local.repository_name(stack, options)) {
+        pgbackrest.stanza_create()?;
+        let _ = writeln!(out, "- archiving WAL to {repository} (stanza {:?})", stack.name);
+    }
 
     let mut admin = local.connect("postgres").await?;
     for database in std::iter::once(&local.database).chain(options.seeds.iter().map(|(db, _)| db)) {
@@ -248,7 +277,21 @@ pub async fn status(stack: &ValidatedStack, options: &LocalOptions, out: &mut dy
     }
     let mut conn = local.connect(&local.database).await?;
     let status = sql::status::read_status(&mut conn).await.map_err(|e| LocalError::Connect(e.to_string()))?;
-    local_report(stack, &local, &status).print(out).map_err(|e| LocalError::Io(e.to_string()))
+    let mut report = local_report(stack, &local, &status);
+    if let (Some(backup), Some(repository)) = (&stack.backup, local.repository_name(stack, options)) {
+        let state = crate::backup::record::read(&mut conn, &stack.name)
+            .await
+            .map_err(|e| LocalError::Connect(e.to_string()))?;
+        report.backup = Some(crate::backup::status::backup_status(repository, &state));
+        let (ok, reason, message) = crate::backup::status::backed_up(backup, &state, chrono::Utc::now());
+        report.conditions.push(crate::report::ConditionLine {
+            type_: "BackedUp".into(),
+            status: if ok { "True" } else { "False" }.into(),
+            reason: reason.into(),
+            message,
+        });
+    }
+    report.print(out).map_err(|e| LocalError::Io(e.to_string()))
 }
 
 /// Runs the local warehouse's refreshes now (all, or those named).
@@ -257,19 +300,15 @@ pub async fn refresh(
     options: &LocalOptions,
     names: &[String],
 ) -> Result<Vec<sql::refresh::RunFigures>, LocalError> {
-    let (local, state) = Local::open(stack, options)?;
-    if state.is_none() || !local.cluster.initialized() {
-        return Err(LocalError::NotCreated(local.cluster.dir.display().to_string()));
-    }
-    if !local.cluster.running() {
-        return Err(LocalError::Stopped(local.cluster.dir.display().to_string()));
-    }
+    let local = Local::running(stack, options)?;
     let mut conn = local.connect(&local.database).await?;
     Ok(sql::refresh::run_now(&mut conn, stack, names).await?)
 }
 
-/// Stops the local server; `purge` also deletes its directory, data included.
-pub fn down(
+/// Stops the local server; `purge` also deletes its directory, data included (not the backups).
+/// With backups, the current WAL segment is closed first so that the repository holds every
+/// committed transaction.
+pub async fn down(
     stack: &ValidatedStack,
     options: &LocalOptions,
     purge: bool,
@@ -280,6 +319,10 @@ pub fn down(
         return Err(LocalError::NotCreated(local.cluster.dir.display().to_string()));
     }
     if local.cluster.running() {
+        if stack.backup.is_some() {
+            let mut conn = local.connect("postgres").await?;
+            conn.execute("SELECT pg_switch_wal()").await.map_err(|e| LocalError::Connect(e.to_string()))?;
+        }
         local.cluster.stop()?;
         let _ = writeln!(out, "- stopped the server on 127.0.0.1:{}", local.port);
     }

@@ -4,6 +4,9 @@
 
 use std::collections::BTreeMap;
 
+use super::statefulset::{CONFIG_MOUNT, PGBACKREST_CONF_KEY};
+use crate::backup::config::archive_settings;
+use crate::backup::pgbackrest::PGBACKREST;
 use crate::validate::ValidatedStack;
 
 /// pg_cron's default `cron.max_running_jobs`.
@@ -38,6 +41,13 @@ pub fn settings(stack: &ValidatedStack) -> BTreeMap<String, String> {
         ("port", "5432".into()),
     ];
     settings.extend(owned.into_iter().map(|(k, v)| (k.to_string(), v)));
+    if stack.backup.is_some() {
+        let archive = archive_settings(PGBACKREST, &format!("{CONFIG_MOUNT}/{PGBACKREST_CONF_KEY}"), &stack.name);
+        settings.extend(archive.into_iter().map(|(k, v)| (k.to_string(), v)));
+        // The longest a committed transaction waits for its WAL segment to be archived: the RPO
+        // of a quiet warehouse. The user may choose another.
+        settings.entry("archive_timeout".into()).or_insert_with(|| "60s".into());
+    }
     settings
 }
 

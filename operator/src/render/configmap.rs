@@ -12,15 +12,22 @@ pub const CONFIG_KEY: &str = "postgresql.conf";
 
 /// postgresql.conf: the same settings `pgwarehouse local` runs with.
 pub fn configmap(stack: &ValidatedStack) -> ConfigMap {
-    ConfigMap {
-        metadata: metadata(stack, config_name(stack)),
-        data: Some(BTreeMap::from([(CONFIG_KEY.to_string(), postgresql_conf(&settings(stack)))])),
-        ..ConfigMap::default()
-    }
+    ConfigMap { metadata: metadata(stack, config_name(stack)), data: Some(data(stack)), ..ConfigMap::default() }
 }
 
-/// Changes whenever postgresql.conf does; on the pod template it rolls the pod.
+/// postgresql.conf and, with backups, pgBackRest's config files.
+fn data(stack: &ValidatedStack) -> BTreeMap<String, String> {
+    let mut data = super::backup::config_files(stack);
+    data.insert(CONFIG_KEY.to_string(), postgresql_conf(&settings(stack)));
+    data
+}
+
+/// Changes whenever a config file does; on the pod template it rolls the pod.
 pub fn config_checksum(stack: &ValidatedStack) -> String {
-    let digest = Sha256::digest(postgresql_conf(&settings(stack)).as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    let mut digest = Sha256::new();
+    for (key, text) in data(stack) {
+        digest.update(key.as_bytes());
+        digest.update(text.as_bytes());
+    }
+    digest.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }

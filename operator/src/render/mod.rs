@@ -2,6 +2,7 @@
 //! [`ValidatedStack`] (an unchecked spec cannot reach them) and return objects; applying them is
 //! the controller's business.
 
+mod backup;
 pub mod config;
 mod configmap;
 mod labels;
@@ -12,6 +13,7 @@ mod statefulset;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 
+pub use backup::backup_paths;
 pub use configmap::{CONFIG_KEY, config_checksum, configmap};
 pub use labels::{labels, owner_reference, selector_labels};
 pub use secret::{PASSWORD_KEY, USERNAME_KEY, superuser_secret};

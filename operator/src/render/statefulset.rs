@@ -9,19 +9,22 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
+use super::backup::{self, BACKUP_VOLUME};
 use super::labels::{labels, metadata, selector_labels};
 use super::{
     CONFIG_KEY, PASSWORD_KEY, client_name, config_checksum, config_name, headless_name, superuser_secret_name,
 };
-use crate::validate::ValidatedStack;
+use crate::validate::{Repository, ValidatedStack};
 
 /// The `postgres` user of the stack image (Debian's postgres packages, as in the official image).
 pub const POSTGRES_UID: i64 = 999;
 /// Where the volume is mounted; PGDATA is a subdirectory so initdb finds it empty (lost+found).
 pub const DATA_MOUNT: &str = "/var/lib/postgresql/data";
-const CONFIG_MOUNT: &str = "/etc/pgwarehouse";
+pub const CONFIG_MOUNT: &str = "/etc/pgwarehouse";
+pub const PGBACKREST_CONF_KEY: &str = "pgbackrest.conf";
 const DEFAULT_IMAGE: &str = "ghcr.io/pgwarehouse/stack-datawarehouse:17";
 const DEFAULT_STORAGE: &str = "10Gi";
+const DEFAULT_BACKUP_STORAGE: &str = "20Gi";
 pub const CONFIG_CHECKSUM_ANNOTATION: &str = "pgwarehouse.dev/config-checksum";
 
 fn env(name: &str, value: &str) -> EnvVar {
@@ -97,14 +100,35 @@ fn container(stack: &ValidatedStack) -> Container {
     }
 }
 
-fn volume_claim(stack: &ValidatedStack) -> PersistentVolumeClaim {
+fn volume_claims(stack: &ValidatedStack) -> Vec<PersistentVolumeClaim> {
     let storage = &stack.spec.postgres.storage;
-    let size = storage.size.clone().unwrap_or_else(|| DEFAULT_STORAGE.into());
+    let data = volume_claim(stack, "data", storage.size.clone(), DEFAULT_STORAGE, storage.storage_class_name.clone());
+    let backup = stack.backup.as_ref().and_then(|b| match &b.repository {
+        Repository::Volume(v) => Some(volume_claim(
+            stack,
+            BACKUP_VOLUME,
+            v.size.clone(),
+            DEFAULT_BACKUP_STORAGE,
+            v.storage_class_name.clone(),
+        )),
+        Repository::S3(_) => None,
+    });
+    std::iter::once(data).chain(backup).collect()
+}
+
+fn volume_claim(
+    stack: &ValidatedStack,
+    name: &str,
+    size: Option<String>,
+    default_size: &str,
+    storage_class_name: Option<String>,
+) -> PersistentVolumeClaim {
+    let size = size.unwrap_or_else(|| default_size.into());
     PersistentVolumeClaim {
-        metadata: ObjectMeta { name: Some("data".into()), labels: Some(labels(stack)), ..ObjectMeta::default() },
+        metadata: ObjectMeta { name: Some(name.into()), labels: Some(labels(stack)), ..ObjectMeta::default() },
         spec: Some(PersistentVolumeClaimSpec {
             access_modes: Some(vec!["ReadWriteOnce".into()]),
-            storage_class_name: storage.storage_class_name.clone(),
+            storage_class_name,
             resources: Some(VolumeResourceRequirements {
                 requests: Some(BTreeMap::from([("storage".to_string(), Quantity(size))])),
                 ..VolumeResourceRequirements::default()
@@ -116,7 +140,22 @@ fn volume_claim(stack: &ValidatedStack) -> PersistentVolumeClaim {
 }
 
 /// One Postgres pod with its volume; the volume outlives the stack unless `retainOnDelete: false`.
+/// With backups, the agent beside Postgres and the repository's volume; with a restore, the
+/// restore step before the first start.
 pub fn statefulset(stack: &ValidatedStack) -> StatefulSet {
+    let mut postgres = container(stack);
+    let (mounts, env) = backup::postgres_additions(stack);
+    postgres.volume_mounts.get_or_insert_default().extend(mounts);
+    postgres.env.get_or_insert_default().extend(env);
+    let image = postgres.image.clone().unwrap_or_default();
+    let agent = backup::agent(stack, &image, &postgres);
+    let restore = backup::restore_step(stack, &image, &postgres);
+    let mut volumes = vec![Volume {
+        name: "config".into(),
+        config_map: Some(ConfigMapVolumeSource { name: config_name(stack), ..ConfigMapVolumeSource::default() }),
+        ..Volume::default()
+    }];
+    volumes.extend(backup::volumes(stack));
     let retain = stack.spec.postgres.storage.retain_on_delete.unwrap_or(true);
     let mut pod_labels = labels(stack);
     pod_labels.extend(selector_labels(stack));
@@ -140,7 +179,8 @@ pub fn statefulset(stack: &ValidatedStack) -> StatefulSet {
                     ..ObjectMeta::default()
                 }),
                 spec: Some(PodSpec {
-                    containers: vec![container(stack)],
+                    init_containers: restore.map(|r| vec![r]),
+                    containers: std::iter::once(postgres).chain(agent).collect(),
                     security_context: Some(PodSecurityContext {
                         run_as_user: Some(POSTGRES_UID),
                         run_as_group: Some(POSTGRES_UID),
@@ -153,18 +193,11 @@ pub fn statefulset(stack: &ValidatedStack) -> StatefulSet {
                         ..PodSecurityContext::default()
                     }),
                     termination_grace_period_seconds: Some(60),
-                    volumes: Some(vec![Volume {
-                        name: "config".into(),
-                        config_map: Some(ConfigMapVolumeSource {
-                            name: config_name(stack),
-                            ..ConfigMapVolumeSource::default()
-                        }),
-                        ..Volume::default()
-                    }]),
+                    volumes: Some(volumes),
                     ..PodSpec::default()
                 }),
             },
-            volume_claim_templates: Some(vec![volume_claim(stack)]),
+            volume_claim_templates: Some(volume_claims(stack)),
             ..StatefulSetSpec::default()
         }),
         ..StatefulSet::default()

@@ -114,3 +114,87 @@ fn the_stack_image_provides_what_the_statefulset_expects() {
         assert!(["pg_cron", "pg_stat_statements"].contains(&library), "{library} is not provided");
     }
 }
+
+/// A stack backing up to S3 and bootstrapped from another stack's volume repository.
+fn restored_to_s3() -> ValidatedStack {
+    let text = "kind: DataWarehouseStack\nmetadata: {name: copy, namespace: analytics}\nspec:\n  backup:\n    \
+                repository:\n      s3: {bucket: wh-backups, endpoint: 'minio.infra:9000', region: us-east-1, \
+                uriStyle: path, verifyTLS: false, credentialsSecretRef: {name: s3-creds}}\n  bootstrap:\n    \
+                restore:\n      repository: {volume: {}}\n      stack: quickstart\n      \
+                target: '2026-11-20T10:00:00Z'\n";
+    validate(&load_manifest(text).unwrap()).unwrap()
+}
+
+#[test]
+fn backups_add_archiving_the_agent_and_the_repository_volume() {
+    let stack = quickstart();
+    let conf = &configmap(&stack).data.unwrap();
+    assert!(conf["postgresql.conf"].contains("archive_mode = 'on'\n"));
+    assert!(conf["postgresql.conf"].contains(
+        "archive_command = '/usr/bin/pgbackrest --config=/etc/pgwarehouse/pgbackrest.conf --stanza=quickstart archive-push %p'\n"
+    ));
+    assert!(conf["pgbackrest.conf"].contains("repo1-path=/var/lib/pgbackrest\n"), "{}", conf["pgbackrest.conf"]);
+    assert!(conf["pgbackrest.conf"].contains("repo1-retention-full=2\n"));
+    assert!(conf["pgbackrest.conf"].contains("[quickstart]\npg1-path=/var/lib/postgresql/data/pgdata\n"));
+    let sts = statefulset(&stack);
+    let spec = sts.spec.as_ref().unwrap();
+    let claims: Vec<_> =
+        spec.volume_claim_templates.iter().flatten().map(|c| c.metadata.name.clone().unwrap()).collect();
+    assert_eq!(claims, ["data", "backup"]);
+    let pod = spec.template.spec.as_ref().unwrap();
+    let agent = &pod.containers[1];
+    assert_eq!(agent.name, "backup-agent");
+    let args = agent.args.clone().unwrap();
+    assert_eq!(args[..2], ["agent", "backup"]);
+    assert!(args.contains(&"--full=0 3 * * 0".to_string()) && args.contains(&"--differential=0 3 * * 1-6".to_string()));
+    let mounts = |c: &k8s_openapi::api::core::v1::Container| {
+        c.volume_mounts.iter().flatten().map(|m| m.mount_path.clone()).collect::<Vec<_>>()
+    };
+    assert!(mounts(agent).contains(&"/var/lib/pgbackrest".to_string()));
+    assert!(mounts(&pod.containers[0]).contains(&"/var/run/postgresql".to_string()), "the socket is shared");
+    assert!(pod.init_containers.is_none(), "no restore without bootstrap.restore");
+}
+
+#[test]
+fn a_restored_stack_restores_before_postgres_starts_and_keys_stay_in_the_secret() {
+    let stack = restored_to_s3();
+    let sts = statefulset(&stack);
+    let spec = sts.spec.as_ref().unwrap();
+    let claims: Vec<_> =
+        spec.volume_claim_templates.iter().flatten().map(|c| c.metadata.name.clone().unwrap()).collect();
+    assert_eq!(claims, ["data"], "an S3 repository needs no volume");
+    let pod = spec.template.spec.as_ref().unwrap();
+    let restore = &pod.init_containers.as_ref().unwrap()[0];
+    assert_eq!(
+        restore.args.clone().unwrap(),
+        [
+            "agent",
+            "restore",
+            "--config=/etc/pgwarehouse/pgbackrest-restore.conf",
+            "--stanza=quickstart",
+            "--target=2026-11-20T10:00:00+00:00"
+        ]
+    );
+    let source = pod.volumes.iter().flatten().find(|v| v.name == "restore-source").unwrap();
+    assert_eq!(source.persistent_volume_claim.as_ref().unwrap().claim_name, "backup-quickstart-0");
+    let env_names: Vec<_> = pod.containers[0].env.iter().flatten().map(|e| e.name.clone()).collect();
+    assert!(env_names.contains(&"PGBACKREST_REPO1_S3_KEY_SECRET".to_string()));
+    let key = pod.containers[0].env.iter().flatten().find(|e| e.name == "PGBACKREST_REPO1_S3_KEY").unwrap();
+    assert_eq!(key.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap().key, "access-key-id");
+    let conf = configmap(&stack).data.unwrap();
+    let own = &conf["pgbackrest.conf"];
+    for line in [
+        "repo1-type=s3",
+        "repo1-s3-bucket=wh-backups",
+        "repo1-s3-endpoint=minio.infra",
+        "repo1-storage-port=9000",
+        "repo1-s3-uri-style=path",
+        "repo1-storage-verify-tls=n",
+        "repo1-path=/pgwarehouse",
+    ] {
+        assert!(own.contains(&format!("{line}\n")), "{line}: {own}");
+    }
+    assert!(!own.contains("repo1-s3-key"), "no key in the ConfigMap");
+    assert!(conf["pgbackrest-restore.conf"].contains("[quickstart]\n"));
+    assert!(!conf["pgbackrest-restore.conf"].contains("retention"), "the source's backups are not ours to expire");
+}

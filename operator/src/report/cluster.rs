@@ -39,6 +39,7 @@ pub fn cluster_report(stack: &DataWarehouseStack, now: DateTime<Utc>) -> StackRe
     StackReport {
         name: stack.name_any(),
         namespace: Some(namespace),
+        backup: status.backup.clone(),
         url,
         password,
         phase: phase.or(Some("Pending (the operator has not reported yet)".into())),

@@ -15,6 +15,9 @@ pub struct WarehouseStatus {
     pub partitions: Vec<PartitionStatus>,
     #[serde(default)]
     pub refreshes: Vec<RefreshStatus>,
+    /// With `spec.backup`: the recorded repository contents and the archiver's counters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<crate::backup::record::BackupState>,
 }
 
 /// A refresh's last run (any outcome) and last success, from its run log.

@@ -2,6 +2,7 @@
 //!
 //! The pipeline's later stages take a [`ValidatedStack`], so an unchecked spec cannot reach them.
 
+pub mod backup;
 mod interval;
 mod schedule;
 pub mod structure;
@@ -10,6 +11,7 @@ mod wrappers;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+pub use backup::{Repository, RestoreTarget, S3Repository, ValidatedBackup, ValidatedRestore};
 pub use interval::Interval;
 pub use schedule::{Schedule, is_stale, next_run, parse_schedule};
 pub use wrappers::Wrapper;
@@ -47,6 +49,10 @@ pub const OPERATOR_OWNED_PARAMETERS: &[&str] = &[
     "hba_file",
     "ident_file",
     "unix_socket_directories",
+    "archive_mode",
+    "archive_command",
+    "archive_library",
+    "restore_command",
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,6 +139,8 @@ pub struct ValidatedStack {
     pub schedules: Vec<ValidatedSchedule>,
     pub partitions: Vec<ValidatedPartition>,
     pub refreshes: Vec<ValidatedRefresh>,
+    pub backup: Option<ValidatedBackup>,
+    pub restore: Option<ValidatedRestore>,
 }
 
 impl ValidatedStack {
@@ -146,7 +154,7 @@ impl ValidatedStack {
     }
 
     /// Every Secret key the stack reads, with the field that reads it.
-    pub fn secret_refs(&self) -> Vec<(String, &SecretKeyRef)> {
+    pub fn secret_refs(&self) -> Vec<(String, SecretKeyRef)> {
         self.spec.secret_refs()
     }
 }
@@ -327,10 +335,19 @@ pub fn validate(stack: &DataWarehouseStack) -> Result<ValidatedStack, Validation
     report.duplicates("spec.refreshes", spec.refreshes.iter().map(|r| r.name.as_str()));
     let refreshes = spec.refreshes.iter().enumerate().filter_map(|(i, r)| refresh(&mut report, i, r)).collect();
 
+    let backup = spec.backup.as_ref().map(|b| backup::backup(&mut report, b));
+    let restore = spec
+        .bootstrap
+        .as_ref()
+        .and_then(|b| b.restore.as_ref())
+        .map(|r| backup::restore(&mut report, r, name, chrono::Utc::now()));
+
     if !report.0.is_empty() {
         return Err(ValidationErrors(report.0));
     }
     Ok(ValidatedStack {
+        backup: backup.flatten(),
+        restore: restore.flatten(),
         name: stack.metadata.name.clone().unwrap_or_default(),
         namespace: stack.metadata.namespace.clone(),
         uid: stack.metadata.uid.clone(),

@@ -83,7 +83,7 @@ fn secret_refs_name_the_fields_that_read_them() {
     .unwrap();
     let refs = v.secret_refs();
     assert_eq!(refs[0].0, "spec.sources[0].userMapping.secretOptions.password");
-    assert_eq!(refs[0].1, &SecretKeyRef { name: "cp".into(), key: "password".into() });
+    assert_eq!(refs[0].1, SecretKeyRef { name: "cp".into(), key: "password".into() });
 }
 
 #[test]
@@ -169,4 +169,51 @@ fn our_wrappers_take_their_options_and_keep_credentials_in_the_mapping() {
          tables: [{{name: m, columns: [{{name: metric_name, type: text}}], options: {{object: metrics}}}}]\n"
     ));
     assert!(fine.is_empty(), "{fine:#?}");
+}
+
+#[test]
+fn backup_repositories_schedules_and_targets_are_checked_together() {
+    let errors = validate(&stack(
+        "backup:\n  repository: {}\n  schedule: {full: '30 seconds', differential: 'nope'}\n  retention: {full: 0}\n\
+         bootstrap:\n  restore:\n    repository:\n      volume: {}\n      s3: {bucket: B, endpoint: 'http://x', region: '', credentialsSecretRef: {name: s3}}\n    target: '2999-01-01T00:00:00Z'\n",
+    ))
+    .unwrap_err()
+    .0;
+    let paths: Vec<_> = errors.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "spec.backup.repository",
+            "spec.backup.schedule.full",
+            "spec.backup.schedule.differential",
+            "spec.backup.retention.full",
+            "spec.bootstrap.restore.repository",
+            "spec.bootstrap.restore.target",
+        ],
+        "{errors:?}"
+    );
+    assert_eq!(errors[0].message, "set one of `s3` or `volume`");
+    assert_eq!(errors[4].message, "set one of `s3` or `volume`, not both");
+    assert!(errors[5].message.contains("in the future"), "{}", errors[5].message);
+}
+
+#[test]
+fn an_s3_repository_reads_its_keys_from_the_named_secret() {
+    let v = validate(&stack(
+        "backup:\n  repository:\n    s3: {bucket: wh-backups, endpoint: s3.amazonaws.com, region: eu-west-1, credentialsSecretRef: {name: s3}}\n",
+    ))
+    .unwrap();
+    let refs: Vec<_> = v.secret_refs().into_iter().map(|(path, r)| format!("{path} {}/{}", r.name, r.key)).collect();
+    assert_eq!(
+        refs,
+        [
+            "spec.backup.repository.s3.credentialsSecretRef s3/access-key-id",
+            "spec.backup.repository.s3.credentialsSecretRef s3/secret-access-key"
+        ]
+    );
+    let missing = crate::secrets::resolve(&v, &crate::secrets::NoSecrets).unwrap_err().to_string();
+    assert!(
+        missing.starts_with("spec.backup.repository.s3.credentialsSecretRef: Secret \"s3\" has no key"),
+        "{missing}"
+    );
 }

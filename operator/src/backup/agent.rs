@@ -1,0 +1,205 @@
+//! `pgwarehouse agent`: what runs in the stack's pod beside Postgres. `backup` keeps the stanza,
+//! takes the scheduled full and differential backups (a first full at once when the repository
+//! has none) and records the repository's contents in the database every minute; `restore`
+//! (an init container) fills an empty data volume from a repository and recovers it before
+//! Postgres first starts. Neither needs the Kubernetes API: the operator reads what they record.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::Utc;
+use sqlx::postgres::PgConnectOptions;
+
+use super::{BackupKind, PgBackRest, record, recover};
+use crate::local::cluster::Binaries;
+use crate::validate::backup::parse_target;
+use crate::validate::next_run;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct AgentOptions {
+    /// The pgBackRest config file.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// The stanza (the stack whose backups these are).
+    #[arg(long)]
+    pub stanza: String,
+    /// The server's socket directory.
+    #[arg(long, default_value = "/var/run/postgresql")]
+    pub socket_dir: PathBuf,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum AgentCommand {
+    /// Scheduled backups and their record, for as long as the pod runs.
+    Backup {
+        #[command(flatten)]
+        options: AgentOptions,
+        /// Full backups, cron (UTC).
+        #[arg(long)]
+        full: String,
+        /// Differential backups, cron (UTC).
+        #[arg(long)]
+        differential: String,
+        /// The warehouse database, where the record is kept.
+        #[arg(long)]
+        database: String,
+    },
+    /// Restore into an empty data directory and recover it (an init container).
+    Restore {
+        #[command(flatten)]
+        options: AgentOptions,
+        /// The data directory.
+        #[arg(long, env = "PGDATA")]
+        pgdata: PathBuf,
+        /// `latest` or an RFC 3339 time.
+        #[arg(long, default_value = "latest")]
+        target: String,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    PgBackRest(#[from] super::PgBackRestError),
+    #[error(transparent)]
+    Cluster(#[from] crate::local::cluster::ClusterError),
+    #[error(transparent)]
+    Recover(#[from] recover::RecoverError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn pgbackrest(options: &AgentOptions) -> Result<PgBackRest, AgentError> {
+    let binaries = Binaries::find()?;
+    Ok(PgBackRest::new(binaries, options.config.clone(), &options.stanza, None))
+}
+
+fn socket(options: &AgentOptions, database: &str) -> PgConnectOptions {
+    PgConnectOptions::new().socket(&options.socket_dir).username("postgres").database(database)
+}
+
+pub async fn run(command: AgentCommand) -> Result<(), AgentError> {
+    match command {
+        AgentCommand::Backup { options, full, differential, database } => {
+            backup_loop(&options, &full, &differential, &database).await
+        }
+        AgentCommand::Restore { options, pgdata, target } => restore(&options, &pgdata, &target).await,
+    }
+}
+
+/// Runs a blocking pgbackrest call off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, super::PgBackRestError> + Send + 'static,
+) -> Result<T, super::PgBackRestError> {
+    tokio::task::spawn_blocking(f).await.expect("pgbackrest task")
+}
+
+async fn backup_loop(options: &AgentOptions, full: &str, differential: &str, database: &str) -> Result<(), AgentError> {
+    let pgbackrest = pgbackrest(options)?;
+    // The server may still be starting (or restoring): retry until the stanza is there.
+    loop {
+        let p = pgbackrest.clone();
+        match blocking(move || p.stanza_create()).await {
+            Ok(()) => break,
+            Err(e) => tracing::warn!(error = %e, "stanza-create; retrying in 10 s"),
+        }
+        tokio::time::sleep(Duration::from_secs(10)).await;
+    }
+    let mut due = None;
+    loop {
+        let p = pgbackrest.clone();
+        match blocking(move || p.info()).await {
+            Ok(info) => {
+                if info.backups.is_empty() && due.is_none() {
+                    due = Some(BackupKind::Full);
+                }
+                if let Ok(mut conn) = crate::sql::connection::connect(socket(options, database)).await
+                    && let Err(e) = record::write(&mut conn, &options.stanza, &info).await
+                {
+                    tracing::warn!(error = %e, "recording the backups");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "pgbackrest info"),
+        }
+        if let Some(kind) = due.take() {
+            tracing::info!(kind = kind.as_pgbackrest(), "backup starting");
+            let p = pgbackrest.clone();
+            match blocking(move || p.backup(kind)).await {
+                Ok(took) => tracing::info!(kind = kind.as_pgbackrest(), seconds = took.as_secs(), "backup done"),
+                Err(e) => tracing::error!(error = %e, "backup failed"),
+            }
+            continue;
+        }
+        let now = Utc::now();
+        let next_full = next_run(full, now);
+        let next_diff = next_run(differential, now);
+        let next = [next_full, next_diff].into_iter().flatten().min();
+        let wait = next.map(|t| (t - now).to_std().unwrap_or_default()).unwrap_or(Duration::from_secs(60));
+        if wait <= Duration::from_secs(60) {
+            tokio::time::sleep(wait).await;
+            // A full and a differential due together: the full covers both.
+            due = Some(if next == next_full { BackupKind::Full } else { BackupKind::Differential });
+        } else {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+        }
+    }
+}
+
+async fn restore(options: &AgentOptions, pgdata: &std::path::Path, target: &str) -> Result<(), AgentError> {
+    if pgdata.join("PG_VERSION").exists() {
+        // A restarted pod: the restore happened before its first start.
+        println!("{} holds a database already: nothing to restore", pgdata.display());
+        return Ok(());
+    }
+    if std::fs::read_dir(pgdata).is_ok_and(|mut entries| entries.next().is_some()) {
+        return Err(AgentError::Invalid(format!(
+            "spec.bootstrap.restore: {} is not empty and holds no database; refusing to restore over it",
+            pgdata.display()
+        )));
+    }
+    let target = parse_target(target, Utc::now())
+        .map_err(|e| AgentError::Invalid(format!("spec.bootstrap.restore.target: {e}")))?;
+    let pgbackrest = pgbackrest(options)?;
+    let info = pgbackrest.info()?;
+    match (info.oldest_recovery_point(), target) {
+        (None, _) => return Err(AgentError::Invalid(format!("stanza {:?} has no backup to restore", options.stanza))),
+        (Some(oldest), crate::validate::RestoreTarget::Time(time)) if time < oldest => {
+            return Err(AgentError::Invalid(format!(
+                "spec.bootstrap.restore.target: {} is before the oldest backup, which ends at {}",
+                time.to_rfc3339(),
+                oldest.to_rfc3339()
+            )));
+        }
+        _ => {}
+    }
+    pgbackrest.restore(pgdata, target)?;
+    let binaries = Binaries::find()?;
+    let log = pgdata.with_file_name("restore.log");
+    let pg_ctl = binaries.bindir.join("pg_ctl");
+    let socket_dir = options.socket_dir.display().to_string();
+    let start = std::process::Command::new(&pg_ctl)
+        .arg("-D")
+        .arg(pgdata)
+        .arg("-l")
+        .arg(&log)
+        .arg("-o")
+        .arg(format!("-c listen_addresses='' -c unix_socket_directories={socket_dir} -c archive_mode=off"))
+        .arg("start")
+        .status();
+    if !start.is_ok_and(|s| s.success()) {
+        return Err(AgentError::Invalid(std::fs::read_to_string(&log).unwrap_or_default()));
+    }
+    let running =
+        || std::process::Command::new(&pg_ctl).arg("-D").arg(pgdata).arg("status").status().is_ok_and(|s| s.success());
+    let password = std::env::var("POSTGRES_PASSWORD").unwrap_or_default();
+    recover::finish(socket(options, "postgres"), &password, running, || {
+        std::fs::read_to_string(&log).unwrap_or_default()
+    })
+    .await?;
+    let stopped = std::process::Command::new(&pg_ctl).arg("-D").arg(pgdata).args(["-m", "fast", "-w", "stop"]).status();
+    if !stopped.is_ok_and(|s| s.success()) {
+        return Err(AgentError::Invalid("stopping the recovered server failed".into()));
+    }
+    println!("restored stanza {} into {}", options.stanza, pgdata.display());
+    Ok(())
+}

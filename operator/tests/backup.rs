@@ -1,0 +1,192 @@
+//! Backups with a real pgBackRest against a real PostgreSQL, through the local mode: a full
+//! backup, rows, a differential, more rows; a point-in-time restore has exactly the rows of its
+//! time and `latest` all of them; retention expires old backups; an unwritable repository shows
+//! as failing archiving and recovers; bad restore input is refused before anything starts.
+
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use pgwarehouse::backup::BackupKind;
+use pgwarehouse::local::{self, LocalOptions};
+use pgwarehouse::secrets::Secrets;
+use pgwarehouse::template::load_manifest;
+use pgwarehouse::validate::{ValidatedStack, validate};
+use sqlx::{Connection, Executor, PgConnection};
+
+fn stack(retention: u32) -> ValidatedStack {
+    let text = format!(
+        "kind: DataWarehouseStack\nmetadata: {{name: bk}}\nspec:\n  backup:\n    repository: {{volume: {{}}}}\n    \
+         retention: {{full: {retention}}}\n"
+    );
+    validate(&load_manifest(&text).unwrap()).unwrap()
+}
+
+/// A server in `dir/name`, backing up to `dir/name.backup`, restoring from `repository`.
+fn options(dir: &Path, name: &str, repository: &Path) -> LocalOptions {
+    LocalOptions {
+        data_dir: Some(dir.join(name)),
+        port: Some(TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()),
+        restore_from: Some(repository.to_path_buf()),
+        ..LocalOptions::default()
+    }
+}
+
+async fn connect(options: &LocalOptions) -> PgConnection {
+    let dir = options.data_dir.as_ref().unwrap();
+    let password = std::fs::read_to_string(dir.join("superuser-password")).unwrap();
+    let url = format!("postgres://postgres:{password}@127.0.0.1:{}/warehouse", options.port.unwrap());
+    PgConnection::connect(&url).await.unwrap()
+}
+
+async fn count(db: &mut PgConnection) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM t").fetch_one(db).await.unwrap()
+}
+
+/// Closes the WAL segment and waits until the archiver has handed it to pgBackRest.
+async fn archive_now(db: &mut PgConnection) {
+    let segment: String =
+        sqlx::query_scalar("SELECT pg_walfile_name(pg_switch_wal())").fetch_one(&mut *db).await.unwrap();
+    for _ in 0..300 {
+        let done: bool = sqlx::query_scalar("SELECT last_archived_wal >= $1 FROM pg_stat_archiver")
+            .bind(&segment)
+            .fetch_one(&mut *db)
+            .await
+            .unwrap_or(false);
+        if done {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{segment} was not archived in 30 s");
+}
+
+async fn status(stack: &ValidatedStack, options: &LocalOptions) -> String {
+    let mut out = Vec::new();
+    local::status(stack, options, &mut out).await.unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+async fn restore(stack: &ValidatedStack, options: &LocalOptions, target: Option<&str>) -> Result<String, String> {
+    let mut out = Vec::new();
+    local::restore(stack, &Secrets::default(), options, target, &mut out).await.map_err(|e| e.to_string())?;
+    Ok(String::from_utf8(out).unwrap())
+}
+
+async fn down(stack: &ValidatedStack, options: &LocalOptions) {
+    let _ = local::down(stack, options, false, &mut std::io::sink()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn point_in_time_and_latest_restores_and_retention() {
+    let dir = tempfile::Builder::new().prefix("pgw-backup-").tempdir_in("/tmp").unwrap();
+    let repo = dir.path().join("source.backup");
+    let stack = stack(2);
+    let source = options(dir.path(), "source", &repo);
+    let (_, report) = local::up(&stack, &Secrets::default(), &source, &mut std::io::sink()).await.unwrap();
+    assert_eq!(report.failed().count(), 0);
+    let mut db = connect(&source).await;
+    let settings: (String, String) =
+        sqlx::query_as("SELECT current_setting('archive_mode'), current_setting('archive_command')")
+            .fetch_one(&mut db)
+            .await
+            .unwrap();
+    assert_eq!(settings.0, "on");
+    assert!(settings.1.contains("--stanza=bk archive-push %p"), "{}", settings.1);
+
+    local::backup(&stack, &Secrets::default(), &source, BackupKind::Full, &mut std::io::sink()).await.unwrap();
+    db.execute("CREATE TABLE t (i int, at timestamptz DEFAULT clock_timestamp()); INSERT INTO t SELECT generate_series(1, 100)")
+        .await
+        .unwrap();
+    archive_now(&mut db).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let between = chrono::Utc::now();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let mut out = Vec::new();
+    local::backup(&stack, &Secrets::default(), &source, BackupKind::Differential, &mut out).await.unwrap();
+    assert!(String::from_utf8_lossy(&out).starts_with("- differential backup "), "{}", String::from_utf8_lossy(&out));
+    db.execute("INSERT INTO t SELECT generate_series(101, 250)").await.unwrap();
+    archive_now(&mut db).await;
+
+    let shown = status(&stack, &source).await;
+    assert!(shown.contains("BackedUp=True"), "{shown}");
+    assert!(shown.contains("BACKUPS to ") && shown.contains("(2 kept)"), "{shown}");
+    assert!(shown.contains("last differential  "), "{shown}");
+    assert!(!shown.contains("FAILING"), "{shown}");
+
+    let pitr = options(dir.path(), "pitr", &repo);
+    let target = between.to_rfc3339();
+    restore(&stack, &pitr, Some(&target)).await.unwrap();
+    assert_eq!(count(&mut connect(&pitr).await).await, 100, "exactly the rows of {target}");
+    down(&stack, &pitr).await;
+
+    let latest = options(dir.path(), "latest", &repo);
+    let said = restore(&stack, &latest, None).await.unwrap();
+    assert!(said.contains("recovered to the latest archived transaction"), "{said}");
+    let mut restored = connect(&latest).await;
+    assert_eq!(count(&mut restored).await, 250);
+    let in_recovery: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()").fetch_one(&mut restored).await.unwrap();
+    assert!(!in_recovery, "promoted");
+    let leftover: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_file_settings WHERE name = 'restore_command'")
+        .fetch_one(&mut restored)
+        .await
+        .unwrap();
+    assert_eq!(leftover, 0, "the source repository's restore_command is reset");
+    down(&stack, &latest).await;
+
+    // Bad input, refused before anything starts.
+    let error = restore(&stack, &latest, None).await.unwrap_err();
+    assert!(error.starts_with("--data-dir: ") && error.contains("already holds a database"), "{error}");
+    let future = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let error = restore(&stack, &options(dir.path(), "future", &repo), Some(&future)).await.unwrap_err();
+    assert!(error.starts_with("--target: ") && error.contains("in the future"), "{error}");
+    assert!(!dir.path().join("future").exists(), "nothing created");
+
+    // Retention 2: the third full expires the first, and the differential that depended on it.
+    for _ in 0..2 {
+        local::backup(&stack, &Secrets::default(), &source, BackupKind::Full, &mut std::io::sink()).await.unwrap();
+    }
+    let shown = status(&stack, &source).await;
+    assert!(shown.contains("(2 kept)"), "{shown}");
+    let early = (between - chrono::Duration::milliseconds(500)).to_rfc3339();
+    let error = restore(&stack, &options(dir.path(), "expired", &repo), Some(&early)).await.unwrap_err();
+    assert!(error.contains("is before the oldest backup"), "{error}");
+    down(&stack, &source).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn archiving_failure_shows_in_status_and_recovers() {
+    let dir = tempfile::Builder::new().prefix("pgw-backup-").tempdir_in("/tmp").unwrap();
+    let repo = dir.path().join("w.backup");
+    let stack = stack(2);
+    let source = options(dir.path(), "w", &repo);
+    local::up(&stack, &Secrets::default(), &source, &mut std::io::sink()).await.unwrap();
+    local::backup(&stack, &Secrets::default(), &source, BackupKind::Full, &mut std::io::sink()).await.unwrap();
+    let mut db = connect(&source).await;
+    db.execute("CREATE TABLE t (i int)").await.unwrap();
+
+    let archive = repo.join("archive");
+    std::fs::set_permissions(&archive, std::fs::Permissions::from_mode(0o000)).unwrap();
+    db.execute("INSERT INTO t VALUES (1); SELECT pg_switch_wal()").await.unwrap();
+    let mut failed: i64 = 0;
+    for _ in 0..300 {
+        failed = sqlx::query_scalar("SELECT failed_count FROM pg_stat_archiver").fetch_one(&mut db).await.unwrap();
+        if failed > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(failed > 0, "archiving into an unwritable repository fails");
+    let shown = status(&stack, &source).await;
+    assert!(shown.contains("BackedUp=False (ArchivingFailed)"), "{shown}");
+    assert!(shown.contains("FAILING since"), "{shown}");
+
+    std::fs::set_permissions(&archive, std::fs::Permissions::from_mode(0o750)).unwrap();
+    db.execute("INSERT INTO t VALUES (2)").await.unwrap();
+    archive_now(&mut db).await;
+    let shown = status(&stack, &source).await;
+    assert!(shown.contains("BackedUp=True"), "{shown}");
+    assert!(!shown.contains("FAILING"), "{shown}");
+    down(&stack, &source).await;
+}
