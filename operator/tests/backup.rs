@@ -78,12 +78,31 @@ async fn down(stack: &ValidatedStack, options: &LocalOptions) {
     let _ = local::down(stack, options, false, &mut std::io::sink()).await;
 }
 
+/// Stops the servers of a test however it ends (Drop cannot await: a runtime of its own).
+struct StopAll(Vec<(ValidatedStack, LocalOptions)>);
+
+impl Drop for StopAll {
+    fn drop(&mut self) {
+        let servers = std::mem::take(&mut self.0);
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            for (stack, options) in &servers {
+                runtime.block_on(down(stack, options));
+            }
+        })
+        .join();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn point_in_time_and_latest_restores_and_retention() {
     let dir = tempfile::Builder::new().prefix("pgw-backup-").tempdir_in("/tmp").unwrap();
     let repo = dir.path().join("source.backup");
     let stack = stack(2);
     let source = options(dir.path(), "source", &repo);
+    let pitr = options(dir.path(), "pitr", &repo);
+    let latest = options(dir.path(), "latest", &repo);
+    let _stop = StopAll([&source, &pitr, &latest].map(|o| (stack.clone(), o.clone())).to_vec());
     let (_, report) = local::up(&stack, &Secrets::default(), &source, &mut std::io::sink()).await.unwrap();
     assert_eq!(report.failed().count(), 0);
     let mut db = connect(&source).await;
@@ -115,13 +134,11 @@ async fn point_in_time_and_latest_restores_and_retention() {
     assert!(shown.contains("last differential  "), "{shown}");
     assert!(!shown.contains("FAILING"), "{shown}");
 
-    let pitr = options(dir.path(), "pitr", &repo);
     let target = between.to_rfc3339();
     restore(&stack, &pitr, Some(&target)).await.unwrap();
     assert_eq!(count(&mut connect(&pitr).await).await, 100, "exactly the rows of {target}");
     down(&stack, &pitr).await;
 
-    let latest = options(dir.path(), "latest", &repo);
     let said = restore(&stack, &latest, None).await.unwrap();
     assert!(said.contains("recovered to the latest archived transaction"), "{said}");
     let mut restored = connect(&latest).await;
@@ -161,6 +178,7 @@ async fn archiving_failure_shows_in_status_and_recovers() {
     let repo = dir.path().join("w.backup");
     let stack = stack(2);
     let source = options(dir.path(), "w", &repo);
+    let _stop = StopAll(vec![(stack.clone(), source.clone())]);
     local::up(&stack, &Secrets::default(), &source, &mut std::io::sink()).await.unwrap();
     local::backup(&stack, &Secrets::default(), &source, BackupKind::Full, &mut std::io::sink()).await.unwrap();
     let mut db = connect(&source).await;
@@ -189,4 +207,109 @@ async fn archiving_failure_shows_in_status_and_recovers() {
     assert!(shown.contains("BackedUp=True"), "{shown}");
     assert!(!shown.contains("FAILING"), "{shown}");
     down(&stack, &source).await;
+}
+
+/// moto's S3 behind TLS with a self-signed certificate (operator/tests/support/s3_server.py), on
+/// a free port of 127.0.0.1; stopped when dropped.
+struct S3Server {
+    child: std::process::Child,
+    port: u16,
+    log: tempfile::NamedTempFile,
+}
+
+impl S3Server {
+    fn start(bucket: &str, key_id: &str, secret: &str) -> S3Server {
+        use std::io::BufRead;
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let python = root.join(".cache/moto/bin/python");
+        assert!(python.exists(), "{} is missing: `make deps` installs moto[server] there", python.display());
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let mut child = std::process::Command::new(python)
+            .args(["-X", "faulthandler"])
+            .env("LIBC_FATAL_STDERR_", "1")
+            .arg(root.join("operator/tests/support/s3_server.py"))
+            .args([&port.to_string(), bucket, key_id, secret])
+            .stdout(std::process::Stdio::piped())
+            .stderr(log.reopen().unwrap())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        assert_eq!(
+            line.trim(),
+            "ready",
+            "the S3 server did not start: {}",
+            std::fs::read_to_string(log.path()).unwrap()
+        );
+        S3Server { child, port, log }
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The test server's certificate is self-signed: `verifyTLS: false`.
+fn s3_stack(port: u16) -> ValidatedStack {
+    let text = format!(
+        "kind: DataWarehouseStack\nmetadata: {{name: bks3}}\nspec:\n  backup:\n    repository:\n      s3: \
+         {{bucket: wh-backups, endpoint: '127.0.0.1:{port}', region: us-east-1, uriStyle: path, \
+         verifyTLS: false, path: /warehouses, credentialsSecretRef: {{name: s3}}}}\n"
+    );
+    validate(&load_manifest(&text).unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn s3_repository_backs_up_and_restores_and_keeps_its_keys_secret() {
+    const KEY_ID: &str = "AKIAPGWAREHOUSETEST1";
+    const SECRET: &str = "s3-secret-never-shown-7f3a9c";
+    let s3 = S3Server::start("wh-backups", KEY_ID, SECRET);
+    let dir = tempfile::Builder::new().prefix("pgw-backup-").tempdir_in("/tmp").unwrap();
+    let secrets_dir = dir.path().join("secrets/s3");
+    std::fs::create_dir_all(&secrets_dir).unwrap();
+    std::fs::write(secrets_dir.join("access-key-id"), KEY_ID).unwrap();
+    std::fs::write(secrets_dir.join("secret-access-key"), format!("{SECRET}\n")).unwrap();
+    let stack = s3_stack(s3.port);
+    let secrets =
+        pgwarehouse::secrets::resolve(&stack, &pgwarehouse::secrets::SecretsDir(dir.path().join("secrets"))).unwrap();
+
+    let source = options(dir.path(), "source", &dir.path().join("unused"));
+    let restored = options(dir.path(), "restored", &dir.path().join("unused"));
+    let _stop = StopAll(vec![(stack.clone(), source.clone()), (stack.clone(), restored.clone())]);
+    let mut said = Vec::new();
+    let up = local::up(&stack, &secrets, &source, &mut said).await;
+    assert!(up.is_ok(), "{:?}\n{}", up.err(), std::fs::read_to_string(s3.log.path()).unwrap());
+    assert!(String::from_utf8_lossy(&said).contains("archiving WAL to s3://wh-backups/warehouses"));
+    let conf = source.data_dir.as_ref().unwrap().join("pgbackrest.conf");
+    assert_eq!(std::fs::metadata(&conf).unwrap().permissions().mode() & 0o777, 0o600, "keys: owner only");
+    let backed_up = local::backup(&stack, &secrets, &source, BackupKind::Full, &mut said).await;
+    assert!(backed_up.is_ok(), "{backed_up:?}\n{}", std::fs::read_to_string(s3.log.path()).unwrap());
+    let mut db = connect(&source).await;
+    db.execute("CREATE TABLE t (i int); INSERT INTO t SELECT generate_series(1, 42)").await.unwrap();
+    archive_now(&mut db).await;
+    let shown = status(&stack, &source).await;
+    assert!(
+        shown.contains("BACKUPS to s3://wh-backups/warehouses (1 kept)") && shown.contains("BackedUp=True"),
+        "{shown}"
+    );
+    down(&stack, &source).await;
+
+    let mut out = Vec::new();
+    local::restore(&stack, &secrets, &restored, None, &mut out).await.unwrap();
+    assert_eq!(count(&mut connect(&restored).await).await, 42);
+    assert!(!restored.data_dir.as_ref().unwrap().join("pgbackrest-restore.conf").exists(), "removed after use");
+    down(&stack, &restored).await;
+    let everything = [
+        String::from_utf8_lossy(&said).to_string(),
+        String::from_utf8_lossy(&out).to_string(),
+        shown,
+        std::fs::read_to_string(source.data_dir.as_ref().unwrap().join("log")).unwrap(),
+        std::fs::read_to_string(restored.data_dir.as_ref().unwrap().join("log")).unwrap(),
+    ]
+    .join("\n");
+    assert!(!everything.contains(SECRET) && !everything.contains(KEY_ID), "a key leaked:\n{everything}");
 }

@@ -29,5 +29,8 @@ pub async fn apply_objects(client: &Client, objects: &Objects) -> Result<(), kub
     apply(client, &objects.configmap).await?;
     apply(client, &objects.headless).await?;
     apply(client, &objects.client).await?;
+    if let Some(claim) = &objects.backup_claim {
+        apply(client, claim).await?;
+    }
     apply(client, &objects.statefulset).await
 }

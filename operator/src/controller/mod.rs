@@ -3,6 +3,7 @@
 //! reads like their table of contents.
 
 pub mod api_error;
+mod bootstrap;
 mod database;
 mod deploy;
 mod dereference;

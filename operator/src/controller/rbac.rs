@@ -24,6 +24,8 @@ pub fn cluster_role(name: &str) -> ClusterRole {
             rule("pgwarehouse.dev", &["datawarehousestacks/status"], &["get", "patch"]),
             rule("apps", &["statefulsets"], READ_APPLY),
             rule("", &["services", "configmaps"], READ_APPLY),
+            // A volume repository's claim is applied; a restore checks that no data claim is left.
+            rule("", &["persistentvolumeclaims"], READ_APPLY),
             // Referenced Secrets are read and watched (rotation); the superuser Secret is applied.
             rule("", &["secrets"], READ_APPLY),
             rule("events.k8s.io", &["events"], &["create", "patch"]),
@@ -54,6 +56,7 @@ mod tests {
             ("statefulsets", "patch"),
             ("services", "patch"),
             ("configmaps", "patch"),
+            ("persistentvolumeclaims", "patch"),
             ("secrets", "watch"),
             ("events", "create"),
             ("leases", "update"),

@@ -9,7 +9,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use super::status::{self, Outcome, Phase};
-use super::{Context, Error, FIELD_MANAGER, api_error, database, deploy, dereference};
+use super::{Context, Error, FIELD_MANAGER, api_error, bootstrap, database, deploy, dereference};
 use crate::api::DataWarehouseStack;
 use crate::validate::{ValidatedStack, ValidationErrors, validate};
 use crate::{render, secrets, sql, template};
@@ -52,6 +52,11 @@ async fn converge(stack: &DataWarehouseStack, ctx: &Context) -> Result<Action, E
             return Ok(Action::await_change());
         }
     };
+    if let Some(conflict) = bootstrap::check(&ctx.client, &validated).await? {
+        // Nothing is applied: the data that is there stays as it is.
+        report(stack, None, &Outcome::Invalid(conflict), ctx).await?;
+        return Ok(Action::await_change());
+    }
     let password = dereference::superuser_password(&ctx.client, &validated).await?;
     deploy::apply_objects(&ctx.client, &render::objects(&validated, &password)).await?;
     if !database::pod_ready(&ctx.client, &validated).await? {

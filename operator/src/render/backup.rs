@@ -6,17 +6,20 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use k8s_openapi::api::core::v1::{
-    Container, EnvVar, EnvVarSource, PersistentVolumeClaimVolumeSource, SecretKeySelector, Volume, VolumeMount,
+    Container, EnvVar, EnvVarSource, PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, SecretKeySelector,
+    Volume, VolumeMount,
 };
 
-use super::statefulset::{CONFIG_MOUNT, DATA_MOUNT, PGBACKREST_CONF_KEY};
+use super::labels::metadata;
+use super::statefulset::{CONFIG_MOUNT, DATA_MOUNT, PGBACKREST_CONF_KEY, volume_claim};
 use crate::api::S3_CREDENTIAL_KEYS;
 use crate::backup::config::{Paths, S3_KEY_ENV, S3_SECRET_ENV, pgbackrest_conf};
 use crate::validate::{Repository, RestoreTarget, ValidatedStack};
 
 pub const RESTORE_CONF_KEY: &str = "pgbackrest-restore.conf";
-/// The repository volume's claim template, and where it is mounted.
-pub const BACKUP_VOLUME: &str = "backup";
+/// The repository volume's name in the pod, and where it is mounted.
+const BACKUP_VOLUME: &str = "backup";
+const DEFAULT_BACKUP_STORAGE: &str = "20Gi";
 const REPOSITORY_MOUNT: &str = "/var/lib/pgbackrest";
 /// The server's socket directory, shared with the agent (pgBackRest talks to the server there).
 pub const SOCKET_VOLUME: &str = "run";
@@ -146,22 +149,44 @@ pub fn restore_step(stack: &ValidatedStack, image: &str, base: &Container) -> Op
     })
 }
 
-/// The pod's extra volumes: the shared socket dir, and a restore's source volume (the other
-/// stack's repository claim).
+/// The claim of a stack's volume repository: `<stack>-backup`.
+pub fn backup_claim_name(stack_name: &str) -> String {
+    format!("{stack_name}-{BACKUP_VOLUME}")
+}
+
+/// A volume repository's claim. A claim of its own rather than a StatefulSet claim template:
+/// backups can be turned on for a running stack (templates are immutable), and with no owner
+/// the backups outlive the stack, ready for a restore.
+pub fn backup_claim(stack: &ValidatedStack) -> Option<PersistentVolumeClaim> {
+    let Repository::Volume(volume) = &stack.backup.as_ref()?.repository else { return None };
+    let mut meta = metadata(stack, backup_claim_name(&stack.name));
+    meta.owner_references = None;
+    Some(volume_claim(meta, volume.size.clone(), DEFAULT_BACKUP_STORAGE, volume.storage_class_name.clone()))
+}
+
+fn claim_volume(name: &str, claim: String, read_only: bool) -> Volume {
+    Volume {
+        name: name.into(),
+        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+            claim_name: claim,
+            read_only: Some(read_only),
+        }),
+        ..Volume::default()
+    }
+}
+
+/// The pod's extra volumes: the shared socket dir, the repository's claim, and a restore's
+/// source (the other stack's repository claim).
 pub fn volumes(stack: &ValidatedStack) -> Vec<Volume> {
     let mut volumes = Vec::new();
     if stack.backup.is_some() || stack.restore.is_some() {
         volumes.push(Volume { name: SOCKET_VOLUME.into(), empty_dir: Some(Default::default()), ..Volume::default() });
     }
+    if backup_claim(stack).is_some() {
+        volumes.push(claim_volume(BACKUP_VOLUME, backup_claim_name(&stack.name), false));
+    }
     if let Some(r) = stack.restore.as_ref().filter(|r| matches!(r.repository, Repository::Volume(_))) {
-        volumes.push(Volume {
-            name: "restore-source".into(),
-            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                claim_name: format!("{BACKUP_VOLUME}-{}-0", r.stanza),
-                read_only: Some(true),
-            }),
-            ..Volume::default()
-        });
+        volumes.push(claim_volume("restore-source", backup_claim_name(&r.stanza), true));
     }
     volumes
 }

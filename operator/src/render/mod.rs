@@ -11,9 +11,9 @@ mod services;
 mod statefulset;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service};
 
-pub use backup::backup_paths;
+pub use backup::{backup_claim_name, backup_paths};
 pub use configmap::{CONFIG_KEY, config_checksum, configmap};
 pub use labels::{labels, owner_reference, selector_labels};
 pub use secret::{PASSWORD_KEY, USERNAME_KEY, superuser_secret};
@@ -47,6 +47,8 @@ pub struct Objects {
     pub configmap: ConfigMap,
     pub headless: Service,
     pub client: Service,
+    /// A volume repository's claim.
+    pub backup_claim: Option<PersistentVolumeClaim>,
     pub statefulset: StatefulSet,
 }
 
@@ -57,6 +59,7 @@ pub fn objects(stack: &ValidatedStack, superuser_password: &str) -> Objects {
         configmap: configmap(stack),
         headless: headless_service(stack),
         client: client_service(stack),
+        backup_claim: backup::backup_claim(stack),
         statefulset: statefulset(stack),
     }
 }
@@ -65,13 +68,14 @@ impl Objects {
     /// Every object as multi-document YAML.
     pub fn to_yaml(&self) -> String {
         let docs = [
-            serde_saphyr::to_string(&self.secret),
-            serde_saphyr::to_string(&self.configmap),
-            serde_saphyr::to_string(&self.headless),
-            serde_saphyr::to_string(&self.client),
-            serde_saphyr::to_string(&self.statefulset),
+            Some(serde_saphyr::to_string(&self.secret)),
+            Some(serde_saphyr::to_string(&self.configmap)),
+            Some(serde_saphyr::to_string(&self.headless)),
+            Some(serde_saphyr::to_string(&self.client)),
+            self.backup_claim.as_ref().map(serde_saphyr::to_string),
+            Some(serde_saphyr::to_string(&self.statefulset)),
         ];
-        docs.into_iter().map(|d| format!("---\n{}", d.expect("objects serialize"))).collect()
+        docs.into_iter().flatten().map(|d| format!("---\n{}", d.expect("objects serialize"))).collect()
     }
 }
 

@@ -9,12 +9,12 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
-use super::backup::{self, BACKUP_VOLUME};
+use super::backup;
 use super::labels::{labels, metadata, selector_labels};
 use super::{
     CONFIG_KEY, PASSWORD_KEY, client_name, config_checksum, config_name, headless_name, superuser_secret_name,
 };
-use crate::validate::{Repository, ValidatedStack};
+use crate::validate::ValidatedStack;
 
 /// The `postgres` user of the stack image (Debian's postgres packages, as in the official image).
 pub const POSTGRES_UID: i64 = 999;
@@ -24,7 +24,6 @@ pub const CONFIG_MOUNT: &str = "/etc/pgwarehouse";
 pub const PGBACKREST_CONF_KEY: &str = "pgbackrest.conf";
 const DEFAULT_IMAGE: &str = "ghcr.io/pgwarehouse/stack-datawarehouse:17";
 const DEFAULT_STORAGE: &str = "10Gi";
-const DEFAULT_BACKUP_STORAGE: &str = "20Gi";
 pub const CONFIG_CHECKSUM_ANNOTATION: &str = "pgwarehouse.dev/config-checksum";
 
 fn env(name: &str, value: &str) -> EnvVar {
@@ -100,32 +99,16 @@ fn container(stack: &ValidatedStack) -> Container {
     }
 }
 
-fn volume_claims(stack: &ValidatedStack) -> Vec<PersistentVolumeClaim> {
-    let storage = &stack.spec.postgres.storage;
-    let data = volume_claim(stack, "data", storage.size.clone(), DEFAULT_STORAGE, storage.storage_class_name.clone());
-    let backup = stack.backup.as_ref().and_then(|b| match &b.repository {
-        Repository::Volume(v) => Some(volume_claim(
-            stack,
-            BACKUP_VOLUME,
-            v.size.clone(),
-            DEFAULT_BACKUP_STORAGE,
-            v.storage_class_name.clone(),
-        )),
-        Repository::S3(_) => None,
-    });
-    std::iter::once(data).chain(backup).collect()
-}
-
-fn volume_claim(
-    stack: &ValidatedStack,
-    name: &str,
+/// A ReadWriteOnce claim of `size` (`default_size` when unset).
+pub(super) fn volume_claim(
+    metadata: ObjectMeta,
     size: Option<String>,
     default_size: &str,
     storage_class_name: Option<String>,
 ) -> PersistentVolumeClaim {
     let size = size.unwrap_or_else(|| default_size.into());
     PersistentVolumeClaim {
-        metadata: ObjectMeta { name: Some(name.into()), labels: Some(labels(stack)), ..ObjectMeta::default() },
+        metadata,
         spec: Some(PersistentVolumeClaimSpec {
             access_modes: Some(vec!["ReadWriteOnce".into()]),
             storage_class_name,
@@ -137,6 +120,12 @@ fn volume_claim(
         }),
         ..PersistentVolumeClaim::default()
     }
+}
+
+fn data_claim(stack: &ValidatedStack) -> PersistentVolumeClaim {
+    let storage = &stack.spec.postgres.storage;
+    let metadata = ObjectMeta { name: Some("data".into()), labels: Some(labels(stack)), ..ObjectMeta::default() };
+    volume_claim(metadata, storage.size.clone(), DEFAULT_STORAGE, storage.storage_class_name.clone())
 }
 
 /// One Postgres pod with its volume; the volume outlives the stack unless `retainOnDelete: false`.
@@ -197,7 +186,7 @@ pub fn statefulset(stack: &ValidatedStack) -> StatefulSet {
                     ..PodSpec::default()
                 }),
             },
-            volume_claim_templates: Some(volume_claims(stack)),
+            volume_claim_templates: Some(vec![data_claim(stack)]),
             ..StatefulSetSpec::default()
         }),
         ..StatefulSet::default()

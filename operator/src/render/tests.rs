@@ -38,6 +38,7 @@ fn every_object_matches_its_golden_file() {
     golden("configmap", &yaml(&objects.configmap));
     golden("service-headless", &yaml(&objects.headless));
     golden("service-client", &yaml(&objects.client));
+    golden("pvc-backup", &yaml(objects.backup_claim.as_ref().unwrap()));
     golden("statefulset", &yaml(&objects.statefulset));
 }
 
@@ -140,7 +141,10 @@ fn backups_add_archiving_the_agent_and_the_repository_volume() {
     let spec = sts.spec.as_ref().unwrap();
     let claims: Vec<_> =
         spec.volume_claim_templates.iter().flatten().map(|c| c.metadata.name.clone().unwrap()).collect();
-    assert_eq!(claims, ["data", "backup"]);
+    assert_eq!(claims, ["data"], "the repository's claim is not a template: backups can be turned on later");
+    let claim = objects(&stack, "pw").backup_claim.unwrap();
+    assert_eq!(claim.metadata.name.as_deref(), Some("quickstart-backup"));
+    assert!(claim.metadata.owner_references.is_none(), "backups outlive the stack");
     let pod = spec.template.spec.as_ref().unwrap();
     let agent = &pod.containers[1];
     assert_eq!(agent.name, "backup-agent");
@@ -162,7 +166,8 @@ fn a_restored_stack_restores_before_postgres_starts_and_keys_stay_in_the_secret(
     let spec = sts.spec.as_ref().unwrap();
     let claims: Vec<_> =
         spec.volume_claim_templates.iter().flatten().map(|c| c.metadata.name.clone().unwrap()).collect();
-    assert_eq!(claims, ["data"], "an S3 repository needs no volume");
+    assert_eq!(claims, ["data"]);
+    assert!(objects(&stack, "pw").backup_claim.is_none(), "an S3 repository needs no volume");
     let pod = spec.template.spec.as_ref().unwrap();
     let restore = &pod.init_containers.as_ref().unwrap()[0];
     assert_eq!(
@@ -176,7 +181,7 @@ fn a_restored_stack_restores_before_postgres_starts_and_keys_stay_in_the_secret(
         ]
     );
     let source = pod.volumes.iter().flatten().find(|v| v.name == "restore-source").unwrap();
-    assert_eq!(source.persistent_volume_claim.as_ref().unwrap().claim_name, "backup-quickstart-0");
+    assert_eq!(source.persistent_volume_claim.as_ref().unwrap().claim_name, "quickstart-backup");
     let env_names: Vec<_> = pod.containers[0].env.iter().flatten().map(|e| e.name.clone()).collect();
     assert!(env_names.contains(&"PGBACKREST_REPO1_S3_KEY_SECRET".to_string()));
     let key = pod.containers[0].env.iter().flatten().find(|e| e.name == "PGBACKREST_REPO1_S3_KEY").unwrap();

@@ -99,3 +99,55 @@ fn a_new_refresh_now_value_is_asked_once_and_recorded_when_converged() {
     stack.status = Some(status);
     assert_eq!(refresh_now_asked(&stack), None, "asked once");
 }
+
+#[test]
+fn backups_fill_status_and_the_backed_up_condition_which_outlives_an_unreachable_database() {
+    use crate::backup::info::{BackupSet, RepositoryInfo};
+    use crate::backup::record::{Archiver, BackupState};
+    let mut stack = load_manifest(
+        "kind: DataWarehouseStack\nmetadata: {name: w, namespace: ns}\nspec:\n  backup:\n    repository: {volume: {}}\n",
+    )
+    .unwrap();
+    let validated = validate(&stack).unwrap();
+    let now = chrono::Utc::now();
+    let full = BackupSet {
+        label: "20261125-030000F".into(),
+        kind: "full".into(),
+        start: now - chrono::Duration::minutes(10),
+        stop: now - chrono::Duration::minutes(9),
+        size_bytes: 1_000_000,
+        repository_bytes: 200_000,
+    };
+    let archived = Archiver {
+        archived_count: 7,
+        last_archived_wal: Some("000000010000000000000007".into()),
+        last_archived_time: Some(now - chrono::Duration::minutes(1)),
+        ..Archiver::default()
+    };
+    let warehouse = WarehouseStatus {
+        backup: Some(BackupState {
+            repository: RepositoryInfo { backups: vec![full], newest_wal: None },
+            archiver: archived,
+        }),
+        ..WarehouseStatus::default()
+    };
+    let report = ApplyReport::default();
+    let status =
+        build(&stack, Some(&validated), &Outcome::Converged { report: &report, warehouse: &warehouse }, &at(100));
+    let backup = status.backup.clone().unwrap();
+    assert_eq!(backup.repository, "/var/lib/pgbackrest");
+    assert_eq!(backup.last_full.as_ref().unwrap().label, "20261125-030000F");
+    assert_eq!(backup.last_full.as_ref().unwrap().duration_seconds, 60);
+    assert!(backup.last_differential.is_none());
+    assert_eq!(backup.archive.last_archived_wal.as_deref(), Some("000000010000000000000007"));
+    assert!(!backup.archive.failing);
+    assert!(backup.oldest_recovery_point.is_some() && backup.newest_recovery_point > backup.oldest_recovery_point);
+    let backed_up = status.conditions.iter().find(|c| c.type_ == "BackedUp").unwrap();
+    assert_eq!((backed_up.status.as_str(), backed_up.reason.as_str()), ("True", "BackedUp"));
+
+    stack.status = Some(status);
+    let later = build(&stack, Some(&validated), &Outcome::DatabaseUnavailable("refused".into()), &at(200));
+    let kept = later.conditions.iter().find(|c| c.type_ == "BackedUp").unwrap();
+    assert_eq!((kept.status.as_str(), kept.last_transition_time.0.as_second()), ("True", 100));
+    assert!(later.backup.is_some(), "the last seen backups stay");
+}
