@@ -78,9 +78,10 @@ test-e2e:
 	@if [ -n "$$KUBECONFIG" ]; then cargo test -p pgwarehouse-e2e --test cluster -- --nocapture; \
 	else echo "SKIPPED the real-cluster e2e (e2e/tests/cluster.rs): KUBECONFIG is not set; see README"; fi
 
-## 1,000 foreign tables, 50 jobs, 20 partition sets: first apply vs floor, and the no-op apply.
+## 1,000 foreign tables, 50 jobs, 20 partition sets: first apply vs floor, and the no-op apply;
+## the FDWs and refreshes against their floors; backup and restore of 1 GB against tar.
 bench: deps
-	PGW_PG_BINDIR=$(PG15_BINDIR) cargo bench --bench converge --bench fdw --bench refresh
+	PGW_PG_BINDIR=$(PG15_BINDIR) cargo bench --bench converge --bench fdw --bench refresh --bench backup
 
 ## Regenerate every checked-in copy of the CRD and the RBAC rules from the Rust types.
 crd:
