@@ -1,11 +1,24 @@
 #!/usr/bin/env bash
-# Builds (once) a Debian trixie root holding PostgreSQL 17 + pg_cron 1.6 + pg_partman 5.x, so the
-# real-Postgres suite can run on the newer generation beside the host's bookworm PostgreSQL 15.
-# Prints the root's path. Reused when already complete.
+# Builds (once) a Debian trixie root holding PostgreSQL 17 + pg_cron 1.6 + pg_partman 5.x and
+# pgBackRest, so the real-Postgres suite can run on the newer generation beside the host's
+# bookworm PostgreSQL 15. Prints the root's path. Reused when already complete.
 set -euo pipefail
 root=${PGW_PG17_ROOT:-/var/cache/pgwarehouse/trixie-pg17}
 mirror=${PGW_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+packages=(postgresql-17 postgresql-17-cron postgresql-17-partman pgbackrest)
 if [ -f "$root/.pgwarehouse-ready" ]; then
+  # A root built before a package joined the list gets it now.
+  missing=()
+  for p in "${packages[@]}"; do
+    chroot "$root" dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    cp /etc/resolv.conf "$root/etc/resolv.conf"
+    chroot "$root" apt-get update -qq >&2
+    chroot "$root" /usr/bin/env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      "${missing[@]}" >&2
+    chroot "$root" apt-get clean >&2
+  fi
   echo "$root"
   exit 0
 fi
@@ -23,7 +36,7 @@ chmod +x "$work/usr/sbin/policy-rc.d"
 mkdir -p "$work/etc/postgresql-common/createcluster.d"
 echo "create_main_cluster = false" >"$work/etc/postgresql-common/createcluster.d/no-main.conf"
 chroot "$work" /usr/bin/env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-  postgresql-17 postgresql-17-cron postgresql-17-partman >&2
+  "${packages[@]}" >&2
 chroot "$work" apt-get clean >&2
 touch "$work/.pgwarehouse-ready"
 rm -rf "$root"

@@ -24,6 +24,12 @@ fn stack(retention: u32) -> ValidatedStack {
 }
 
 /// A server in `dir/name`, backing up to `dir/name.backup`, restoring from `repository`.
+/// A directory the servers can see: /tmp, inside the PostgreSQL root when there is one.
+fn scratch() -> tempfile::TempDir {
+    let binaries = pgwarehouse::local::cluster::Binaries::find().unwrap_or_else(|e| panic!("{e}"));
+    tempfile::Builder::new().prefix("pgw-backup-").tempdir_in(binaries.on_host(Path::new("/tmp"))).unwrap()
+}
+
 fn options(dir: &Path, name: &str, repository: &Path) -> LocalOptions {
     LocalOptions {
         data_dir: Some(dir.join(name)),
@@ -96,7 +102,7 @@ impl Drop for StopAll {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn point_in_time_and_latest_restores_and_retention() {
-    let dir = tempfile::Builder::new().prefix("pgw-backup-").tempdir_in("/tmp").unwrap();
+    let dir = scratch();
     let repo = dir.path().join("source.backup");
     let stack = stack(2);
     let source = options(dir.path(), "source", &repo);
@@ -174,7 +180,7 @@ async fn point_in_time_and_latest_restores_and_retention() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn archiving_failure_shows_in_status_and_recovers() {
-    let dir = tempfile::Builder::new().prefix("pgw-backup-").tempdir_in("/tmp").unwrap();
+    let dir = scratch();
     let repo = dir.path().join("w.backup");
     let stack = stack(2);
     let source = options(dir.path(), "w", &repo);
@@ -268,7 +274,7 @@ async fn s3_repository_backs_up_and_restores_and_keeps_its_keys_secret() {
     const KEY_ID: &str = "AKIAPGWAREHOUSETEST1";
     const SECRET: &str = "s3-secret-never-shown-7f3a9c";
     let s3 = S3Server::start("wh-backups", KEY_ID, SECRET);
-    let dir = tempfile::Builder::new().prefix("pgw-backup-").tempdir_in("/tmp").unwrap();
+    let dir = scratch();
     let secrets_dir = dir.path().join("secrets/s3");
     std::fs::create_dir_all(&secrets_dir).unwrap();
     std::fs::write(secrets_dir.join("access-key-id"), KEY_ID).unwrap();
@@ -312,4 +318,165 @@ async fn s3_repository_backs_up_and_restores_and_keeps_its_keys_secret() {
     ]
     .join("\n");
     assert!(!everything.contains(SECRET) && !everything.contains(KEY_ID), "a key leaked:\n{everything}");
+}
+
+/// `pgwarehouse agent ...` as the pod runs it: as the server's owner, not root.
+fn agent(args: &[&str], password: &str) -> std::process::Output {
+    let exe = env!("CARGO_BIN_EXE_pgwarehouse");
+    let mut command = if nix_is_root() {
+        let mut c = std::process::Command::new("runuser");
+        c.args(["-u", "postgres", "--", exe]);
+        c
+    } else {
+        std::process::Command::new(exe)
+    };
+    command.arg("agent").args(args).env("POSTGRES_PASSWORD", password).output().unwrap()
+}
+
+fn nix_is_root() -> bool {
+    std::process::Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn agent_takes_the_first_backup_at_once_and_records_it() {
+    let dir = scratch();
+    let repo = dir.path().join("w.backup");
+    let stack = stack(2);
+    let source = options(dir.path(), "w", &repo);
+    let _stop = StopAll(vec![(stack.clone(), source.clone())]);
+    local::up(&stack, &Secrets::default(), &source, &mut std::io::sink()).await.unwrap();
+    let stack_dir = source.data_dir.clone().unwrap();
+    let exe = env!("CARGO_BIN_EXE_pgwarehouse");
+    let mut command = if nix_is_root() {
+        let mut c = std::process::Command::new("runuser");
+        c.args(["-u", "postgres", "--", exe]);
+        c
+    } else {
+        std::process::Command::new(exe)
+    };
+    let mut running = command
+        .args([
+            "agent",
+            "backup",
+            "--stanza=bk",
+            "--database=warehouse",
+            "--full=0 3 * * 0",
+            "--differential=0 3 * * 1-6",
+        ])
+        .arg(format!("--config={}", stack_dir.join("pgbackrest.conf").display()))
+        .arg(format!("--socket-dir={}", stack_dir.display()))
+        .arg(format!("--port={}", source.port.unwrap()))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut db = connect(&source).await;
+    let mut recorded = 0;
+    for _ in 0..600 {
+        let state = pgwarehouse::backup::record::read(&mut db, "bk").await.unwrap();
+        recorded = state.repository.backups.len();
+        if recorded > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = running.kill();
+    let _ = running.wait();
+    assert_eq!(recorded, 1, "a repository without backups gets a full one at once, recorded in the database");
+    let shown = status(&stack, &source).await;
+    assert!(shown.contains("BackedUp=True") && shown.contains("last full          2"), "{shown}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn agent_restore_fills_an_empty_volume_once_and_refuses_a_foreign_one() {
+    let dir = scratch();
+    let repo = dir.path().join("src.backup");
+    let stack = stack(2);
+    let source = options(dir.path(), "src", &repo);
+    let _stop = StopAll(vec![(stack.clone(), source.clone())]);
+    local::up(&stack, &Secrets::default(), &source, &mut std::io::sink()).await.unwrap();
+    let mut db = connect(&source).await;
+    db.execute("CREATE TABLE t (i int); INSERT INTO t SELECT generate_series(1, 7)").await.unwrap();
+    local::backup(&stack, &Secrets::default(), &source, BackupKind::Full, &mut std::io::sink()).await.unwrap();
+    drop(db);
+    down(&stack, &source).await;
+
+    // The pod's layout: a volume with PGDATA below it, the config file, a socket directory.
+    let binaries = pgwarehouse::local::cluster::Binaries::find().unwrap();
+    let volume = dir.path().join("volume");
+    let run = dir.path().join("run");
+    for d in [&volume, &run] {
+        std::fs::create_dir_all(d).unwrap();
+        binaries.give_to_postgres(d).unwrap();
+    }
+    let paths = pgwarehouse::backup::Paths {
+        pgdata: volume.join("pgdata"),
+        port: 5432,
+        socket_dir: run.clone(),
+        scratch: run.clone(),
+        volume_repository: repo.clone(),
+    };
+    let repository = pgwarehouse::validate::Repository::Volume(Default::default());
+    let conf = dir.path().join("pgbackrest-restore.conf");
+    std::fs::write(&conf, pgwarehouse::backup::config::pgbackrest_conf("bk", &repository, None, &paths, None)).unwrap();
+    let args = |target: &str| {
+        vec![
+            format!("--config={}", conf.display()),
+            "--stanza=bk".into(),
+            format!("--socket-dir={}", run.display()),
+            format!("--pgdata={}", volume.join("pgdata").display()),
+            format!("--target={target}"),
+        ]
+    };
+    let restore = |target: &str| {
+        let mut all = vec!["restore".to_string()];
+        all.extend(args(target));
+        agent(&all.iter().map(String::as_str).collect::<Vec<_>>(), "the-new-password")
+    };
+    let first = restore("latest");
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    assert!(volume.join("pgdata/PG_VERSION").exists());
+    let auto = std::fs::read_to_string(volume.join("pgdata/postgresql.auto.conf")).unwrap();
+    assert!(!auto.contains("restore_command"), "recovery settings reset:\n{auto}");
+
+    // The pod restarted: nothing to do.
+    let again = restore("latest");
+    assert!(again.status.success());
+    assert!(String::from_utf8_lossy(&again.stdout).contains("nothing to restore"));
+
+    // The restored server answers with its rows and the new stack's password.
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let pgdata = volume.join("pgdata");
+    let pg_ctl = binaries.bindir.join("pg_ctl");
+    let mut start = std::process::Command::new(if nix_is_root() { "runuser" } else { pg_ctl.to_str().unwrap() });
+    if nix_is_root() {
+        start.args(["-u", "postgres", "--"]).arg(&pg_ctl);
+    }
+    // The source's settings came with the files (the pod reads its own from the ConfigMap).
+    let options = format!(
+        "-c port={port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c archive_mode=off",
+        run.display()
+    );
+    assert!(start.arg("-D").arg(&pgdata).args(["-o", &options, "-w", "start"]).output().unwrap().status.success());
+    let url = format!("postgres://postgres:the-new-password@127.0.0.1:{port}/warehouse");
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM t")
+        .fetch_one(&mut PgConnection::connect(&url).await.unwrap())
+        .await
+        .unwrap();
+    let mut stop = std::process::Command::new(if nix_is_root() { "runuser" } else { pg_ctl.to_str().unwrap() });
+    if nix_is_root() {
+        stop.args(["-u", "postgres", "--"]).arg(&pg_ctl);
+    }
+    stop.arg("-D").arg(&pgdata).args(["-m", "fast", "-w", "stop"]).output().unwrap();
+    assert_eq!(rows, 7);
+
+    // A volume holding something else is not restored over.
+    std::fs::remove_dir_all(&pgdata).unwrap();
+    std::fs::create_dir_all(&pgdata).unwrap();
+    std::fs::write(pgdata.join("precious"), "data").unwrap();
+    binaries.give_to_postgres(&volume).unwrap();
+    let refused = restore("latest");
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("spec.bootstrap.restore: "), "{refused:?}");
+    assert_eq!(std::fs::read_to_string(pgdata.join("precious")).unwrap(), "data");
 }

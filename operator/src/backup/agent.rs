@@ -26,6 +26,9 @@ pub struct AgentOptions {
     /// The server's socket directory.
     #[arg(long, default_value = "/var/run/postgresql")]
     pub socket_dir: PathBuf,
+    /// The server's port (which names its socket).
+    #[arg(long, default_value_t = 5432)]
+    pub port: u16,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -75,7 +78,7 @@ fn pgbackrest(options: &AgentOptions) -> Result<PgBackRest, AgentError> {
 }
 
 fn socket(options: &AgentOptions, database: &str) -> PgConnectOptions {
-    PgConnectOptions::new().socket(&options.socket_dir).username("postgres").database(database)
+    PgConnectOptions::new().socket(&options.socket_dir).port(options.port).username("postgres").database(database)
 }
 
 pub async fn run(command: AgentCommand) -> Result<(), AgentError> {
@@ -183,7 +186,10 @@ async fn restore(options: &AgentOptions, pgdata: &std::path::Path, target: &str)
         .arg("-l")
         .arg(&log)
         .arg("-o")
-        .arg(format!("-c listen_addresses='' -c unix_socket_directories={socket_dir} -c archive_mode=off"))
+        .arg(format!(
+            "-c listen_addresses='' -c port={} -c unix_socket_directories={socket_dir} -c archive_mode=off",
+            options.port
+        ))
         .arg("start")
         .status();
     if !start.is_ok_and(|s| s.success()) {
