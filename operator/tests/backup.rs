@@ -178,14 +178,32 @@ async fn point_in_time_and_latest_restores_and_retention() {
     down(&stack, &source).await;
 }
 
+/// A server `name` in a scratch dir, up, backing up beside itself; stopped however the test ends.
+async fn one_server(name: &str) -> (tempfile::TempDir, ValidatedStack, LocalOptions, StopAll) {
+    let dir = scratch();
+    let stack = stack(2);
+    let source = options(dir.path(), name, &dir.path().join(format!("{name}.backup")));
+    let stop = StopAll(vec![(stack.clone(), source.clone())]);
+    local::up(&stack, &Secrets::default(), &source, &mut std::io::sink()).await.unwrap();
+    (dir, stack, source, stop)
+}
+
+/// A program run as the server's owner (the `postgres` user when we are root), as in the pod.
+fn as_owner(program: &str) -> std::process::Command {
+    let root = std::process::Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    if root {
+        let mut c = std::process::Command::new("runuser");
+        c.args(["-u", "postgres", "--", program]);
+        c
+    } else {
+        std::process::Command::new(program)
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn archiving_failure_shows_in_status_and_recovers() {
-    let dir = scratch();
+    let (dir, stack, source, _stop) = one_server("w").await;
     let repo = dir.path().join("w.backup");
-    let stack = stack(2);
-    let source = options(dir.path(), "w", &repo);
-    let _stop = StopAll(vec![(stack.clone(), source.clone())]);
-    local::up(&stack, &Secrets::default(), &source, &mut std::io::sink()).await.unwrap();
     local::backup(&stack, &Secrets::default(), &source, BackupKind::Full, &mut std::io::sink()).await.unwrap();
     let mut db = connect(&source).await;
     db.execute("CREATE TABLE t (i int)").await.unwrap();
@@ -322,39 +340,15 @@ async fn s3_repository_backs_up_and_restores_and_keeps_its_keys_secret() {
 
 /// `pgwarehouse agent ...` as the pod runs it: as the server's owner, not root.
 fn agent(args: &[&str], password: &str) -> std::process::Output {
-    let exe = env!("CARGO_BIN_EXE_pgwarehouse");
-    let mut command = if nix_is_root() {
-        let mut c = std::process::Command::new("runuser");
-        c.args(["-u", "postgres", "--", exe]);
-        c
-    } else {
-        std::process::Command::new(exe)
-    };
+    let mut command = as_owner(env!("CARGO_BIN_EXE_pgwarehouse"));
     command.arg("agent").args(args).env("POSTGRES_PASSWORD", password).output().unwrap()
-}
-
-fn nix_is_root() -> bool {
-    std::process::Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"))
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn agent_takes_the_first_backup_at_once_and_records_it() {
-    let dir = scratch();
-    let repo = dir.path().join("w.backup");
-    let stack = stack(2);
-    let source = options(dir.path(), "w", &repo);
-    let _stop = StopAll(vec![(stack.clone(), source.clone())]);
-    local::up(&stack, &Secrets::default(), &source, &mut std::io::sink()).await.unwrap();
+    let (_dir, stack, source, _stop) = one_server("w").await;
     let stack_dir = source.data_dir.clone().unwrap();
-    let exe = env!("CARGO_BIN_EXE_pgwarehouse");
-    let mut command = if nix_is_root() {
-        let mut c = std::process::Command::new("runuser");
-        c.args(["-u", "postgres", "--", exe]);
-        c
-    } else {
-        std::process::Command::new(exe)
-    };
-    let mut running = command
+    let mut running = as_owner(env!("CARGO_BIN_EXE_pgwarehouse"))
         .args([
             "agent",
             "backup",
@@ -380,7 +374,8 @@ async fn agent_takes_the_first_backup_at_once_and_records_it() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let _ = running.kill();
+    // SIGTERM: runuser passes it on to the agent (a SIGKILL would stop runuser alone).
+    let _ = std::process::Command::new("kill").arg(running.id().to_string()).status();
     let _ = running.wait();
     assert_eq!(recorded, 1, "a repository without backups gets a full one at once, recorded in the database");
     let shown = status(&stack, &source).await;
@@ -389,12 +384,8 @@ async fn agent_takes_the_first_backup_at_once_and_records_it() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn agent_restore_fills_an_empty_volume_once_and_refuses_a_foreign_one() {
-    let dir = scratch();
+    let (dir, stack, source, _stop) = one_server("src").await;
     let repo = dir.path().join("src.backup");
-    let stack = stack(2);
-    let source = options(dir.path(), "src", &repo);
-    let _stop = StopAll(vec![(stack.clone(), source.clone())]);
-    local::up(&stack, &Secrets::default(), &source, &mut std::io::sink()).await.unwrap();
     let mut db = connect(&source).await;
     db.execute("CREATE TABLE t (i int); INSERT INTO t SELECT generate_series(1, 7)").await.unwrap();
     local::backup(&stack, &Secrets::default(), &source, BackupKind::Full, &mut std::io::sink()).await.unwrap();
@@ -448,26 +439,27 @@ async fn agent_restore_fills_an_empty_volume_once_and_refuses_a_foreign_one() {
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let pgdata = volume.join("pgdata");
     let pg_ctl = binaries.bindir.join("pg_ctl");
-    let mut start = std::process::Command::new(if nix_is_root() { "runuser" } else { pg_ctl.to_str().unwrap() });
-    if nix_is_root() {
-        start.args(["-u", "postgres", "--"]).arg(&pg_ctl);
-    }
+    let mut start = as_owner(pg_ctl.to_str().unwrap());
     // The source's settings came with the files (the pod reads its own from the ConfigMap).
     let options = format!(
         "-c port={port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c archive_mode=off",
         run.display()
     );
-    assert!(start.arg("-D").arg(&pgdata).args(["-o", &options, "-w", "start"]).output().unwrap().status.success());
+    let log = run.join("restored.log");
+    let started = start.arg("-D").arg(&pgdata).arg("-l").arg(&log).args(["-o", &options, "-w", "start"]);
+    assert!(started.stdout(std::process::Stdio::null()).status().unwrap().success());
     let url = format!("postgres://postgres:the-new-password@127.0.0.1:{port}/warehouse");
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM t")
         .fetch_one(&mut PgConnection::connect(&url).await.unwrap())
         .await
         .unwrap();
-    let mut stop = std::process::Command::new(if nix_is_root() { "runuser" } else { pg_ctl.to_str().unwrap() });
-    if nix_is_root() {
-        stop.args(["-u", "postgres", "--"]).arg(&pg_ctl);
-    }
-    stop.arg("-D").arg(&pgdata).args(["-m", "fast", "-w", "stop"]).output().unwrap();
+    let mut stop = as_owner(pg_ctl.to_str().unwrap());
+    stop.arg("-D")
+        .arg(&pgdata)
+        .args(["-m", "fast", "-w", "stop"])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
     assert_eq!(rows, 7);
 
     // A volume holding something else is not restored over.

@@ -6,11 +6,8 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::{Api, Client};
 
-use crate::render::client_name;
+use crate::render::{RESTORE_STEP, client_name};
 use crate::validate::ValidatedStack;
-
-/// The restore step's container name in the rendered pod.
-const RESTORE_STEP: &str = "restore";
 
 /// Why `spec.bootstrap.restore` cannot run here, if it cannot.
 pub fn restore_conflict(

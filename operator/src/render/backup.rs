@@ -17,6 +17,8 @@ use crate::backup::config::{Paths, S3_KEY_ENV, S3_SECRET_ENV, pgbackrest_conf};
 use crate::validate::{Repository, RestoreTarget, ValidatedStack};
 
 pub const RESTORE_CONF_KEY: &str = "pgbackrest-restore.conf";
+/// The restore step's container name.
+pub const RESTORE_STEP: &str = "restore";
 /// The repository volume's name in the pod, and where it is mounted.
 const BACKUP_VOLUME: &str = "backup";
 const DEFAULT_BACKUP_STORAGE: &str = "20Gi";
@@ -103,16 +105,28 @@ pub fn agent(stack: &ValidatedStack, image: &str, base: &Container) -> Option<Co
         &format!("--database={}", stack.database),
     ]
     .map(String::from);
-    Some(Container {
-        name: "backup-agent".into(),
+    Some(agent_container("backup-agent", image, args.to_vec(), env, mounts, base))
+}
+
+/// A container running `pgwarehouse agent` from the stack image, as locked down as Postgres's.
+fn agent_container(
+    name: &str,
+    image: &str,
+    args: Vec<String>,
+    env: Vec<EnvVar>,
+    mounts: Vec<VolumeMount>,
+    base: &Container,
+) -> Container {
+    Container {
+        name: name.into(),
         image: Some(image.into()),
         command: Some(vec![AGENT.into()]),
-        args: Some(args.to_vec()),
+        args: Some(args),
         env: Some(env),
         volume_mounts: Some(mounts),
         security_context: base.security_context.clone(),
         ..Container::default()
-    })
+    }
 }
 
 /// The restore step of a stack bootstrapped from a repository: before Postgres first starts.
@@ -137,20 +151,11 @@ pub fn restore_step(stack: &ValidatedStack, image: &str, base: &Container) -> Op
         &format!("--target={target}"),
     ]
     .map(String::from);
-    Some(Container {
-        name: "restore".into(),
-        image: Some(image.into()),
-        command: Some(vec![AGENT.into()]),
-        args: Some(args.to_vec()),
-        env: Some(env),
-        volume_mounts: Some(mounts),
-        security_context: base.security_context.clone(),
-        ..Container::default()
-    })
+    Some(agent_container(RESTORE_STEP, image, args.to_vec(), env, mounts, base))
 }
 
 /// The claim of a stack's volume repository: `<stack>-backup`.
-pub fn backup_claim_name(stack_name: &str) -> String {
+fn backup_claim_name(stack_name: &str) -> String {
     format!("{stack_name}-{BACKUP_VOLUME}")
 }
 

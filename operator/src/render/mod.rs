@@ -13,7 +13,7 @@ mod statefulset;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service};
 
-pub use backup::{backup_claim_name, backup_paths};
+pub use backup::{RESTORE_STEP, backup_paths};
 pub use configmap::{CONFIG_KEY, config_checksum, configmap};
 pub use labels::{labels, owner_reference, selector_labels};
 pub use secret::{PASSWORD_KEY, USERNAME_KEY, superuser_secret};
