@@ -5,6 +5,8 @@ PG17_BINDIR ?= /usr/lib/postgresql/17/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo -E)
 # helm and kubectl land here when the machine has none (scripts/tools.sh).
 export PATH := $(CURDIR)/.cache/tools:$(PATH)
+# pgrx's configuration belongs to the clone (scripts/extensions.sh writes it), never ~/.pgrx.
+export PGRX_HOME := $(CURDIR)/target/pgrx
 
 .PHONY: demo demo-down test test-e2e extensions extensions-pg17 deps deps-tools deps-pg15 deps-pg17 lint test-pg15 test-pg17 bench crd
 
@@ -54,7 +56,7 @@ deps-pg17: deps-pg15
 	@PGW_PG17_ROOT=$(PG17_ROOT) $(SUDO) scripts/pg17-root.sh >/dev/null
 
 ## Rust formatting and clippy; the GitHub workflows (actionlint) and both Dockerfiles (hadolint).
-lint: deps-tools
+lint: deps-tools extensions
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
 	cargo fmt --manifest-path extensions/Cargo.toml --all -- --check
