@@ -1,11 +1,15 @@
 //! The operator against a real cluster, when `KUBECONFIG` points at one (kind, k3d, ...): CRD
 //! installed, operator run in-process (reaching databases by port-forward), a stack applied and
 //! Ready, its objects and database checked, a spec change converged, the stack deleted and its
-//! volume kept. Without a reachable cluster it prints that it skipped, and why.
+//! volume kept; and a backup round trip: a stack backed up to a volume repository, deleted, and a
+//! new stack restored from that repository with every row. Without a reachable cluster each
+//! scenario prints that it skipped, and why.
 //! With `PGW_E2E_INSTALLED_OPERATOR=1` the operator already installed in the cluster (the
 //! chart, as `.github/workflows/e2e-kind.yml` does) does the work instead of an in-process one.
 
 use std::time::{Duration, Instant};
+
+use tokio::task::AbortHandle;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod, Secret, Service};
@@ -41,119 +45,229 @@ async fn wait_for<T, F: Future<Output = Option<T>>>(what: &str, limit: Duration,
     }
 }
 
-fn stack(namespace: &str, schedules: &str) -> serde_json::Value {
+fn stack(namespace: &str, name: &str, extra_spec: serde_json::Value) -> serde_json::Value {
     let image = std::env::var("PGW_E2E_IMAGE").unwrap_or_else(|_| "ghcr.io/pgwarehouse/stack-datawarehouse:17".into());
+    let mut spec = json!({
+        "template": "datawarehouse",
+        "postgres": {"image": image, "storage": {"size": "1Gi"}},
+        "migrations": [{"name": "001_t", "sql": "CREATE TABLE t (id int); INSERT INTO t VALUES (1), (2);"}],
+    });
+    spec.as_object_mut().unwrap().extend(extra_spec.as_object().unwrap().clone());
     json!({
         "apiVersion": "pgwarehouse.dev/v1alpha1", "kind": "DataWarehouseStack",
-        "metadata": {"name": "e2e", "namespace": namespace},
-        "spec": {
-            "template": "datawarehouse",
-            "postgres": {"image": image, "storage": {"size": "1Gi"}},
-            "migrations": [{"name": "001_t", "sql": "CREATE TABLE t (id int); INSERT INTO t VALUES (1), (2);"}],
-            "schedules": serde_json::from_str::<serde_json::Value>(schedules).unwrap(),
-        }
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
     })
 }
 
 fn ready(stack: &DataWarehouseStack) -> bool {
-    stack.status.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+    condition_true(stack, "Ready")
+}
+
+fn condition_true(stack: &DataWarehouseStack, type_: &str) -> bool {
+    stack.status.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.type_ == type_ && c.status == "True"))
+}
+
+/// One scenario's namespace, with the CRD installed and an operator watching it (in-process, or the
+/// one installed in the cluster).
+struct Scenario {
+    client: Client,
+    ns: String,
+    stacks: Api<DataWarehouseStack>,
+    operator: Option<AbortHandle>,
+    started: Instant,
+}
+
+impl Scenario {
+    /// `None` (after printing why) when no cluster is reachable.
+    async fn start(name: &str) -> Option<Scenario> {
+        let client = match reachable_cluster().await {
+            Ok(client) => client,
+            Err(why) => {
+                println!("SKIPPED the real-cluster e2e ({name}): {why}. See README, 'End-to-end on a cluster'.");
+                return None;
+            }
+        };
+        let ns = format!("pgw-e2e-{name}-{}", std::process::id());
+        let apply = PatchParams::apply(MANAGER).force();
+        let namespace = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+        Api::<Namespace>::all(client.clone()).patch(&ns, &apply, &Patch::Apply(namespace)).await.unwrap();
+        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+        crds.patch("datawarehousestacks.pgwarehouse.dev", &apply, &Patch::Apply(DataWarehouseStack::crd()))
+            .await
+            .unwrap();
+        wait_for("the CRD is established", Duration::from_secs(60), || async {
+            let crd = crds.get("datawarehousestacks.pgwarehouse.dev").await.ok()?;
+            crd.status?.conditions?.iter().any(|c| c.type_ == "Established" && c.status == "True").then_some(())
+        })
+        .await;
+
+        let in_process = std::env::var("PGW_E2E_INSTALLED_OPERATOR").as_deref() != Ok("1");
+        println!("  {name}: operator {}", if in_process { "in-process" } else { "installed in the cluster" });
+        let operator = in_process.then(|| {
+            tokio::spawn(pgwarehouse::controller::run(RunOptions {
+                namespaces: vec![ns.clone()],
+                requeue_seconds: 20,
+                concurrency: 2,
+                metrics_address: "127.0.0.1:0".parse().unwrap(),
+                database_host_override: None,
+                leader_election: false,
+                lease_namespace: ns.clone(),
+                identity: None,
+            }))
+            .abort_handle()
+        });
+        let stacks = Api::namespaced(client.clone(), &ns);
+        Some(Scenario { client, ns, stacks, operator, started: Instant::now() })
+    }
+
+    async fn apply(&self, name: &str, extra_spec: serde_json::Value) {
+        let manifest = stack(&self.ns, name, extra_spec);
+        self.stacks.patch(name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(manifest)).await.unwrap();
+    }
+
+    async fn wait_until(
+        &self,
+        name: &str,
+        what: &str,
+        limit: Duration,
+        check: impl Fn(&DataWarehouseStack) -> bool,
+    ) -> DataWarehouseStack {
+        wait_for(&format!("{name}: {what}"), limit, || async { self.stacks.get(name).await.ok().filter(&check) }).await
+    }
+
+    /// A connection to the stack's database as its superuser, through a port-forward to its pod.
+    async fn connect(&self, name: &str) -> PgConnection {
+        let secret =
+            Api::<Secret>::namespaced(self.client.clone(), &self.ns).get(&format!("{name}-superuser")).await.unwrap();
+        let password = String::from_utf8(secret.data.unwrap()["password"].0.clone()).unwrap();
+        let pods = Api::<Pod>::namespaced(self.client.clone(), &self.ns);
+        let mut forwarder = pods.portforward(&format!("{name}-0"), &[5432]).await.unwrap();
+        let mut upstream = forwarder.take_stream(5432).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut local, _) = listener.accept().await.unwrap();
+            let _ = tokio::io::copy_bidirectional(&mut local, &mut upstream).await;
+            drop(forwarder);
+        });
+        PgConnection::connect(&format!("postgres://postgres:{password}@127.0.0.1:{port}/warehouse")).await.unwrap()
+    }
+
+    /// Deletes the stack and waits until its StatefulSet and pod are gone.
+    async fn delete(&self, name: &str) {
+        self.stacks.delete(name, &DeleteParams::default()).await.unwrap();
+        let statefulsets: Api<StatefulSet> = Api::namespaced(self.client.clone(), &self.ns);
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.ns);
+        let pod = format!("{name}-0");
+        wait_for(&format!("{name}: its StatefulSet and pod are gone"), Duration::from_secs(180), || async {
+            let statefulset = statefulsets.get_opt(name).await.ok()?;
+            let pod = pods.get_opt(&pod).await.ok()?;
+            (statefulset.is_none() && pod.is_none()).then_some(())
+        })
+        .await;
+    }
+
+    async fn claim_exists(&self, claim: &str) -> bool {
+        Api::<PersistentVolumeClaim>::namespaced(self.client.clone(), &self.ns).get_opt(claim).await.unwrap().is_some()
+    }
+
+    async fn finish(self, what: &str) {
+        if let Some(operator) = self.operator {
+            operator.abort();
+        }
+        Api::<Namespace>::all(self.client).delete(&self.ns, &DeleteParams::default()).await.unwrap();
+        println!("real-cluster e2e ({what}) passed in {:.0?}", self.started.elapsed());
+    }
+}
+
+async fn count_rows(db: &mut PgConnection) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM t").fetch_one(db).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cluster_scenario_runs_when_kubeconfig_points_at_a_cluster() {
-    let client = match reachable_cluster().await {
-        Ok(client) => client,
-        Err(why) => {
-            println!("SKIPPED the real-cluster e2e: {why}. See README, 'End-to-end on a cluster'.");
-            return;
-        }
-    };
-    let started = Instant::now();
-    let ns = format!("pgw-e2e-{}", std::process::id());
-    let apply = PatchParams::apply(MANAGER).force();
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .patch(&ns, &apply, &Patch::Apply(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})))
-        .await
-        .unwrap();
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    crds.patch("datawarehousestacks.pgwarehouse.dev", &apply, &Patch::Apply(DataWarehouseStack::crd())).await.unwrap();
-    wait_for("the CRD is established", Duration::from_secs(60), || async {
-        let crd = crds.get("datawarehousestacks.pgwarehouse.dev").await.ok()?;
-        crd.status?.conditions?.iter().any(|c| c.type_ == "Established" && c.status == "True").then_some(())
-    })
-    .await;
-
-    let in_process = std::env::var("PGW_E2E_INSTALLED_OPERATOR").as_deref() != Ok("1");
-    println!("  operator: {}", if in_process { "in-process" } else { "the one installed in the cluster" });
-    let operator = in_process.then(|| {
-        tokio::spawn(pgwarehouse::controller::run(RunOptions {
-            namespaces: vec![ns.clone()],
-            requeue_seconds: 20,
-            concurrency: 2,
-            metrics_address: "127.0.0.1:0".parse().unwrap(),
-            database_host_override: None,
-            leader_election: false,
-            lease_namespace: ns.clone(),
-            identity: None,
-        }))
-    });
-
-    let stacks: Api<DataWarehouseStack> = Api::namespaced(client.clone(), &ns);
-    let one_job = r#"[{"name": "tick", "schedule": "@hourly", "command": "SELECT 1"}]"#;
-    stacks.patch("e2e", &apply, &Patch::Apply(stack(&ns, one_job))).await.unwrap();
-    let converged = wait_for("the stack is Ready", Duration::from_secs(600), || async {
-        stacks.get("e2e").await.ok().filter(ready)
-    })
-    .await;
+    let Some(scenario) = Scenario::start("stack").await else { return };
+    let one_job = json!({"schedules": [{"name": "tick", "schedule": "@hourly", "command": "SELECT 1"}]});
+    scenario.apply("e2e", one_job).await;
+    let converged = scenario.wait_until("e2e", "Ready", Duration::from_secs(600), ready).await;
     let status = converged.status.unwrap();
-    assert_eq!(status.endpoint.as_ref().unwrap().host, format!("e2e.{ns}.svc"));
+    assert_eq!(status.endpoint.as_ref().unwrap().host, format!("e2e.{}.svc", scenario.ns));
 
-    assert!(Api::<StatefulSet>::namespaced(client.clone(), &ns).get("e2e").await.is_ok());
-    assert!(Api::<Service>::namespaced(client.clone(), &ns).get("e2e").await.is_ok());
-    assert!(Api::<Service>::namespaced(client.clone(), &ns).get("e2e-headless").await.is_ok());
-    let secret = Api::<Secret>::namespaced(client.clone(), &ns).get("e2e-superuser").await.unwrap();
-    let password = String::from_utf8(secret.data.unwrap()["password"].0.clone()).unwrap();
+    let client = scenario.client.clone();
+    let ns = scenario.ns.as_str();
+    assert!(Api::<StatefulSet>::namespaced(client.clone(), ns).get("e2e").await.is_ok());
+    assert!(Api::<Service>::namespaced(client.clone(), ns).get("e2e").await.is_ok());
+    assert!(Api::<Service>::namespaced(client.clone(), ns).get("e2e-headless").await.is_ok());
 
-    // The database itself, through a port-forward to the pod.
-    let mut forwarder = Api::<Pod>::namespaced(client.clone(), &ns).portforward("e2e-0", &[5432]).await.unwrap();
-    let mut upstream = forwarder.take_stream(5432).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        let (mut local, _) = listener.accept().await.unwrap();
-        let _ = tokio::io::copy_bidirectional(&mut local, &mut upstream).await;
-    });
-    let url = format!("postgres://postgres:{password}@127.0.0.1:{port}/warehouse");
-    let mut db = PgConnection::connect(&url).await.unwrap();
-    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM t").fetch_one(&mut db).await.unwrap();
-    assert_eq!(rows, 2);
+    let mut db = scenario.connect("e2e").await;
+    assert_eq!(count_rows(&mut db).await, 2);
     drop(db);
     println!("  ok: the warehouse answers through the endpoint's pod");
 
-    let two_jobs = r#"[{"name": "tick", "schedule": "@hourly", "command": "SELECT 1"},
-                       {"name": "tock", "schedule": "@daily", "command": "SELECT 2"}]"#;
-    stacks.patch("e2e", &apply, &Patch::Apply(stack(&ns, two_jobs))).await.unwrap();
-    wait_for("the spec change converges (two jobs)", Duration::from_secs(120), || async {
-        let s = stacks.get("e2e").await.ok()?.status?;
-        (s.schedules.len() == 2 && s.schedules.iter().all(|j| j.job_id.is_some())).then_some(())
-    })
-    .await;
+    let two_jobs = json!({"schedules": [{"name": "tick", "schedule": "@hourly", "command": "SELECT 1"},
+                                        {"name": "tock", "schedule": "@daily", "command": "SELECT 2"}]});
+    scenario.apply("e2e", two_jobs).await;
+    scenario
+        .wait_until("e2e", "the spec change converges (two jobs)", Duration::from_secs(120), |s| {
+            s.status.as_ref().is_some_and(|s| s.schedules.len() == 2 && s.schedules.iter().all(|j| j.job_id.is_some()))
+        })
+        .await;
 
-    stacks.delete("e2e", &DeleteParams::default()).await.unwrap();
-    let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
-    wait_for("the StatefulSet is garbage-collected", Duration::from_secs(120), || async {
-        statefulsets.get_opt("e2e").await.ok().flatten().is_none().then_some(())
-    })
-    .await;
-    let pvc = Api::<PersistentVolumeClaim>::namespaced(client.clone(), &ns).get_opt("data-e2e-0").await.unwrap();
-    assert!(pvc.is_some(), "the data volume is retained after the stack is deleted");
-    assert!(Api::<Secret>::namespaced(client.clone(), &ns).get_opt("e2e-superuser").await.unwrap().is_some());
+    scenario.delete("e2e").await;
+    assert!(scenario.claim_exists("data-e2e-0").await, "the data volume is retained after the stack is deleted");
+    assert!(Api::<Secret>::namespaced(client, ns).get_opt("e2e-superuser").await.unwrap().is_some());
     println!("  ok: the volume and its password outlive the stack");
+    scenario.finish("stack").await;
+}
 
-    if let Some(operator) = operator {
-        operator.abort();
+/// A stack backed up to a volume repository (the agent's first full at once, WAL archived), one
+/// row written after the backup, the stack deleted, and a new stack restored from the first one's
+/// repository: every row back, the new stack's password in force.
+#[tokio::test(flavor = "multi_thread")]
+async fn backup_round_trip_restores_every_row_into_a_new_stack() {
+    let Some(scenario) = Scenario::start("backup").await else { return };
+    scenario.apply("source", json!({"backup": {"repository": {"volume": {"size": "1Gi"}}}})).await;
+    scenario.wait_until("source", "Ready", Duration::from_secs(600), ready).await;
+    let backed_up = scenario
+        .wait_until("source", "BackedUp, the first full in status.backup", Duration::from_secs(600), |s| {
+            condition_true(s, "BackedUp")
+                && s.status.as_ref().and_then(|s| s.backup.as_ref()).is_some_and(|b| b.last_full.is_some())
+        })
+        .await;
+    let full = backed_up.status.unwrap().backup.unwrap().last_full.unwrap();
+    println!("  ok: full backup {} ({} bytes)", full.label, full.size_bytes);
+
+    let mut db = scenario.connect("source").await;
+    sqlx::query("INSERT INTO t VALUES (3)").execute(&mut db).await.unwrap();
+    let segment: String =
+        sqlx::query_scalar("SELECT pg_walfile_name(pg_switch_wal())").fetch_one(&mut db).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let archived: Option<String> =
+            sqlx::query_scalar("SELECT last_archived_wal FROM pg_stat_archiver").fetch_one(&mut db).await.unwrap();
+        if archived.is_some_and(|wal| wal >= segment) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "WAL segment {segment} (the row after the backup) was not archived in 120 s"
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
     }
-    namespaces.delete(&ns, &DeleteParams::default()).await.unwrap();
-    println!("real-cluster e2e passed in {:.0?}", started.elapsed());
+    drop(db);
+    println!("  ok: a row written after the backup, its WAL segment {segment} archived");
+
+    scenario.delete("source").await;
+    assert!(scenario.claim_exists("source-backup").await, "the repository's claim outlives the stack");
+
+    let restore =
+        json!({"bootstrap": {"restore": {"repository": {"volume": {}}, "stack": "source", "target": "latest"}}});
+    scenario.apply("restored", restore).await;
+    scenario.wait_until("restored", "Ready (restored before its first start)", Duration::from_secs(600), ready).await;
+    let mut db = scenario.connect("restored").await;
+    assert_eq!(count_rows(&mut db).await, 3, "every row, the one only in archived WAL included");
+    println!("  ok: the restored stack has every row and answers to its own password");
+    drop(db);
+    scenario.finish("backup").await;
 }

@@ -424,6 +424,8 @@ async fn agent_restore_fills_an_empty_volume_once_and_refuses_a_foreign_one() {
         all.extend(args(target));
         agent(&all.iter().map(String::as_str).collect::<Vec<_>>(), "the-new-password")
     };
+    // The pod mounts the source repository read-only.
+    assert!(std::process::Command::new("chmod").args(["-R", "a-w"]).arg(&repo).status().unwrap().success());
     let first = restore("latest");
     assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
     assert!(volume.join("pgdata/PG_VERSION").exists());
