@@ -1,8 +1,8 @@
 //! From what the database recorded to `status.backup` and the `BackedUp` condition.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 
-use super::info::BackupSet;
+use super::info::{BackupSet, RepositoryInfo};
 use super::record::BackupState;
 use crate::api::{ArchiveStatus, BackupSetStatus, BackupStatus};
 use crate::validate::{ValidatedBackup, next_run};
@@ -43,8 +43,15 @@ pub fn backup_status(repository: String, state: &BackupState) -> BackupStatus {
     }
 }
 
-/// How late a scheduled backup may finish before it counts as missed.
-const GRACE: chrono::TimeDelta = chrono::TimeDelta::hours(2);
+/// How late a scheduled backup may finish before it counts as missed, at least.
+const MIN_GRACE: TimeDelta = TimeDelta::hours(2);
+
+/// [`MIN_GRACE`], or twice the longest backup in the repository when backups take longer than an
+/// hour: a large warehouse's backup still running is not a missed one.
+fn grace(info: &RepositoryInfo) -> TimeDelta {
+    let longest = info.backups.iter().map(|b| b.stop - b.start).max().unwrap_or_default();
+    MIN_GRACE.max(longest * 2)
+}
 
 /// The `BackedUp` condition: (true/false, reason, message).
 pub fn backed_up(backup: &ValidatedBackup, state: &BackupState, now: DateTime<Utc>) -> (bool, &'static str, String) {
@@ -64,8 +71,11 @@ pub fn backed_up(backup: &ValidatedBackup, state: &BackupState, now: DateTime<Ut
     let Some(newest) = state.repository.newest() else {
         return (false, "NoBackup", "no backup in the repository yet".into());
     };
-    let missed =
-        [&backup.full, &backup.differential].into_iter().filter_map(|cron| last_due(cron, newest.stop, now)).min();
+    let grace = grace(&state.repository);
+    let missed = [&backup.full, &backup.differential]
+        .into_iter()
+        .filter_map(|cron| last_due(cron, newest.stop, grace, now))
+        .min();
     match missed {
         Some(due) => (
             false,
@@ -76,15 +86,14 @@ pub fn backed_up(backup: &ValidatedBackup, state: &BackupState, now: DateTime<Ut
     }
 }
 
-/// The first scheduled run after `since` that is more than [`GRACE`] in the past, if any.
-fn last_due(cron: &str, since: DateTime<Utc>, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    next_run(cron, since).filter(|due| *due + GRACE < now)
+/// The first scheduled run after `since` that is more than `grace` in the past, if any.
+fn last_due(cron: &str, since: DateTime<Utc>, grace: TimeDelta, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    next_run(cron, since).filter(|due| *due + grace < now)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backup::info::RepositoryInfo;
     use crate::backup::record::Archiver;
     use crate::validate::Repository;
 
@@ -93,10 +102,14 @@ mod tests {
     }
 
     fn state(stop: &str, archiver: Archiver) -> BackupState {
+        state_of_a_backup_taking(TimeDelta::zero(), stop, archiver)
+    }
+
+    fn state_of_a_backup_taking(duration: TimeDelta, stop: &str, archiver: Archiver) -> BackupState {
         let b = BackupSet {
             label: "F".into(),
             kind: "full".into(),
-            start: at(stop),
+            start: at(stop) - duration,
             stop: at(stop),
             size_bytes: 1,
             repository_bytes: 1,
@@ -128,5 +141,24 @@ mod tests {
             backed_up(&backup, &state("2026-11-25T03:10:00Z", failing), at("2026-11-25T12:00:00Z"));
         assert_eq!((ok, reason), (false, "ArchivingFailed"));
         assert!(message.contains("3 failure(s)"), "{message}");
+    }
+
+    #[test]
+    fn backups_that_take_hours_get_twice_their_duration_before_counting_as_missed() {
+        let backup = ValidatedBackup {
+            repository: Repository::Volume(Default::default()),
+            full: "0 3 * * 0".into(),
+            differential: "0 3 * * 1-6".into(),
+            retention_full: 2,
+        };
+        // Wednesday's backup ran from 03:00 to 06:00.
+        let slow = state_of_a_backup_taking(TimeDelta::hours(3), "2026-11-25T06:00:00Z", Archiver::default());
+        // Thursday's 03:00 run may still be running at 08:00 (5 h < 2 × 3 h).
+        assert!(backed_up(&backup, &slow, at("2026-11-26T08:00:00Z")).0);
+        let (ok, reason, _) = backed_up(&backup, &slow, at("2026-11-26T09:30:00Z"));
+        assert_eq!((ok, reason), (false, "BackupOverdue"));
+        // A quick backup keeps the two-hour floor: Thursday 05:30 is late.
+        let quick = state("2026-11-25T03:10:00Z", Archiver::default());
+        assert!(!backed_up(&backup, &quick, at("2026-11-26T05:30:00Z")).0);
     }
 }
