@@ -101,6 +101,16 @@ mod tests {
         DateTime::parse_from_rfc3339(text).unwrap().to_utc()
     }
 
+    /// A full on Sundays, a differential the other days, at 03:00.
+    fn default_schedules() -> ValidatedBackup {
+        ValidatedBackup {
+            repository: Repository::Volume(Default::default()),
+            full: "0 3 * * 0".into(),
+            differential: "0 3 * * 1-6".into(),
+            retention_full: 2,
+        }
+    }
+
     fn state(stop: &str, archiver: Archiver) -> BackupState {
         state_of_a_backup_taking(TimeDelta::zero(), stop, archiver)
     }
@@ -119,12 +129,7 @@ mod tests {
 
     #[test]
     fn backed_up_until_a_scheduled_backup_is_missed_or_archiving_fails() {
-        let backup = ValidatedBackup {
-            repository: Repository::Volume(Default::default()),
-            full: "0 3 * * 0".into(),
-            differential: "0 3 * * 1-6".into(),
-            retention_full: 2,
-        };
+        let backup = default_schedules();
         // Wednesday 2026-11-25; the differential of 03:00 ran.
         let fresh = state("2026-11-25T03:10:00Z", Archiver::default());
         assert!(backed_up(&backup, &fresh, at("2026-11-25T12:00:00Z")).0);
@@ -145,12 +150,7 @@ mod tests {
 
     #[test]
     fn backups_that_take_hours_get_twice_their_duration_before_counting_as_missed() {
-        let backup = ValidatedBackup {
-            repository: Repository::Volume(Default::default()),
-            full: "0 3 * * 0".into(),
-            differential: "0 3 * * 1-6".into(),
-            retention_full: 2,
-        };
+        let backup = default_schedules();
         // Wednesday's backup ran from 03:00 to 06:00.
         let slow = state_of_a_backup_taking(TimeDelta::hours(3), "2026-11-25T06:00:00Z", Archiver::default());
         // Thursday's 03:00 run may still be running at 08:00 (5 h < 2 × 3 h).
