@@ -3,26 +3,20 @@
 //! data directory, and its extraction. Both sides run in this process, on this machine's disk.
 //! The restore includes what a restore is: the files, then recovery and the first start.
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use pgwarehouse::backup::BackupKind;
-use pgwarehouse::local::{self, LocalOptions};
+use pgwarehouse::local;
 use pgwarehouse::secrets::Secrets;
 use pgwarehouse::template::load_manifest;
 use pgwarehouse::validate::validate;
 use sqlx::{Connection, Executor, PgConnection};
 
-fn options(dir: &Path, name: &str, repository: &Path) -> LocalOptions {
-    LocalOptions {
-        data_dir: Some(dir.join(name)),
-        port: Some(TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()),
-        restore_from: Some(repository.to_path_buf()),
-        ..LocalOptions::default()
-    }
-}
+#[path = "../tests/support/local_stack.rs"]
+mod local_stack;
+use local_stack::options;
 
 fn du_bytes(path: &Path) -> u64 {
     let out = Command::new("du").arg("-sb").arg(path).output().unwrap();

@@ -15,6 +15,10 @@ use pgwarehouse::template::load_manifest;
 use pgwarehouse::validate::{ValidatedStack, validate};
 use sqlx::{Connection, Executor, PgConnection};
 
+#[path = "support/local_stack.rs"]
+mod local_stack;
+use local_stack::options;
+
 fn stack(retention: u32) -> ValidatedStack {
     let text = format!(
         "kind: DataWarehouseStack\nmetadata: {{name: bk}}\nspec:\n  backup:\n    repository: {{volume: {{}}}}\n    \
@@ -23,20 +27,10 @@ fn stack(retention: u32) -> ValidatedStack {
     validate(&load_manifest(&text).unwrap()).unwrap()
 }
 
-/// A server in `dir/name`, backing up to `dir/name.backup`, restoring from `repository`.
 /// A directory the servers can see: /tmp, inside the PostgreSQL root when there is one.
 fn scratch() -> tempfile::TempDir {
     let binaries = pgwarehouse::local::cluster::Binaries::find().unwrap_or_else(|e| panic!("{e}"));
     tempfile::Builder::new().prefix("pgw-backup-").tempdir_in(binaries.on_host(Path::new("/tmp"))).unwrap()
-}
-
-fn options(dir: &Path, name: &str, repository: &Path) -> LocalOptions {
-    LocalOptions {
-        data_dir: Some(dir.join(name)),
-        port: Some(TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()),
-        restore_from: Some(repository.to_path_buf()),
-        ..LocalOptions::default()
-    }
 }
 
 async fn connect(options: &LocalOptions) -> PgConnection {
