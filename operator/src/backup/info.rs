@@ -30,8 +30,6 @@ impl BackupSet {
 #[serde(rename_all = "camelCase")]
 pub struct RepositoryInfo {
     pub backups: Vec<BackupSet>,
-    /// The newest WAL segment in the repository.
-    pub newest_wal: Option<String>,
 }
 
 impl RepositoryInfo {
@@ -67,24 +65,14 @@ impl RepositoryInfo {
             })
             .collect();
         backups.sort_by_key(|b| b.stop);
-        let newest_wal =
-            stanza.archive.into_iter().filter_map(|a| a.max).max_by(|a, b| wal_order(a).cmp(&wal_order(b)));
-        Ok(RepositoryInfo { backups, newest_wal })
+        Ok(RepositoryInfo { backups })
     }
-}
-
-/// WAL file names sort by (log, segment) after the timeline: a restore's later timeline starts
-/// again from lower-numbered timelines' positions.
-fn wal_order(name: &str) -> (&str, &str) {
-    (name.get(8..).unwrap_or(name), name.get(..8).unwrap_or(""))
 }
 
 #[derive(Deserialize)]
 struct Stanza {
     #[serde(default)]
     backup: Vec<RawBackup>,
-    #[serde(default)]
-    archive: Vec<RawArchive>,
 }
 
 #[derive(Deserialize)]
@@ -114,11 +102,6 @@ struct RawRepositorySize {
     delta: i64,
 }
 
-#[derive(Deserialize)]
-struct RawArchive {
-    max: Option<String>,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,14 +117,7 @@ mod tests {
         let full = info.last("full").unwrap();
         assert_eq!(full.label, "20261125-201616F");
         assert_eq!((full.size_bytes, full.repository_bytes, full.duration_seconds()), (23213809, 3062583, 3));
-        assert_eq!(info.newest_wal.as_deref(), Some("000000010000000000000003"));
         assert_eq!(info.oldest_recovery_point(), DateTime::from_timestamp(1795637779, 0));
         assert!(info.last("diff").is_none());
-    }
-
-    #[test]
-    fn a_later_timeline_at_an_earlier_position_is_not_newer() {
-        assert!(wal_order("000000020000000000000005") > wal_order("000000010000000000000004"));
-        assert!(wal_order("000000010000000000000006") > wal_order("000000020000000000000005"));
     }
 }

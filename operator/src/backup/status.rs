@@ -124,7 +124,7 @@ mod tests {
             size_bytes: 1,
             repository_bytes: 1,
         };
-        BackupState { repository: RepositoryInfo { backups: vec![b], newest_wal: None }, archiver }
+        BackupState { repository: RepositoryInfo { backups: vec![b] }, archiver }
     }
 
     #[test]

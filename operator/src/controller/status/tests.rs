@@ -125,10 +125,7 @@ fn backups_fill_status_and_the_backed_up_condition_which_outlives_an_unreachable
         ..Archiver::default()
     };
     let warehouse = WarehouseStatus {
-        backup: Some(BackupState {
-            repository: RepositoryInfo { backups: vec![full], newest_wal: None },
-            archiver: archived,
-        }),
+        backup: Some(BackupState { repository: RepositoryInfo { backups: vec![full] }, archiver: archived }),
         ..WarehouseStatus::default()
     };
     let report = ApplyReport::default();
