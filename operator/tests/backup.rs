@@ -194,6 +194,38 @@ fn as_owner(program: &str) -> std::process::Command {
     }
 }
 
+/// `local down` archives the open WAL segment (the last writes) and stops the server where it
+/// listens, whatever port it is given; and a server it cannot reach is stopped all the same.
+#[tokio::test(flavor = "multi_thread")]
+async fn down_archives_the_last_writes_and_always_stops() {
+    let (dir, stack, source, _stop) = one_server("d").await;
+    let port = source.port.unwrap();
+    local::backup(&stack, &Secrets::default(), &source, BackupKind::Full, &mut std::io::sink()).await.unwrap();
+    connect(&source).await.execute("CREATE TABLE t (i int); INSERT INTO t SELECT generate_series(1, 5)").await.unwrap();
+
+    let elsewhere = LocalOptions {
+        port: Some(TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()),
+        ..source.clone()
+    };
+    let mut out = Vec::new();
+    local::down(&stack, &elsewhere, false, &mut out).await.unwrap();
+    let out = String::from_utf8(out).unwrap();
+    assert!(out.contains(&format!("stopped the server on 127.0.0.1:{port}")) && !out.contains("WARNING"), "{out}");
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "the server is stopped");
+    let restored = options(dir.path(), "d-restored", &dir.path().join("d.backup"));
+    let _stop_restored = StopAll(vec![(stack.clone(), restored.clone())]);
+    restore(&stack, &restored, None).await.unwrap();
+    assert_eq!(count(&mut connect(&restored).await).await, 5, "the writes after the backup were archived by down");
+
+    local::up(&stack, &Secrets::default(), &source, &mut std::io::sink()).await.unwrap();
+    std::fs::write(source.data_dir.as_ref().unwrap().join("superuser-password"), "not-the-password").unwrap();
+    let mut out = Vec::new();
+    local::down(&stack, &source, false, &mut out).await.unwrap();
+    let out = String::from_utf8(out).unwrap();
+    assert!(out.contains("WARNING: the last WAL segment was not archived"), "{out}");
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "an unreachable server is stopped too");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn archiving_failure_shows_in_status_and_recovers() {
     let (dir, stack, source, _stop) = one_server("w").await;

@@ -149,6 +149,12 @@ impl Local {
         sql::connection::connect(options).await.map_err(|e| LocalError::Connect(e.to_string()))
     }
 
+    async fn switch_wal(&self) -> Result<(), LocalError> {
+        let mut conn = self.connect("postgres").await?;
+        conn.execute("SELECT pg_switch_wal()").await.map_err(|e| LocalError::Connect(e.to_string()))?;
+        Ok(())
+    }
+
     /// The rendered settings, with what differs on a laptop: loopback only, our port and socket dir.
     fn settings(&self, stack: &ValidatedStack) -> BTreeMap<String, String> {
         let mut settings = config::settings(stack);
@@ -314,14 +320,19 @@ pub async fn down(
     purge: bool,
     out: &mut dyn Write,
 ) -> Result<(), LocalError> {
-    let (local, state) = Local::open(stack, options)?;
-    if state.is_none() {
+    let (mut local, state) = Local::open(stack, options)?;
+    let Some(state) = state else {
         return Err(LocalError::NotCreated(local.cluster.dir.display().to_string()));
-    }
+    };
+    // The server listens where it was started, whatever port this command was given.
+    local.port = state.port;
     if local.cluster.running() {
-        if stack.backup.is_some() {
-            let mut conn = local.connect("postgres").await?;
-            conn.execute("SELECT pg_switch_wal()").await.map_err(|e| LocalError::Connect(e.to_string()))?;
+        // The open WAL segment holds the last writes; archived, a restore has them. Stopping matters
+        // more: a server that cannot be reached is stopped all the same.
+        if stack.backup.is_some()
+            && let Err(e) = local.switch_wal().await
+        {
+            let _ = writeln!(out, "- WARNING: the last WAL segment was not archived before stopping: {e}");
         }
         local.cluster.stop()?;
         let _ = writeln!(out, "- stopped the server on 127.0.0.1:{}", local.port);
