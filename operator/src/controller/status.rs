@@ -166,6 +166,8 @@ pub fn build(
     outcome: &Outcome,
     now: &Time,
 ) -> DataWarehouseStackStatus {
+    let clock = chrono::DateTime::from_timestamp(now.0.as_second(), now.0.subsec_nanosecond().unsigned_abs())
+        .unwrap_or_default();
     let previous = stack.status.clone().unwrap_or_default();
     let previous_conditions = previous.conditions.clone();
     let generation = stack.metadata.generation;
@@ -192,11 +194,11 @@ pub fn build(
         ..previous
     };
     if let (Outcome::Converged { report, warehouse }, Some(v)) = (outcome, validated) {
-        fill_items(&mut status, v, report, warehouse);
+        fill_items(&mut status, v, report, warehouse, clock);
         if let (Some(backup), Some(state)) = (&v.backup, &warehouse.backup) {
             let repository = crate::backup::config::describe(&backup.repository, &crate::render::backup_paths(v));
             status.backup = Some(crate::backup::status::backup_status(repository, state));
-            let (ok, reason, message) = crate::backup::status::backed_up(backup, state, chrono::Utc::now());
+            let (ok, reason, message) = crate::backup::status::backed_up(backup, state, clock);
             let condition =
                 set_condition(&previous_conditions, "BackedUp", Some(ok), reason, &message, generation, now);
             status.conditions.push(condition);
@@ -222,6 +224,7 @@ fn fill_items(
     stack: &ValidatedStack,
     report: &ApplyReport,
     warehouse: &WarehouseStatus,
+    now: chrono::DateTime<chrono::Utc>,
 ) {
     let find = |kind: ItemKind, name: &str| report.items.iter().find(|i| i.item == kind && i.name == name);
     status.sources = stack
@@ -270,7 +273,6 @@ fn fill_items(
         .collect();
     status.migrations =
         stack.spec.migrations.iter().map(|m| item(find(ItemKind::Migration, &m.name), &m.name)).collect();
-    let now = chrono::Utc::now();
     status.refreshes = stack
         .refreshes
         .iter()
