@@ -163,18 +163,10 @@ async fn restore(options: &AgentOptions, pgdata: &std::path::Path, target: &str)
     let target = parse_target(target, Utc::now())
         .map_err(|e| AgentError::Invalid(format!("spec.bootstrap.restore.target: {e}")))?;
     let pgbackrest = pgbackrest(options)?;
-    let info = pgbackrest.info()?;
-    match (info.oldest_recovery_point(), target) {
-        (None, _) => return Err(AgentError::Invalid(format!("stanza {:?} has no backup to restore", options.stanza))),
-        (Some(oldest), crate::validate::RestoreTarget::Time(time)) if time < oldest => {
-            return Err(AgentError::Invalid(format!(
-                "spec.bootstrap.restore.target: {} is before the oldest backup, which ends at {}",
-                time.to_rfc3339(),
-                oldest.to_rfc3339()
-            )));
-        }
-        _ => {}
-    }
+    pgbackrest
+        .info()?
+        .restorable(&options.stanza, target, "spec.bootstrap.restore.target")
+        .map_err(AgentError::Invalid)?;
     pgbackrest.restore(pgdata, target)?;
     let binaries = Binaries::find()?;
     let log = pgdata.with_file_name("restore.log");

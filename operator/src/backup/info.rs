@@ -1,8 +1,10 @@
-//! What a repository holds, from `pgbackrest info --output=json`: the backup sets, the WAL
-//! range, and from them the window a restore can reach.
+//! What a repository holds, from `pgbackrest info --output=json`: the backup sets, and from them
+//! the window a restore can reach.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+
+use crate::validate::RestoreTarget;
 
 /// One backup set, as status shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,6 +46,22 @@ impl RepositoryInfo {
     /// The earliest time a restore can reach: the end of the oldest backup.
     pub fn oldest_recovery_point(&self) -> Option<DateTime<Utc>> {
         self.backups.first().map(|b| b.stop)
+    }
+
+    /// The newest backup, when a restore of `stanza` can reach `target` from this repository; else
+    /// why not, naming `field` (the option or spec path that gave the target).
+    pub fn restorable(&self, stanza: &str, target: RestoreTarget, field: &str) -> Result<&BackupSet, String> {
+        let (Some(oldest), Some(newest)) = (self.oldest_recovery_point(), self.newest()) else {
+            return Err(format!("{field}: stanza {stanza:?} holds no backup to restore"));
+        };
+        match target {
+            RestoreTarget::Time(time) if time < oldest => Err(format!(
+                "{field}: {} is before the oldest backup, which ends at {}; the repository restores from then on",
+                time.to_rfc3339(),
+                oldest.to_rfc3339()
+            )),
+            _ => Ok(newest),
+        }
     }
 
     /// Reads the JSON of `pgbackrest info --output=json --stanza=NAME`.
@@ -119,5 +137,14 @@ mod tests {
         assert_eq!((full.size_bytes, full.repository_bytes, full.duration_seconds()), (23213809, 3062583, 3));
         assert_eq!(info.oldest_recovery_point(), DateTime::from_timestamp(1795637779, 0));
         assert!(info.last("diff").is_none());
+
+        let at = |t: i64| RestoreTarget::Time(DateTime::from_timestamp(t, 0).unwrap());
+        assert_eq!(info.restorable("w", RestoreTarget::Latest, "--target").unwrap().label, "20261125-201616F");
+        assert!(info.restorable("w", at(1795637779), "--target").is_ok(), "the oldest backup's end is reachable");
+        let early = info.restorable("w", at(1795637778), "--target").unwrap_err();
+        assert!(early.starts_with("--target: ") && early.contains("is before the oldest backup"), "{early}");
+        let empty =
+            RepositoryInfo::default().restorable("w", RestoreTarget::Latest, "spec.bootstrap.restore").unwrap_err();
+        assert_eq!(empty, "spec.bootstrap.restore: stanza \"w\" holds no backup to restore");
     }
 }

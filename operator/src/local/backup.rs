@@ -198,18 +198,7 @@ async fn restore_into(
     out: &mut dyn Write,
 ) -> Result<(), LocalError> {
     let info = source.info()?;
-    let (Some(oldest), Some(newest)) = (info.oldest_recovery_point(), info.newest()) else {
-        return Err(LocalError::Invalid(format!("stanza {:?}: the repository holds no backup", source.stanza)));
-    };
-    if let RestoreTarget::Time(time) = target
-        && time < oldest
-    {
-        return Err(LocalError::Invalid(format!(
-            "{field}: {} is before the oldest backup, which ends at {}; the repository restores from then on",
-            time.to_rfc3339(),
-            oldest.to_rfc3339()
-        )));
-    }
+    let newest = info.restorable(&source.stanza, target, field).map_err(LocalError::Invalid)?;
     let started = std::time::Instant::now();
     source.restore(&local.cluster.binaries.in_server(&local.cluster.data_dir()), target)?;
     let _ = writeln!(
