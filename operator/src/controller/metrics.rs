@@ -136,10 +136,13 @@ impl Metrics {
     }
 }
 
+fn stack_labels(stack: &DataWarehouseStack) -> Labels {
+    vec![("namespace".into(), stack.namespace().unwrap_or_default()), ("stack".into(), stack.name_any())]
+}
+
 impl Metrics {
     fn record_backup(&self, stack: &DataWarehouseStack, backup: &BackupStatus) {
-        let labels: Labels =
-            vec![("namespace".into(), stack.namespace().unwrap_or_default()), ("stack".into(), stack.name_any())];
+        let labels = stack_labels(stack);
         let newest = backup.last_backup_time.as_deref().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
         if let Some(newest) = newest {
             self.backup_age.get_or_create(&labels).set((chrono::Utc::now() - newest.to_utc()).num_seconds());
@@ -149,11 +152,7 @@ impl Metrics {
     }
 
     fn record_refresh(&self, stack: &DataWarehouseStack, refresh: &RefreshStatus) {
-        let labels: Labels = vec![
-            ("namespace".into(), stack.namespace().unwrap_or_default()),
-            ("stack".into(), stack.name_any()),
-            ("refresh".into(), refresh.item.name.clone()),
-        ];
+        let labels = [stack_labels(stack), vec![("refresh".into(), refresh.item.name.clone())]].concat();
         if let Some(ms) = refresh.last_run_duration_ms {
             self.refresh_duration.get_or_create(&labels).set(ms as f64 / 1000.0);
         }
