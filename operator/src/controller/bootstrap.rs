@@ -43,9 +43,15 @@ pub async fn check(client: &Client, stack: &ValidatedStack) -> Result<Option<Str
     let namespace = stack.namespace_or_default();
     let name = client_name(stack);
     let existing = Api::<StatefulSet>::namespaced(client.clone(), namespace).get_opt(&name).await?;
-    let claim = format!("data-{name}-0");
-    let data_claim = Api::<PersistentVolumeClaim>::namespaced(client.clone(), namespace).get_opt(&claim).await?;
-    Ok(restore_conflict(stack, existing.as_ref(), data_claim.is_some()))
+    // Once the StatefulSet exists, it decides; a steady reconcile costs one GET.
+    let data_claim_exists = match existing {
+        Some(_) => false,
+        None => {
+            let claims = Api::<PersistentVolumeClaim>::namespaced(client.clone(), namespace);
+            claims.get_opt(&format!("data-{name}-0")).await?.is_some()
+        }
+    };
+    Ok(restore_conflict(stack, existing.as_ref(), data_claim_exists))
 }
 
 #[cfg(test)]
