@@ -14,7 +14,8 @@ export PGRX_HOME=${PGRX_HOME:-$root/target/pgrx}
 generation=${1:-pg15}
 sudo=""
 [ "$(id -u)" = 0 ] || sudo=sudo
-packages=(postgresql-server-dev-15 clang libclang-dev pkg-config)
+# postgresql-server-dev-15 comes with the server, at its version (scripts/deps.sh).
+packages=(clang libclang-dev pkg-config)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,5 +1,5 @@
-//! Readiness that means something: `/readyz` answers 200 only once every controller's watch of
-//! stacks has listed, and 503 with the reason while any watch fails (403, API unreachable) until a
+//! Readiness that means something: `/readyz` answers 200 only once every watch of every
+//! controller (stacks, the kinds it owns, Secrets) has finished its first list, and 503 with the reason while any watch fails (403, API unreachable) until a
 //! permission probe passes again. A standby replica waiting for the Lease is ready: it is where
 //! it should be. `/healthz` stays a liveness check of the process.
 
@@ -13,7 +13,7 @@ const LOG_EVERY: Duration = Duration::from_secs(30);
 enum Stage {
     Starting,
     Standby,
-    /// Leading or running alone; `unlisted` controllers have not finished their first list.
+    /// Leading or running alone; `unlisted` watches have not finished their first list.
     Running {
         unlisted: usize,
     },
@@ -44,9 +44,9 @@ impl Health {
         self.state().stage = Stage::Standby;
     }
 
-    /// Controllers are starting; each calls [`Health::listed`] once its stacks are listed.
-    pub fn running(&self, controllers: usize) {
-        self.state().stage = Stage::Running { unlisted: controllers };
+    /// Controllers are starting; each of their `watches` calls [`Health::listed`] once listed.
+    pub fn running(&self, watches: usize) {
+        self.state().stage = Stage::Running { unlisted: watches };
     }
 
     pub fn listed(&self) {

@@ -5,14 +5,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use futures::future::join_all;
+use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use kube::api::{Api, ListParams};
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
@@ -82,6 +83,38 @@ where
     }
 }
 
+/// The watches of one controller: stacks, the three kinds it owns, and Secrets.
+pub const WATCHES_PER_CONTROLLER: usize = 5;
+
+/// A watch of `K` that marks `health` listed once, at its first complete list (its first
+/// `InitDone`).
+///
+/// Readiness follows the watch streams themselves rather than `Store::wait_until_ready`:
+/// kube-runtime 5's store readiness is a oneshot receiver that keeps one waker, and the
+/// controller's applier waits on the same store, so a second waiter is never woken.
+fn listed_watch<K>(
+    client: &Client,
+    namespace: Option<&str>,
+    health: &Arc<Health>,
+) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + 'static,
+{
+    let health = health.clone();
+    let mut pending = true;
+    watcher(api::<K>(client, namespace), watcher::Config::default()).inspect(move |event| {
+        if pending && matches!(event, Ok(watcher::Event::InitDone)) {
+            pending = false;
+            health.listed();
+        }
+    })
+}
+
 /// One controller over one namespace (or all), running until `stop` fires.
 async fn control(
     client: Client,
@@ -92,23 +125,19 @@ async fn control(
     stop: watch::Receiver<bool>,
 ) {
     let ns = namespace.as_deref();
-    let wc = watcher::Config::default();
-    let controller = Controller::new(api::<DataWarehouseStack>(&client, ns), wc.clone())
-        .with_config(controller::Config::default().concurrency(concurrency));
-    let store = controller.store();
+    let (store, writer) = reflector::store();
+    let stacks = listed_watch::<DataWarehouseStack>(&client, ns, &health).reflect(writer).applied_objects();
     ctx.metrics.count_stacks_in(store.clone());
-    let listed = (store.clone(), health.clone());
-    tokio::spawn(async move {
-        if listed.0.wait_until_ready().await.is_ok() {
-            listed.1.listed();
-        }
-    });
+    let mapped_store = store.clone();
     let mut stop = stop;
-    controller
-        .owns(api::<StatefulSet>(&client, ns), wc.clone())
-        .owns(api::<Service>(&client, ns), wc.clone())
-        .owns(api::<ConfigMap>(&client, ns), wc.clone())
-        .watches(api::<Secret>(&client, ns), wc, move |secret| stacks_using_secret(&secret, &store.state()))
+    Controller::for_stream(stacks, store)
+        .with_config(controller::Config::default().concurrency(concurrency))
+        .owns_stream(listed_watch::<PartialObjectMeta<StatefulSet>>(&client, ns, &health).touched_objects())
+        .owns_stream(listed_watch::<PartialObjectMeta<Service>>(&client, ns, &health).touched_objects())
+        .owns_stream(listed_watch::<PartialObjectMeta<ConfigMap>>(&client, ns, &health).touched_objects())
+        .watches_stream(listed_watch::<Secret>(&client, ns, &health).touched_objects(), move |secret| {
+            stacks_using_secret(&secret, &mapped_store.state())
+        })
         .graceful_shutdown_on(async move {
             let _ = stop.wait_for(|stopped| *stopped).await;
         })
@@ -220,7 +249,7 @@ pub async fn run(options: RunOptions) -> Result<(), kube::Error> {
     });
     let namespaces: Vec<Option<String>> =
         if options.namespaces.is_empty() { vec![None] } else { options.namespaces.iter().cloned().map(Some).collect() };
-    health.running(namespaces.len());
+    health.running(namespaces.len() * WATCHES_PER_CONTROLLER);
     let probe = tokio::spawn(probe_while_failing(client.clone(), namespaces.clone(), health.clone()));
     let controllers = join_all(
         namespaces
