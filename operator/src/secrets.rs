@@ -8,31 +8,46 @@ use std::path::PathBuf;
 use crate::api::SecretKeyRef;
 use crate::validate::{FieldError, ValidatedStack, ValidationErrors};
 
-/// Secret values by reference. `Debug` shows the references only.
+/// Secret values by reference, and the references that could not be read (each with the field
+/// that wants it). `Debug` shows the references only.
 #[derive(Clone, Default, PartialEq, Eq)]
-pub struct Secrets(BTreeMap<SecretKeyRef, String>);
+pub struct Secrets {
+    values: BTreeMap<SecretKeyRef, String>,
+    missing: Vec<FieldError>,
+}
 
 impl fmt::Debug for Secrets {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_set().entries(self.0.keys().map(|k| format!("{}/{}", k.name, k.key))).finish()
+        f.debug_set().entries(self.values.keys().map(|k| format!("{}/{}", k.name, k.key))).finish()
     }
 }
 
 impl Secrets {
     pub fn insert(&mut self, reference: SecretKeyRef, value: String) {
-        self.0.insert(reference, value);
+        self.values.insert(reference, value);
     }
 
     /// The value of a reference that [`resolve`] checked.
     pub fn get(&self, reference: &SecretKeyRef) -> &str {
-        self.0.get(reference).map(String::as_str).unwrap_or_default()
+        self.values.get(reference).map(String::as_str).unwrap_or_default()
+    }
+
+    /// The references [`resolve_available`] could not read: the items that name them wait.
+    pub fn missing(&self) -> &[FieldError] {
+        &self.missing
     }
 }
 
 /// Where secret values come from.
 pub trait SecretSource {
-    /// `Ok(None)` when the Secret or key does not exist; `Err` for anything else.
+    /// `Ok(None)` when the Secret has no such key; `Err` with the reason for anything else (the
+    /// Secret does not exist, cannot be read).
     fn read(&self, reference: &SecretKeyRef) -> Result<Option<String>, String>;
+}
+
+/// The message for a Secret that is not there at all.
+pub fn no_such_secret(name: &str) -> String {
+    format!("Secret {name:?} does not exist")
 }
 
 /// Mounted-Secret layout: the value of `{name, key}` is the file `DIR/name/key`.
@@ -42,6 +57,9 @@ impl SecretSource for SecretsDir {
     fn read(&self, reference: &SecretKeyRef) -> Result<Option<String>, String> {
         if [&reference.name, &reference.key].iter().any(|p| p.contains('/') || p.starts_with('.')) {
             return Err("Secret names and keys cannot contain '/' or start with '.'".into());
+        }
+        if !self.0.join(&reference.name).is_dir() {
+            return Err(no_such_secret(&reference.name));
         }
         let path = self.0.join(&reference.name).join(&reference.key);
         match std::fs::read_to_string(&path) {
@@ -57,8 +75,8 @@ impl SecretSource for SecretsDir {
 pub struct NoSecrets;
 
 impl SecretSource for NoSecrets {
-    fn read(&self, _: &SecretKeyRef) -> Result<Option<String>, String> {
-        Ok(None)
+    fn read(&self, reference: &SecretKeyRef) -> Result<Option<String>, String> {
+        Err(no_such_secret(&reference.name))
     }
 }
 
@@ -77,19 +95,35 @@ fn resolve_where(
     source: &dyn SecretSource,
     wanted: impl Fn(&str) -> bool,
 ) -> Result<Secrets, ValidationErrors> {
+    let secrets = read_where(stack, source, wanted);
+    if secrets.missing.is_empty() { Ok(secrets) } else { Err(ValidationErrors(secrets.missing)) }
+}
+
+/// Reads every secret the stack needs and records the ones that cannot be read instead of
+/// failing: the controller converges everything else, and the items naming them wait.
+pub fn resolve_available(stack: &ValidatedStack, source: &dyn SecretSource) -> Secrets {
+    read_where(stack, source, |_| true)
+}
+
+fn read_where(stack: &ValidatedStack, source: &dyn SecretSource, wanted: impl Fn(&str) -> bool) -> Secrets {
     let mut secrets = Secrets::default();
-    let mut errors = Vec::new();
     for (path, reference) in stack.secret_refs().into_iter().filter(|(path, _)| wanted(path)) {
-        match source.read(&reference) {
-            Ok(Some(value)) => secrets.insert(reference, value),
-            Ok(None) => errors.push(FieldError {
-                path,
-                message: format!("Secret {:?} has no key {:?}", reference.name, reference.key),
-            }),
-            Err(message) => errors.push(FieldError { path, message }),
+        let missing = match source.read(&reference) {
+            Ok(Some(value)) => {
+                secrets.insert(reference, value);
+                continue;
+            }
+            Ok(None) => {
+                FieldError { path, message: format!("Secret {:?} has no key {:?}", reference.name, reference.key) }
+            }
+            Err(message) => FieldError { path, message },
+        };
+        // Two keys of one absent Secret under one field: said once.
+        if !secrets.missing.contains(&missing) {
+            secrets.missing.push(missing);
         }
     }
-    if errors.is_empty() { Ok(secrets) } else { Err(ValidationErrors(errors)) }
+    secrets
 }
 
 /// A fresh password: 24 random bytes from the kernel, hex-encoded.

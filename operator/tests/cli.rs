@@ -59,9 +59,14 @@ fn validate_needs_no_secrets_but_checks_the_files_when_given_a_directory() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         String::from_utf8(out.stderr).unwrap(),
-        "error: spec.sources[0].userMapping.secretOptions.password: Secret \"cp\" has no key \"password\"\n"
+        "error: spec.sources[0].userMapping.secretOptions.password: Secret \"cp\" does not exist\n"
     );
     std::fs::create_dir(dir.path().join("cp")).unwrap();
+    let out = pgwarehouse(&["validate", "-f", &file, "--secrets-dir", &secrets]);
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        "error: spec.sources[0].userMapping.secretOptions.password: Secret \"cp\" has no key \"password\"\n"
+    );
     std::fs::write(dir.path().join("cp/password"), "s3cret\n").unwrap();
     assert!(pgwarehouse(&["validate", "-f", &file, "--secrets-dir", &secrets]).status.success());
 }
@@ -110,7 +115,7 @@ fn a_missing_secret_file_is_named_before_any_connection() {
     assert!(!out.status.success());
     assert_eq!(
         String::from_utf8(out.stderr).unwrap(),
-        "error: spec.sources[0].userMapping.secretOptions.password: Secret \"cp\" has no key \"password\"\n"
+        "error: spec.sources[0].userMapping.secretOptions.password: Secret \"cp\" does not exist\n"
     );
 }
 

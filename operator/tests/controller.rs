@@ -190,33 +190,6 @@ async fn new_stack_gets_its_objects_and_status_provisioning() {
 }
 
 #[tokio::test]
-async fn a_missing_referenced_secret_degrades_the_stack_and_names_it() {
-    let stack = stack("roles: [{name: analyst, passwordSecretRef: {name: analyst-login, key: password}}]");
-    let (ctx, mut api) = context(Settings::default());
-    let stack_json = serde_json::to_value(&stack).unwrap();
-    let scenario = tokio::spawn(async move {
-        api.expect(Method::GET, SUPERUSER, Reply::Json(secret("w-superuser", "password", "pw"))).await;
-        let applied = expect_objects_applied(&mut api).await;
-        api.expect(Method::GET, STATEFULSET, Reply::Json(statefulset(1))).await;
-        api.expect(Method::GET, "/api/v1/namespaces/analytics/secrets/analyst-login", Reply::NotFound).await;
-        let patch = api.expect(Method::PATCH, STATUS, Reply::StackWithStatus(stack_json)).await;
-        api.expect(Method::POST, EVENTS, Reply::Echo).await;
-        api.done().await;
-        (applied, patch)
-    });
-    reconcile(Arc::new(stack), ctx).await.unwrap();
-    let (applied, patch) = scenario.await.unwrap();
-    assert_eq!(applied[0]["stringData"]["password"], "pw", "an existing password is kept");
-    assert_eq!(patch["status"]["phase"], "Degraded");
-    let ready = &patch["status"]["conditions"][0];
-    assert_eq!(ready["reason"], "MissingSecret");
-    assert_eq!(
-        ready["message"],
-        "missing secret: spec.roles[0].passwordSecretRef: Secret \"analyst-login\" has no key \"password\""
-    );
-}
-
-#[tokio::test]
 async fn a_refused_api_call_reaches_status_and_events_as_one_readable_line() {
     let stack = stack("template: datawarehouse");
     let (ctx, mut api) = context(Settings::default());
@@ -302,6 +275,89 @@ async fn an_engine_error_on_one_source_degrades_with_its_message_and_no_secret()
     assert!(!status.to_string().contains("wrong-password-value"), "the secret is in the status");
     assert_eq!(status["schedules"][0]["state"], "Changed", "the other items converged");
     assert_eq!(status["conditions"][0]["reason"], "ItemsFailed");
+}
+
+/// A source and a role whose Secrets are not there (one missing whole, one without the key) wait
+/// for them, each named with its field; the other source, the refresh reading it, the schedule
+/// and the other role converge.
+#[tokio::test]
+async fn missing_secrets_hold_back_only_the_items_that_name_them() {
+    let fx = Fixture::start().await;
+    let spec = r#"sources:
+- name: cp
+  wrapper: postgres_fdw
+  options: {host: 127.0.0.1, port: "PORT", dbname: controlplane}
+  userMapping:
+    options: {user: cp_reader}
+    secretOptions: {password: {secretKeyRef: {name: cp, key: password}}}
+  importSchemas: [{remoteSchema: public, into: f}]
+- name: archive
+  wrapper: postgres_fdw
+  options: {host: 127.0.0.1, port: "PORT", dbname: controlplane}
+  userMapping:
+    options: {user: cp_reader}
+    secretOptions: {password: {secretKeyRef: {name: archive-cp, key: password}}}
+  importSchemas: [{remoteSchema: public, into: archive}]
+schedules: [{name: refresh, schedule: '*/5 * * * *', command: SELECT 1}]
+refreshes: [{name: clusters, target: public.clusters, query: 'SELECT id, name FROM f.instances', schedule: '*/5 * * * *'}]
+roles:
+- {name: analyst, passwordSecretRef: {name: analyst-login, key: password}, grants: [{schema: public, privileges: [SELECT]}]}
+- {name: viewer, passwordSecretRef: {name: cp, key: viewer-password}, grants: [{schema: public, privileges: [SELECT]}]}
+"#;
+    let stack = stack(&spec.replace("PORT", &fx.server.port.to_string()));
+    let settings =
+        Settings { database_host_override: Some(format!("127.0.0.1:{}", fx.server.port)), ..Settings::default() };
+    let (ctx, mut api) = context(settings);
+    let stack_json = serde_json::to_value(&stack).unwrap();
+    let scenario = tokio::spawn(async move {
+        api.expect(Method::GET, SUPERUSER, Reply::Json(secret("w-superuser", "password", PASSWORD))).await;
+        expect_objects_applied(&mut api).await;
+        api.expect(Method::GET, STATEFULSET, Reply::Json(statefulset(1))).await;
+        let mut cp = secret("cp", "password", CP_READER_PASSWORD);
+        cp["data"]["viewer-password"] = json!("dmlld2VyLXB3");
+        api.expect(Method::GET, "/api/v1/namespaces/analytics/secrets/cp", Reply::Json(cp)).await;
+        api.expect(Method::GET, "/api/v1/namespaces/analytics/secrets/archive-cp", Reply::NotFound).await;
+        api.expect(Method::GET, "/api/v1/namespaces/analytics/secrets/analyst-login", Reply::NotFound).await;
+        let patch = api.expect(Method::PATCH, STATUS, Reply::StackWithStatus(stack_json)).await;
+        let event = api.expect(Method::POST, EVENTS, Reply::Echo).await;
+        api.done().await;
+        (patch, event)
+    });
+    reconcile(Arc::new(stack), ctx).await.unwrap();
+    let (patch, event) = scenario.await.unwrap();
+    let status = &patch["status"];
+    assert_eq!(status["phase"], "Degraded", "{status:#}");
+    let ready = &status["conditions"][0];
+    assert_eq!((ready["status"].as_str(), ready["reason"].as_str()), (Some("False"), Some("MissingSecret")));
+    let message = ready["message"].as_str().unwrap();
+    for expected in [
+        "source/archive: waiting for a Secret: spec.sources[1].userMapping.secretOptions.password: Secret \"archive-cp\" does not exist",
+        "role/analyst: waiting for a Secret: spec.roles[0].passwordSecretRef: Secret \"analyst-login\" does not exist",
+    ] {
+        assert!(message.contains(expected), "{expected} not in {message}");
+    }
+    assert_eq!(event["reason"], "Degraded");
+    let state = |list: &str, name: &str| {
+        status[list].as_array().unwrap().iter().find(|i| i["name"] == name).map(|i| i["state"].clone())
+    };
+    assert_eq!(state("sources", "cp"), Some(json!("Changed")));
+    assert_eq!(state("sources", "archive"), Some(json!("Failed")));
+    assert_eq!(state("schedules", "refresh"), Some(json!("Changed")));
+
+    let mut warehouse = fx.warehouse().await;
+    let servers: Vec<String> = sqlx::query_scalar("SELECT srvname::text FROM pg_foreign_server ORDER BY 1")
+        .fetch_all(&mut warehouse)
+        .await
+        .unwrap();
+    assert_eq!(servers, ["cp"], "the waiting source made nothing");
+    let roles: Vec<String> =
+        sqlx::query_scalar("SELECT rolname::text FROM pg_roles WHERE rolname IN ('analyst', 'viewer') ORDER BY 1")
+            .fetch_all(&mut warehouse)
+            .await
+            .unwrap();
+    assert_eq!(roles, ["viewer"], "the role whose Secret exists was made, the other waits");
+    let refreshed: i64 = support::scalar(&mut warehouse, "SELECT count(*) FROM pgwarehouse.refreshes").await;
+    assert_eq!(refreshed, 1, "the refresh over the converged source is defined");
 }
 
 #[test]

@@ -253,3 +253,38 @@ fn the_argocd_health_check_follows_the_ready_condition() {
     assert_eq!(health(ready("True", "Ready", 1)), "Progressing", "an older generation is not yet healthy");
     assert_eq!(health(serde_json::json!({"metadata": {}})), "Progressing");
 }
+
+/// The README's cluster commands create every Secret (and key) the example they apply names, in
+/// the namespace they apply it to: a new user who runs them verbatim gets a stack that can be
+/// Ready.
+#[test]
+fn the_readme_creates_every_secret_the_cluster_example_names() {
+    let readme = read("README.md");
+    let commands: Vec<&str> = readme.lines().filter(|l| l.starts_with("kubectl ")).collect();
+    let applied = commands
+        .iter()
+        .find_map(|c| c.strip_prefix("kubectl apply -f stack-templates/examples/"))
+        .expect("the README applies an example");
+    let (example, namespace) = applied.split_once(" -n ").expect("the example is applied to a namespace");
+    let mut created = std::collections::BTreeSet::new();
+    for command in &commands {
+        let words: Vec<&str> = command.split_whitespace().collect();
+        let Some(at) = words.windows(3).position(|w| w == ["create", "secret", "generic"]) else { continue };
+        assert_eq!(words[1..3], ["-n", namespace], "{command}: another namespace than the example's");
+        let name = words[at + 3];
+        for literal in words.iter().filter_map(|w| w.strip_prefix("--from-literal=")) {
+            created.insert((name.to_string(), literal.split_once('=').unwrap().0.to_string()));
+        }
+    }
+    let stack = pgwarehouse::template::load_manifest(&read(&format!("stack-templates/examples/{example}"))).unwrap();
+    let named = stack.spec.secret_refs();
+    assert!(!named.is_empty());
+    for (path, reference) in named {
+        assert!(
+            created.contains(&(reference.name.clone(), reference.key.clone())),
+            "{example} {path} names Secret {:?} key {:?}, which the README's commands do not create (they create {created:?})",
+            reference.name,
+            reference.key
+        );
+    }
+}

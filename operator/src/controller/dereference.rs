@@ -11,7 +11,7 @@ use kube::{Client, ResourceExt};
 
 use crate::api::{DataWarehouseStack, SecretKeyRef};
 use crate::render::{PASSWORD_KEY, superuser_secret_name};
-use crate::secrets::{SecretSource, random_password};
+use crate::secrets::{SecretSource, no_such_secret, random_password};
 use crate::validate::ValidatedStack;
 
 /// The superuser password in the stack's Secret, or a new one when there is no Secret yet.
@@ -30,7 +30,7 @@ pub struct KubeSecrets(BTreeMap<String, Option<Secret>>);
 
 impl SecretSource for KubeSecrets {
     fn read(&self, reference: &SecretKeyRef) -> Result<Option<String>, String> {
-        let Some(Some(secret)) = self.0.get(&reference.name) else { return Ok(None) };
+        let Some(Some(secret)) = self.0.get(&reference.name) else { return Err(no_such_secret(&reference.name)) };
         let value = secret.data.as_ref().and_then(|d| d.get(&reference.key));
         value
             .map(|bytes| {

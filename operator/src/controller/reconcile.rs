@@ -64,13 +64,8 @@ async fn converge(stack: &DataWarehouseStack, ctx: &Context) -> Result<Action, E
         return Ok(Action::requeue(WAIT));
     }
     let found = dereference::referenced_secrets(&ctx.client, &validated).await?;
-    let secrets = match secrets::resolve(&validated, &found) {
-        Ok(secrets) => secrets,
-        Err(missing) => {
-            report(stack, Some(&validated), &Outcome::MissingSecrets(missing.to_string()), ctx).await?;
-            return Ok(Action::requeue(WAIT));
-        }
-    };
+    // A Secret that is not there holds back only the items that name it.
+    let secrets = secrets::resolve_available(&validated, &found);
     let mut conn = match database::connect(&ctx.client, &ctx.settings, &validated, &password).await {
         Ok(conn) => conn,
         Err(e) => {

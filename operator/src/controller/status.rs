@@ -11,7 +11,7 @@ use crate::api::{
 };
 use crate::render::superuser_secret_name;
 use crate::sql::apply::{ApplyReport, ItemOutcome, ItemState};
-use crate::sql::plan::ItemKind;
+use crate::sql::plan::{ItemKind, WAITING_FOR_SECRET};
 use crate::sql::status::WarehouseStatus;
 use crate::validate::{ValidatedStack, is_stale};
 
@@ -41,8 +41,6 @@ pub enum Outcome<'a> {
     Invalid(String),
     /// Objects applied; the pod is not ready yet.
     Provisioning,
-    /// A referenced Secret or key is missing.
-    MissingSecrets(String),
     /// The pod is ready but the database does not answer.
     DatabaseUnavailable(String),
     /// The engine could not start (e.g. pg_cron not loaded for the database).
@@ -58,10 +56,7 @@ impl Outcome<'_> {
         match self {
             Outcome::Invalid(_) => Phase::Failed,
             Outcome::Provisioning => Phase::Provisioning,
-            Outcome::MissingSecrets(_)
-            | Outcome::DatabaseUnavailable(_)
-            | Outcome::EngineFailed(_)
-            | Outcome::ApiFailed(_) => Phase::Degraded,
+            Outcome::DatabaseUnavailable(_) | Outcome::EngineFailed(_) | Outcome::ApiFailed(_) => Phase::Degraded,
             Outcome::Converged { report, .. } if report.failed().next().is_some() => Phase::Degraded,
             Outcome::Converged { .. } => Phase::Ready,
         }
@@ -72,7 +67,6 @@ impl Outcome<'_> {
         match self {
             Outcome::Invalid(errors) => format!("invalid spec: {errors}"),
             Outcome::Provisioning => "waiting for the Postgres pod to become ready".into(),
-            Outcome::MissingSecrets(errors) => format!("missing secret: {errors}"),
             Outcome::DatabaseUnavailable(e) => format!("the database does not answer: {e}"),
             Outcome::EngineFailed(e) => e.clone(),
             Outcome::ApiFailed(e) => format!("Kubernetes API: {e}"),
@@ -91,15 +85,21 @@ impl Outcome<'_> {
     }
 }
 
+fn waits_for_secret(item: &ItemOutcome) -> bool {
+    item.message.as_deref().is_some_and(|m| m.starts_with(WAITING_FOR_SECRET))
+}
+
 /// `(type, true/false/unknown, reason)` of the three conditions.
 fn condition_states(outcome: &Outcome) -> [(&'static str, Option<bool>, &'static str); 3] {
     let (database, converged, reason) = match outcome {
         Outcome::Invalid(_) => (None, Some(false), "InvalidSpec"),
         Outcome::Provisioning => (Some(false), None, "PodNotReady"),
-        Outcome::MissingSecrets(_) => (Some(true), Some(false), "MissingSecret"),
         Outcome::DatabaseUnavailable(_) => (Some(false), None, "ConnectFailed"),
         Outcome::EngineFailed(_) => (Some(true), Some(false), "EngineFailed"),
         Outcome::ApiFailed(_) => (None, None, "KubernetesAPIError"),
+        Outcome::Converged { report, .. } if report.failed().any(waits_for_secret) => {
+            (Some(true), Some(false), "MissingSecret")
+        }
         Outcome::Converged { report, .. } if report.failed().next().is_some() => {
             (Some(true), Some(false), "ItemsFailed")
         }

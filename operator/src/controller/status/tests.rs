@@ -41,7 +41,6 @@ fn transition_times_move_only_when_a_condition_changes() {
 #[test]
 fn outcomes_map_to_phases() {
     assert_eq!(Outcome::Invalid("x".into()).phase(), Phase::Failed);
-    assert_eq!(Outcome::MissingSecrets("x".into()).phase(), Phase::Degraded);
     assert_eq!(Outcome::DatabaseUnavailable("x".into()).phase(), Phase::Degraded);
     let report = ApplyReport {
         items: vec![ItemOutcome {

@@ -247,6 +247,7 @@ pub fn plan(stack: &ValidatedStack, observed: &Observed, secrets: &Secrets) -> R
     units.extend(refreshes::refreshes(&mut planner));
     units.extend(schedules::schedules(&planner));
     units.extend(roles::roles(&planner));
+    wait_for_missing_secrets(stack, secrets, &mut units);
     if units.iter().any(Unit::has_work) {
         for unit in units.iter_mut().filter(|u| u.item == ItemKind::Refresh) {
             if let Some(why) = unit.blocked.as_mut().filter(|why| why.starts_with("query: ")) {
@@ -255,6 +256,34 @@ pub fn plan(stack: &ValidatedStack, observed: &Observed, secrets: &Secrets) -> R
         }
     }
     Ok(Plan { units })
+}
+
+/// The item that a secret reference's field belongs to: `spec.sources[2]...` → that source.
+fn item_of_field(stack: &ValidatedStack, path: &str) -> Option<(ItemKind, String)> {
+    let index = |prefix: &str| path.strip_prefix(prefix)?.split(']').next()?.parse::<usize>().ok();
+    if let Some(i) = index("spec.sources[") {
+        return Some((ItemKind::Source, stack.sources.get(i)?.spec.name.clone()));
+    }
+    let i = index("spec.roles[")?;
+    Some((ItemKind::Role, stack.spec.roles.get(i)?.name.clone()))
+}
+
+/// How a blocked item that waits for a Secret begins its reason.
+pub const WAITING_FOR_SECRET: &str = "waiting for a Secret";
+
+/// Items naming a Secret that cannot be read wait for it, whole: nothing of them is applied (an
+/// existing server or role stays as it is), every other item converges.
+fn wait_for_missing_secrets(stack: &ValidatedStack, secrets: &Secrets, units: &mut [Unit]) {
+    for missing in secrets.missing() {
+        let Some((item, name)) = item_of_field(stack, &missing.path) else { continue };
+        let Some(unit) = units.iter_mut().find(|u| u.item == item && u.name == name) else { continue };
+        let why = format!("{WAITING_FOR_SECRET}: {}: {}", missing.path, missing.message);
+        let blocked = match unit.blocked.take() {
+            Some(earlier) if earlier.starts_with(WAITING_FOR_SECRET) => format!("{earlier}; {why}"),
+            _ => why,
+        };
+        *unit = Unit::blocked(item, name, blocked);
+    }
 }
 
 #[cfg(test)]
