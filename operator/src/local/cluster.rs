@@ -234,6 +234,17 @@ impl Cluster {
         self.initialized() && self.binaries.run("pg_ctl", &["-D", &self.server_path("data"), "status"]).is_ok()
     }
 
+    /// Whether the running server's program was replaced on disk after it started (a package
+    /// upgrade): the old process then loads the new version's libraries (PL/pgSQL, pg_cron, ...)
+    /// and fails with undefined symbols. False when it cannot be told (another user's process).
+    pub fn binaries_replaced(&self) -> bool {
+        let pid = std::fs::read_to_string(self.dir.join("data/postmaster.pid"))
+            .ok()
+            .and_then(|text| text.lines().next()?.trim().parse::<u32>().ok());
+        pid.and_then(|pid| std::fs::read_link(format!("/proc/{pid}/exe")).ok())
+            .is_some_and(|exe| exe.to_string_lossy().ends_with(" (deleted)"))
+    }
+
     pub fn start(&self) -> Result<(), ClusterError> {
         let (data, log) = (self.server_path("data"), self.server_path("log"));
         self.binaries.run("pg_ctl", &["-D", &data, "-l", &log, "-w", "-t", "60", "start"]).map(drop).map_err(|e| {

@@ -27,6 +27,9 @@ pub use report::local_report;
 pub const DEFAULT_PORT: u16 = 5433;
 const STATE_FILE: &str = "pgwarehouse-local.json";
 const PASSWORD_FILE: &str = "superuser-password";
+/// A server whose binaries a package upgrade replaced while it ran.
+const REPLACED: &str =
+    "its PostgreSQL binaries were replaced on disk while it ran (a package upgrade), so it fails to load extensions";
 
 #[derive(Debug, thiserror::Error)]
 pub enum LocalError {
@@ -198,6 +201,10 @@ pub async fn up(
         local.cluster.binaries.on_host(&local.cluster.binaries.bindir).display()
     );
     let running = local.cluster.running();
+    let replaced = running && local.cluster.binaries_replaced();
+    if replaced {
+        let _ = writeln!(out, "- restarting the server: {REPLACED}");
+    }
     let port_changed = state.as_ref().is_some_and(|s| s.port != local.port);
     if (!running || port_changed) && !port_is_free(local.port) {
         return Err(LocalError::PortInUse(local.port));
@@ -213,11 +220,11 @@ pub async fn up(
     let state_path = local.cluster.dir.join(STATE_FILE);
     std::fs::write(&state_path, serde_json::to_string(&state).expect("state serializes")).map_err(io(&state_path))?;
     let pgbackrest = local.pgbackrest(stack, options, secrets)?;
-    let reconfigured = local.cluster.configure(&local.settings(stack))?;
-    if running && reconfigured {
+    let restart = local.cluster.configure(&local.settings(stack))? || replaced;
+    if running && restart {
         local.cluster.stop()?;
     }
-    if !running || reconfigured {
+    if !running || restart {
         local.cluster.start()?;
     }
     let _ = writeln!(out, "- server listening on 127.0.0.1:{}", local.port);
@@ -280,6 +287,9 @@ pub async fn status(stack: &ValidatedStack, options: &LocalOptions, out: &mut dy
     if !local.cluster.running() {
         let _ = writeln!(out, "{}: stopped (data kept in {})", stack.name, local.cluster.dir.display());
         return Ok(());
+    }
+    if local.cluster.binaries_replaced() {
+        let _ = writeln!(out, "WARNING: {REPLACED}; `pgwarehouse local up` restarts it on the new ones\n");
     }
     let mut conn = local.connect(&local.database).await?;
     let status = sql::status::read_status(&mut conn).await.map_err(|e| LocalError::Connect(e.to_string()))?;
