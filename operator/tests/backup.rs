@@ -9,6 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use pgwarehouse::backup::BackupKind;
+use pgwarehouse::local::cluster::Binaries;
 use pgwarehouse::local::{self, LocalOptions};
 use pgwarehouse::secrets::Secrets;
 use pgwarehouse::template::load_manifest;
@@ -408,6 +409,83 @@ async fn agent_takes_the_first_backup_at_once_and_records_it() {
     assert!(shown.contains("BackedUp=True") && shown.contains("last full          2"), "{shown}");
 }
 
+/// The pod's layout for the restore step: a volume with PGDATA below it, the restore config
+/// file naming the source repository, a socket directory.
+struct PodVolume {
+    volume: std::path::PathBuf,
+    run: std::path::PathBuf,
+    conf: std::path::PathBuf,
+    binaries: pgwarehouse::local::cluster::Binaries,
+}
+
+impl PodVolume {
+    fn new(dir: &Path, repo: &Path) -> PodVolume {
+        let binaries = pgwarehouse::local::cluster::Binaries::find().unwrap();
+        let volume = dir.join("volume");
+        let run = dir.join("run");
+        for d in [&volume, &run] {
+            std::fs::create_dir_all(d).unwrap();
+            binaries.give_to_postgres(d).unwrap();
+        }
+        let paths = pgwarehouse::backup::Paths {
+            pgdata: volume.join("pgdata"),
+            port: 5432,
+            socket_dir: run.clone(),
+            scratch: run.clone(),
+            volume_repository: repo.to_path_buf(),
+        };
+        let repository = pgwarehouse::validate::Repository::Volume(Default::default());
+        let conf = dir.join("pgbackrest-restore.conf");
+        std::fs::write(&conf, pgwarehouse::backup::config::pgbackrest_conf("bk", &repository, None, &paths, None))
+            .unwrap();
+        PodVolume { volume, run, conf, binaries }
+    }
+
+    fn pgdata(&self) -> std::path::PathBuf {
+        self.volume.join("pgdata")
+    }
+
+    /// `agent restore` as the init container runs it, with the stack's rendered settings.
+    fn restore_command(&self, target: &str) -> std::process::Command {
+        let mut command = as_owner(env!("CARGO_BIN_EXE_pgwarehouse"));
+        command
+            .args(["agent", "restore", "--stanza=bk", "--setting=max_worker_processes=48"])
+            .arg(format!("--config={}", self.conf.display()))
+            .arg(format!("--socket-dir={}", self.run.display()))
+            .arg(format!("--pgdata={}", self.pgdata().display()))
+            .arg(format!("--target={target}"))
+            .env("POSTGRES_PASSWORD", "the-new-password");
+        command
+    }
+
+    fn restore(&self, target: &str) -> std::process::Output {
+        self.restore_command(target).output().unwrap()
+    }
+
+    /// Starts the restored directory as the pod's Postgres would, counts `t`, stops it.
+    async fn rows(&self) -> i64 {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let pg_ctl = self.binaries.bindir.join("pg_ctl");
+        let options = format!(
+            "-c port={port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c archive_mode=off",
+            self.run.display()
+        );
+        let log = self.run.join("restored.log");
+        let mut start = as_owner(pg_ctl.to_str().unwrap());
+        start.arg("-D").arg(self.pgdata()).arg("-l").arg(&log).args(["-o", &options, "-w", "start"]);
+        assert!(start.stdout(std::process::Stdio::null()).status().unwrap().success());
+        let url = format!("postgres://postgres:the-new-password@127.0.0.1:{port}/warehouse");
+        let rows = sqlx::query_scalar("SELECT count(*) FROM t")
+            .fetch_one(&mut PgConnection::connect(&url).await.unwrap())
+            .await
+            .unwrap();
+        let mut stop = as_owner(pg_ctl.to_str().unwrap());
+        stop.arg("-D").arg(self.pgdata()).args(["-m", "fast", "-w", "stop"]).stdout(std::process::Stdio::null());
+        assert!(stop.status().unwrap().success());
+        rows
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn agent_restore_fills_an_empty_volume_once_and_refuses_a_foreign_one() {
     let (dir, stack, source, _stop) = one_server("src").await;
@@ -418,85 +496,84 @@ async fn agent_restore_fills_an_empty_volume_once_and_refuses_a_foreign_one() {
     drop(db);
     down(&stack, &source).await;
 
-    // The pod's layout: a volume with PGDATA below it, the config file, a socket directory.
-    let binaries = pgwarehouse::local::cluster::Binaries::find().unwrap();
-    let volume = dir.path().join("volume");
-    let run = dir.path().join("run");
-    for d in [&volume, &run] {
-        std::fs::create_dir_all(d).unwrap();
-        binaries.give_to_postgres(d).unwrap();
-    }
-    let paths = pgwarehouse::backup::Paths {
-        pgdata: volume.join("pgdata"),
-        port: 5432,
-        socket_dir: run.clone(),
-        scratch: run.clone(),
-        volume_repository: repo.clone(),
-    };
-    let repository = pgwarehouse::validate::Repository::Volume(Default::default());
-    let conf = dir.path().join("pgbackrest-restore.conf");
-    std::fs::write(&conf, pgwarehouse::backup::config::pgbackrest_conf("bk", &repository, None, &paths, None)).unwrap();
-    let args = |target: &str| {
-        vec![
-            format!("--config={}", conf.display()),
-            "--stanza=bk".into(),
-            format!("--socket-dir={}", run.display()),
-            format!("--pgdata={}", volume.join("pgdata").display()),
-            format!("--target={target}"),
-        ]
-    };
-    let restore = |target: &str| {
-        let mut all = vec!["restore".to_string()];
-        all.extend(args(target));
-        agent(&all.iter().map(String::as_str).collect::<Vec<_>>(), "the-new-password")
-    };
+    let pod = PodVolume::new(dir.path(), &repo);
     // The pod mounts the source repository read-only.
     assert!(std::process::Command::new("chmod").args(["-R", "a-w"]).arg(&repo).status().unwrap().success());
-    let first = restore("latest");
+    let first = pod.restore("latest");
     assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
-    assert!(volume.join("pgdata/PG_VERSION").exists());
-    let auto = std::fs::read_to_string(volume.join("pgdata/postgresql.auto.conf")).unwrap();
+    assert!(pod.pgdata().join("PG_VERSION").exists());
+    let auto = std::fs::read_to_string(pod.pgdata().join("postgresql.auto.conf")).unwrap();
     assert!(!auto.contains("restore_command"), "recovery settings reset:\n{auto}");
 
     // The pod restarted: nothing to do.
-    let again = restore("latest");
+    let again = pod.restore("latest");
     assert!(again.status.success());
     assert!(String::from_utf8_lossy(&again.stdout).contains("nothing to restore"));
 
     // The restored server answers with its rows and the new stack's password.
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let pgdata = volume.join("pgdata");
-    let pg_ctl = binaries.bindir.join("pg_ctl");
-    let mut start = as_owner(pg_ctl.to_str().unwrap());
-    // The source's settings came with the files (the pod reads its own from the ConfigMap).
-    let options = format!(
-        "-c port={port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c archive_mode=off",
-        run.display()
-    );
-    let log = run.join("restored.log");
-    let started = start.arg("-D").arg(&pgdata).arg("-l").arg(&log).args(["-o", &options, "-w", "start"]);
-    assert!(started.stdout(std::process::Stdio::null()).status().unwrap().success());
-    let url = format!("postgres://postgres:the-new-password@127.0.0.1:{port}/warehouse");
-    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM t")
-        .fetch_one(&mut PgConnection::connect(&url).await.unwrap())
-        .await
-        .unwrap();
-    let mut stop = as_owner(pg_ctl.to_str().unwrap());
-    stop.arg("-D")
-        .arg(&pgdata)
-        .args(["-m", "fast", "-w", "stop"])
-        .stdout(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert_eq!(rows, 7);
+    assert_eq!(pod.rows().await, 7);
 
     // A volume holding something else is not restored over.
+    let pgdata = pod.pgdata();
     std::fs::remove_dir_all(&pgdata).unwrap();
+    std::fs::remove_file(pod.volume.join("restore.done")).unwrap();
     std::fs::create_dir_all(&pgdata).unwrap();
     std::fs::write(pgdata.join("precious"), "data").unwrap();
-    binaries.give_to_postgres(&volume).unwrap();
-    let refused = restore("latest");
+    pod.binaries.give_to_postgres(&pod.volume).unwrap();
+    let refused = pod.restore("latest");
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("spec.bootstrap.restore: "), "{refused:?}");
     assert_eq!(std::fs::read_to_string(pgdata.join("precious")).unwrap(), "data");
+}
+
+/// The source ran with more worker processes than the stack renders (WAL replay refuses to run
+/// below the primary's), and the first restore step is killed mid-way: the next one clears what
+/// it left, restores again, and the database has every row.
+#[tokio::test(flavor = "multi_thread")]
+async fn agent_restore_recovers_a_busier_source_and_is_redone_after_a_kill() {
+    let (dir, stack, source, _stop) = one_server("busy").await;
+    let repo = dir.path().join("busy.backup");
+    let pgdata_of_source = source.data_dir.as_ref().unwrap().join("data");
+    let pg_ctl = Binaries::find().unwrap().bindir.join("pg_ctl");
+    let mut restart = as_owner(pg_ctl.to_str().unwrap());
+    restart
+        .arg("-D")
+        .arg(Binaries::find().unwrap().in_server(&pgdata_of_source))
+        .args(["-o", "-c max_worker_processes=64", "-w", "restart"])
+        .stdout(std::process::Stdio::null());
+    assert!(restart.status().unwrap().success());
+    let mut db = connect(&source).await;
+    let workers: String = sqlx::query_scalar("SHOW max_worker_processes").fetch_one(&mut db).await.unwrap();
+    assert_eq!(workers, "64");
+    db.execute(
+        "CREATE TABLE t (i int, pad text); INSERT INTO t SELECT g, repeat('x', 200) FROM generate_series(1, 100000) g",
+    )
+    .await
+    .unwrap();
+    local::backup(&stack, &Secrets::default(), &source, BackupKind::Full, &mut std::io::sink()).await.unwrap();
+    db.execute("INSERT INTO t SELECT g, '' FROM generate_series(100001, 100010) g").await.unwrap();
+    archive_now(&mut db).await;
+    drop(db);
+    down(&stack, &source).await;
+
+    let pod = PodVolume::new(dir.path(), &repo);
+    let mut first = pod.restore_command("latest");
+    std::os::unix::process::CommandExt::process_group(&mut first, 0);
+    let mut first = first.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let started = std::time::Instant::now();
+    while !pod.pgdata().join("PG_VERSION").exists() && started.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let group = format!("-{}", first.id());
+    assert!(std::process::Command::new("kill").args(["-KILL", "--", &group]).status().unwrap().success());
+    let _ = first.wait();
+    assert!(pod.volume.join("restore.in-progress").exists(), "killed while restoring");
+    assert!(!pod.volume.join("restore.done").exists(), "killed before the restore completed");
+
+    let second = pod.restore("latest");
+    let said = String::from_utf8_lossy(&second.stdout).to_string();
+    assert!(second.status.success(), "{said}{}", String::from_utf8_lossy(&second.stderr));
+    assert!(said.contains("did not complete: clearing what it left and restoring again"), "{said}");
+    assert!(pod.volume.join("restore.done").exists() && !pod.volume.join("restore.in-progress").exists());
+    assert_eq!(pod.rows().await, 100_010, "every row, the ones only in archived WAL included");
 }

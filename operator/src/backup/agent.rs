@@ -4,7 +4,9 @@
 //! (an init container) fills an empty data volume from a repository and recovers it before
 //! Postgres first starts. Neither needs the Kubernetes API: the operator reads what they record.
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -57,7 +59,16 @@ pub enum AgentCommand {
         /// `latest` or an RFC 3339 time.
         #[arg(long, default_value = "latest")]
         target: String,
+        /// A setting the stack's server runs with, `NAME=VALUE` (repeat): recovery runs with the
+        /// ones WAL replay checks, raised to the source's where those were higher.
+        #[arg(long = "setting", value_parser = parse_setting)]
+        settings: Vec<(String, String)>,
     },
+}
+
+fn parse_setting(text: &str) -> Result<(String, String), String> {
+    let (name, value) = text.split_once('=').ok_or_else(|| format!("{text:?} is not NAME=VALUE"))?;
+    Ok((name.to_string(), value.to_string()))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -86,7 +97,9 @@ pub async fn run(command: AgentCommand) -> Result<(), AgentError> {
         AgentCommand::Backup { options, full, differential, database } => {
             backup_loop(&options, &full, &differential, &database).await
         }
-        AgentCommand::Restore { options, pgdata, target } => restore(&options, &pgdata, &target).await,
+        AgentCommand::Restore { options, pgdata, target, settings } => {
+            restore(&options, &pgdata, &target, &settings.into_iter().collect()).await
+        }
     }
 }
 
@@ -148,13 +161,75 @@ async fn backup_loop(options: &AgentOptions, full: &str, differential: &str, dat
     }
 }
 
-async fn restore(options: &AgentOptions, pgdata: &std::path::Path, target: &str) -> Result<(), AgentError> {
-    if pgdata.join("PG_VERSION").exists() {
-        // A restarted pod: the restore happened before its first start.
-        println!("{} holds a database already: nothing to restore", pgdata.display());
+/// Beside PGDATA (never in it: a backup of the restored stack must not carry them): written
+/// before the restore begins, and once its last step is done.
+struct Markers {
+    in_progress: PathBuf,
+    done: PathBuf,
+}
+
+impl Markers {
+    fn beside(pgdata: &Path) -> Markers {
+        Markers {
+            in_progress: pgdata.with_file_name("restore.in-progress"),
+            done: pgdata.with_file_name("restore.done"),
+        }
+    }
+}
+
+fn invalid(what: &str) -> impl Fn(std::io::Error) -> AgentError + '_ {
+    move |e| AgentError::Invalid(format!("{what}: {e}"))
+}
+
+/// Writes `path` and makes it durable before going on.
+fn write_durably(path: &Path, text: &str) -> Result<(), AgentError> {
+    let file = std::fs::File::create(path).map_err(invalid(&path.display().to_string()))?;
+    std::io::Write::write_all(&mut &file, text.as_bytes()).map_err(invalid(&path.display().to_string()))?;
+    file.sync_all().map_err(invalid(&path.display().to_string()))
+}
+
+/// What an interrupted restore left: a recovery server it started (the step was killed, its
+/// server was not) is stopped, and PGDATA's contents are removed.
+fn clear_interrupted(binaries: &Binaries, pgdata: &Path) -> Result<(), AgentError> {
+    let pg_ctl = binaries.bindir.join("pg_ctl");
+    let running = Command::new(&pg_ctl).arg("-D").arg(pgdata).arg("status").output().is_ok_and(|o| o.status.success());
+    if running {
+        let _ = Command::new(&pg_ctl).arg("-D").arg(pgdata).args(["-m", "immediate", "-w", "stop"]).output();
+    }
+    for entry in std::fs::read_dir(pgdata).map_err(invalid("reading PGDATA"))? {
+        let path = entry.map_err(invalid("reading PGDATA"))?.path();
+        let removed = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+        removed.map_err(invalid(&path.display().to_string()))?;
+    }
+    Ok(())
+}
+
+/// The restore step: crash-safe (a step killed at any point is redone from scratch on the next
+/// start, and Postgres, which starts only after this step succeeded, never sees a directory
+/// whose restore did not complete).
+async fn restore(
+    options: &AgentOptions,
+    pgdata: &Path,
+    target: &str,
+    settings: &BTreeMap<String, String>,
+) -> Result<(), AgentError> {
+    let markers = Markers::beside(pgdata);
+    let binaries = Binaries::find()?;
+    if markers.done.exists() {
+        println!("{} was restored already: nothing to restore", pgdata.display());
         return Ok(());
     }
-    if std::fs::read_dir(pgdata).is_ok_and(|mut entries| entries.next().is_some()) {
+    if markers.in_progress.exists() {
+        println!(
+            "an earlier restore into {} did not complete: clearing what it left and restoring again",
+            pgdata.display()
+        );
+        clear_interrupted(&binaries, pgdata)?;
+    } else if pgdata.join("PG_VERSION").exists() {
+        // A volume whose database predates this step's markers.
+        println!("{} holds a database already: nothing to restore", pgdata.display());
+        return Ok(());
+    } else if std::fs::read_dir(pgdata).is_ok_and(|mut entries| entries.next().is_some()) {
         return Err(AgentError::Invalid(format!(
             "spec.bootstrap.restore: {} is not empty and holds no database; refusing to restore over it",
             pgdata.display()
@@ -167,37 +242,60 @@ async fn restore(options: &AgentOptions, pgdata: &std::path::Path, target: &str)
         .info()?
         .restorable(&options.stanza, target, "spec.bootstrap.restore.target")
         .map_err(AgentError::Invalid)?;
+    write_durably(&markers.in_progress, &format!("stanza {}\n", options.stanza))?;
     pgbackrest.restore(pgdata, target)?;
-    let binaries = Binaries::find()?;
+    recover_restored(&binaries, options, pgdata, settings).await?;
+    write_durably(&markers.done, &format!("stanza {}\n", options.stanza))?;
+    std::fs::remove_file(&markers.in_progress).map_err(invalid("removing the in-progress marker"))?;
+    println!("restored stanza {} into {}", options.stanza, pgdata.display());
+    Ok(())
+}
+
+/// Replays the restored directory's WAL to the target on a private server (no TCP, no
+/// archiving) running with the settings replay checks, finishes recovery, and stops it.
+async fn recover_restored(
+    binaries: &Binaries,
+    options: &AgentOptions,
+    pgdata: &Path,
+    settings: &BTreeMap<String, String>,
+) -> Result<(), AgentError> {
+    let controldata = Command::new(binaries.bindir.join("pg_controldata"))
+        .arg(pgdata)
+        .env("LC_ALL", "C")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let mut server_options = format!(
+        "-c listen_addresses='' -c port={} -c unix_socket_directories={} -c archive_mode=off",
+        options.port,
+        options.socket_dir.display()
+    );
+    for (name, value) in recover::replay_settings(settings, &controldata) {
+        server_options.push_str(&format!(" -c {name}={value}"));
+    }
     let log = pgdata.with_file_name("restore.log");
     let pg_ctl = binaries.bindir.join("pg_ctl");
-    let socket_dir = options.socket_dir.display().to_string();
-    let start = std::process::Command::new(&pg_ctl)
+    let start = Command::new(&pg_ctl)
         .arg("-D")
         .arg(pgdata)
         .arg("-l")
         .arg(&log)
         .arg("-o")
-        .arg(format!(
-            "-c listen_addresses='' -c port={} -c unix_socket_directories={socket_dir} -c archive_mode=off",
-            options.port
-        ))
+        .arg(&server_options)
         .arg("start")
         .status();
     if !start.is_ok_and(|s| s.success()) {
         return Err(AgentError::Invalid(std::fs::read_to_string(&log).unwrap_or_default()));
     }
-    let running =
-        || std::process::Command::new(&pg_ctl).arg("-D").arg(pgdata).arg("status").status().is_ok_and(|s| s.success());
+    let running = || Command::new(&pg_ctl).arg("-D").arg(pgdata).arg("status").status().is_ok_and(|s| s.success());
     let password = std::env::var("POSTGRES_PASSWORD").unwrap_or_default();
     recover::finish(socket(options, "postgres"), &password, running, || {
         std::fs::read_to_string(&log).unwrap_or_default()
     })
     .await?;
-    let stopped = std::process::Command::new(&pg_ctl).arg("-D").arg(pgdata).args(["-m", "fast", "-w", "stop"]).status();
+    let stopped = Command::new(&pg_ctl).arg("-D").arg(pgdata).args(["-m", "fast", "-w", "stop"]).status();
     if !stopped.is_ok_and(|s| s.success()) {
         return Err(AgentError::Invalid("stopping the recovered server failed".into()));
     }
-    println!("restored stanza {} into {}", options.stanza, pgdata.display());
     Ok(())
 }

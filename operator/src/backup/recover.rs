@@ -2,6 +2,7 @@
 //! then the recovery settings pgBackRest wrote are reset (the source repository is not this
 //! stack's to read again) and the superuser gets the new stack's password.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use sqlx::postgres::PgConnectOptions;
@@ -12,6 +13,35 @@ use crate::sql::quote::Sql;
 
 /// What pgBackRest's restore puts in postgresql.auto.conf.
 const RECOVERY_SETTINGS: &[&str] = &["restore_command", "recovery_target_time", "recovery_target_action"];
+
+/// The settings WAL replay checks against the source's: a restored server with a lower value
+/// aborts recovery ("insufficient parameter settings"). Each with its `pg_controldata` label.
+pub const REPLAY_CHECKED: [(&str, &str); 5] = [
+    ("max_connections", "max_connections setting"),
+    ("max_worker_processes", "max_worker_processes setting"),
+    ("max_wal_senders", "max_wal_senders setting"),
+    ("max_prepared_transactions", "max_prepared_xacts setting"),
+    ("max_locks_per_transaction", "max_locks_per_xact setting"),
+];
+
+/// The replay-checked settings a restored server recovers with: the stack's own (`stack`, the
+/// rendered settings), raised to the source's where the source ran with more (`controldata`,
+/// `pg_controldata` of the restored directory). Settings neither names keep Postgres's default.
+pub fn replay_settings(stack: &BTreeMap<String, String>, controldata: &str) -> BTreeMap<String, String> {
+    let recorded = |label: &str| {
+        controldata
+            .lines()
+            .find_map(|line| line.strip_prefix(label)?.trim_start_matches(':').trim().parse::<u64>().ok())
+    };
+    REPLAY_CHECKED
+        .iter()
+        .filter_map(|(name, label)| {
+            let own = stack.get(*name).and_then(|v| v.parse::<u64>().ok());
+            let value = own.into_iter().chain(recorded(label)).max()?;
+            Some((name.to_string(), value.to_string()))
+        })
+        .collect()
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecoverError {
@@ -57,5 +87,37 @@ async fn wait_for_promotion(
             return Err(RecoverError::Stopped(log_tail()));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONTROLDATA: &str = "pg_control version number:            1300\n\
+        max_connections setting:              100\n\
+        max_worker_processes setting:         48\n\
+        max_wal_senders setting:              10\n\
+        max_prepared_xacts setting:           0\n\
+        max_locks_per_xact setting:           64\n";
+
+    #[test]
+    fn replay_settings_take_the_higher_of_the_stack_and_the_source() {
+        let stack: BTreeMap<String, String> =
+            [("max_worker_processes", "20"), ("max_connections", "300"), ("work_mem", "1GB")]
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .into();
+        let settings = replay_settings(&stack, CONTROLDATA);
+        let expected: BTreeMap<String, String> = [
+            ("max_connections", "300"),
+            ("max_worker_processes", "48"),
+            ("max_wal_senders", "10"),
+            ("max_prepared_transactions", "0"),
+            ("max_locks_per_transaction", "64"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .into();
+        assert_eq!(settings, expected);
+        assert_eq!(replay_settings(&stack, "")["max_worker_processes"], "20", "without pg_control: the stack's");
     }
 }

@@ -14,6 +14,7 @@ use super::labels::metadata;
 use super::statefulset::{CONFIG_MOUNT, DATA_MOUNT, PGBACKREST_CONF_KEY, volume_claim};
 use crate::api::S3_CREDENTIAL_KEYS;
 use crate::backup::config::{Paths, S3_KEY_ENV, S3_SECRET_ENV, pgbackrest_conf};
+use crate::backup::recover::REPLAY_CHECKED;
 use crate::validate::{Repository, RestoreTarget, ValidatedStack};
 
 pub const RESTORE_CONF_KEY: &str = "pgbackrest-restore.conf";
@@ -143,15 +144,23 @@ pub fn restore_step(stack: &ValidatedStack, image: &str, base: &Container) -> Op
     let mut env: Vec<EnvVar> =
         base.env.iter().flatten().filter(|e| e.name == "PGDATA" || e.name == "POSTGRES_PASSWORD").cloned().collect();
     env.extend(repository_env(&r.repository));
-    let args = [
+    let mut args = [
         "agent",
         "restore",
         &format!("--config={CONFIG_MOUNT}/{RESTORE_CONF_KEY}"),
         &format!("--stanza={}", r.stanza),
         &format!("--target={target}"),
     ]
-    .map(String::from);
-    Some(agent_container(RESTORE_STEP, image, args.to_vec(), env, mounts, base))
+    .map(String::from)
+    .to_vec();
+    // Recovery runs with what the stack's server will run with, where WAL replay checks it.
+    let settings = super::config::settings(stack);
+    for (name, _) in REPLAY_CHECKED {
+        if let Some(value) = settings.get(name) {
+            args.push(format!("--setting={name}={value}"));
+        }
+    }
+    Some(agent_container(RESTORE_STEP, image, args, env, mounts, base))
 }
 
 /// The claim of a stack's volume repository: `<stack>-backup`.

@@ -177,8 +177,10 @@ fn a_restored_stack_restores_before_postgres_starts_and_keys_stay_in_the_secret(
             "restore",
             "--config=/etc/pgwarehouse/pgbackrest-restore.conf",
             "--stanza=quickstart",
-            "--target=2026-11-20T10:00:00+00:00"
-        ]
+            "--target=2026-11-20T10:00:00+00:00",
+            "--setting=max_worker_processes=48"
+        ],
+        "recovery runs with the stack's worker processes (16 + pg_cron's 32), which replay checks"
     );
     let source = pod.volumes.iter().flatten().find(|v| v.name == "restore-source").unwrap();
     assert_eq!(source.persistent_volume_claim.as_ref().unwrap().claim_name, "quickstart-backup");
