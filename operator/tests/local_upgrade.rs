@@ -16,7 +16,7 @@ const PROGRAMS: [&str; 3] = ["postgres", "pg_ctl", "initdb"];
 /// `<tmp>/usr/lib/postgresql/N/{bin,lib}` and `<tmp>/usr/share/postgresql/N`, laid out as
 /// Debian's so that the programs find their libraries and share files relative to themselves.
 struct PrivateBinaries {
-    dir: tempfile::TempDir,
+    _dir: tempfile::TempDir,
     /// The copied bin dir as the programs see it (inside the root, when there is one).
     bindir_in_server: PathBuf,
     binaries: Binaries,
