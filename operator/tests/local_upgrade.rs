@@ -38,8 +38,11 @@ impl PrivateBinaries {
             .unwrap();
         symlink(format!("/usr/share/postgresql/{major}"), dir.path().join(format!("usr/share/postgresql/{major}")))
             .unwrap();
-        let private =
-            PrivateBinaries { bindir_in_server: base.join(format!("usr/lib/postgresql/{major}/bin")), dir, binaries };
+        let private = PrivateBinaries {
+            bindir_in_server: base.join(format!("usr/lib/postgresql/{major}/bin")),
+            _dir: dir,
+            binaries,
+        };
         for program in PROGRAMS {
             private.install(program);
         }
