@@ -365,12 +365,6 @@ async fn s3_repository_backs_up_and_restores_and_keeps_its_keys_secret() {
     assert!(!everything.contains(SECRET) && !everything.contains(KEY_ID), "a key leaked:\n{everything}");
 }
 
-/// `pgwarehouse agent ...` as the pod runs it: as the server's owner, not root.
-fn agent(args: &[&str], password: &str) -> std::process::Output {
-    let mut command = as_owner(env!("CARGO_BIN_EXE_pgwarehouse"));
-    command.arg("agent").args(args).env("POSTGRES_PASSWORD", password).output().unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn agent_takes_the_first_backup_at_once_and_records_it() {
     let (_dir, stack, source, _stop) = one_server("w").await;
