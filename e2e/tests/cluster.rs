@@ -2,13 +2,15 @@
 //! installed, operator run in-process (reaching databases by port-forward), a stack applied and
 //! Ready, its objects and database checked, a spec change converged, the stack deleted and its
 //! volume kept; and a backup round trip: a stack backed up to a volume repository, deleted, and a
-//! new stack restored from that repository with every row. Without a reachable cluster each
-//! scenario prints that it skipped, and why.
+//! new stack restored from that repository with every row; and the chart installed as the
+//! README installs it (`helm install --wait`), its operator Ready with `/readyz` answering 200.
+//! Without a reachable cluster each scenario prints that it skipped, and why.
 //! With `PGW_E2E_INSTALLED_OPERATOR=1` the operator already installed in the cluster (the
 //! chart, as `.github/workflows/e2e-kind.yml` does) does the work instead of an in-process one.
 
 use std::time::{Duration, Instant};
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::AbortHandle;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -270,4 +272,87 @@ async fn backup_round_trip_restores_every_row_into_a_new_stack() {
     println!("  ok: the restored stack has every row and answers to its own password");
     drop(db);
     scenario.finish("backup").await;
+}
+
+/// `helm` from PATH (`make deps` puts one in `.cache/tools`).
+fn helm(args: &[&str]) -> std::process::Output {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    std::process::Command::new("helm")
+        .args(args)
+        .current_dir(&root)
+        .output()
+        .unwrap_or_else(|e| panic!("helm is not available ({e}): run `make deps`"))
+}
+
+/// `GET path` on `port` of `pod`, through a port-forward; the status line and body.
+async fn http_get(client: &Client, ns: &str, pod: &str, port: u16, path: &str) -> String {
+    let mut forwarder = Api::<Pod>::namespaced(client.clone(), ns).portforward(pod, &[port]).await.unwrap();
+    let mut stream = forwarder.take_stream(port).unwrap();
+    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    drop(stream);
+    let _ = forwarder.join().await;
+    let status = answer.lines().next().unwrap_or_default().to_string();
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+    format!("{status} {body}")
+}
+
+/// The chart installed as the README installs it, with `--wait`: Helm returns only once the
+/// operator's readiness probe (`/readyz`) passes, which it must within the timeout; `/readyz`
+/// then answers 200 `ready`. The release watches its own namespace only (so that it leaves the
+/// other scenarios' stacks alone) and is uninstalled at the end.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_chart_installs_with_wait_and_its_operator_is_ready() {
+    let client = match reachable_cluster().await {
+        Ok(client) => client,
+        Err(why) => {
+            println!("SKIPPED the real-cluster e2e (chart): {why}. See README, 'End-to-end on a cluster'.");
+            return;
+        }
+    };
+    let started = Instant::now();
+    let ns = format!("pgw-e2e-chart-{}", std::process::id());
+    let release = format!("pgw-e2e-{}", std::process::id());
+    let mut args = vec![
+        "install".to_string(),
+        release.clone(),
+        "charts/pgwarehouse-operator".into(),
+        "-n".into(),
+        ns.clone(),
+        "--create-namespace".into(),
+        format!("--set=watchNamespaces={{{ns}}}"),
+        "--wait".into(),
+        "--timeout=3m".into(),
+    ];
+    // The operator image under test (kind loads it; a local cluster imports it): repository:tag.
+    if let Ok(image) = std::env::var("PGW_E2E_OPERATOR_IMAGE") {
+        let (repository, tag) = image.rsplit_once(':').expect("PGW_E2E_OPERATOR_IMAGE is repository:tag");
+        args.extend([format!("--set=image.repository={repository}"), format!("--set=image.tag={tag}")]);
+        args.push("--set=image.pullPolicy=Never".into());
+    }
+    let install = helm(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let took = started.elapsed();
+    let said = format!("{}{}", String::from_utf8_lossy(&install.stdout), String::from_utf8_lossy(&install.stderr));
+    let pods = Api::<Pod>::namespaced(client.clone(), &ns);
+    let listed = pods.list(&Default::default()).await.unwrap();
+    let pod = listed.items.iter().find_map(|p| p.metadata.name.clone());
+    if !install.status.success() {
+        let logs = match &pod {
+            Some(pod) => pods.logs(pod, &Default::default()).await.unwrap_or_default(),
+            None => "(no pod)".into(),
+        };
+        let _ = helm(&["uninstall", &release, "-n", &ns]);
+        panic!("helm install --wait failed after {took:.0?}: {said}\noperator log:\n{logs}");
+    }
+    println!("  ok: helm install --wait returned in {took:.0?}");
+    let pod = pod.expect("the operator's pod");
+    let readyz = http_get(&client, &ns, &pod, 8080, "/readyz").await;
+    assert!(readyz.starts_with("HTTP/1.1 200") || readyz.starts_with("HTTP/1.0 200"), "{readyz}");
+    assert!(readyz.ends_with("ready"), "{readyz}");
+    println!("  ok: /readyz answers {readyz:?}");
+    let uninstall = helm(&["uninstall", &release, "-n", &ns, "--wait"]);
+    assert!(uninstall.status.success(), "{}", String::from_utf8_lossy(&uninstall.stderr));
+    Api::<Namespace>::all(client).delete(&ns, &DeleteParams::default()).await.unwrap();
+    println!("real-cluster e2e (chart) passed in {:.0?}", started.elapsed());
 }
