@@ -126,6 +126,23 @@ fn read_where(stack: &ValidatedStack, source: &dyn SecretSource, wanted: impl Fn
     secrets
 }
 
+/// Writes a file that holds a secret: created owner-only (0600) at open, and an existing file
+/// narrowed to 0600 before anything is written to it, so the secret is never readable by others.
+pub fn write_secret_file(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    file.write_all(text.as_bytes())
+}
+
+/// Creates a directory that holds secrets (and everything under it): owner-only (0700).
+pub fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+}
+
 /// A fresh password: 24 random bytes from the kernel, hex-encoded.
 pub fn random_password() -> std::io::Result<String> {
     let mut bytes = [0u8; 24];

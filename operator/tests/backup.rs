@@ -95,6 +95,17 @@ impl Drop for StopAll {
     }
 }
 
+/// The stack's directory is owner-only and so is every file in it that holds a secret.
+fn assert_private(options: &LocalOptions) {
+    let dir = options.data_dir.as_ref().unwrap();
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(dir), 0o700, "{}", dir.display());
+    for secret in ["superuser-password", "pgbackrest.conf"] {
+        assert_eq!(mode(&dir.join(secret)), 0o600, "{secret}");
+    }
+    assert!(!dir.join("initdb-password").exists() && !dir.join("pgbackrest-restore.conf").exists());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn point_in_time_and_latest_restores_and_retention() {
     let dir = scratch();
@@ -106,6 +117,7 @@ async fn point_in_time_and_latest_restores_and_retention() {
     let _stop = StopAll([&source, &pitr, &latest].map(|o| (stack.clone(), o.clone())).to_vec());
     let (_, report) = local::up(&stack, &Secrets::default(), &source, &mut std::io::sink()).await.unwrap();
     assert_eq!(report.failed().count(), 0);
+    assert_private(&source);
     let mut db = connect(&source).await;
     let settings: (String, String) =
         sqlx::query_as("SELECT current_setting('archive_mode'), current_setting('archive_command')")
@@ -131,13 +143,21 @@ async fn point_in_time_and_latest_restores_and_retention() {
 
     let shown = status(&stack, &source).await;
     assert!(shown.contains("BackedUp=True"), "{shown}");
-    assert!(shown.contains("BACKUPS to ") && shown.contains("(2 kept)"), "{shown}");
+    // local up's first full, the full and the differential.
+    assert!(shown.contains("BACKUPS to ") && shown.contains("(3 kept)"), "{shown}");
     assert!(shown.contains("last differential  "), "{shown}");
     assert!(!shown.contains("FAILING"), "{shown}");
 
     let target = between.to_rfc3339();
-    restore(&stack, &pitr, Some(&target)).await.unwrap();
+    let said = restore(&stack, &pitr, Some(&target)).await.unwrap();
+    assert!(said.contains("- first full backup taken"), "the restored stack backs itself up at once: {said}");
     assert_eq!(count(&mut connect(&pitr).await).await, 100, "exactly the rows of {target}");
+    assert_private(&pitr);
+    let shown = status(&stack, &pitr).await;
+    assert!(shown.contains("BackedUp=True") && shown.contains("(1 kept)"), "{shown}");
+    assert!(!shown.contains("FAILING") && !shown.contains("ArchivingFailed"), "{shown}");
+    let (_, again) = local::up(&stack, &Secrets::default(), &pitr, &mut std::io::sink()).await.unwrap();
+    assert_eq!(again.statements, 0, "local up over the restored directory converges nothing: {again:?}");
     down(&stack, &pitr).await;
 
     let said = restore(&stack, &latest, None).await.unwrap();
@@ -344,7 +364,7 @@ async fn s3_repository_backs_up_and_restores_and_keeps_its_keys_secret() {
     archive_now(&mut db).await;
     let shown = status(&stack, &source).await;
     assert!(
-        shown.contains("BACKUPS to s3://wh-backups/warehouses (1 kept)") && shown.contains("BackedUp=True"),
+        shown.contains("BACKUPS to s3://wh-backups/warehouses (2 kept)") && shown.contains("BackedUp=True"),
         "{shown}"
     );
     down(&stack, &source).await;
@@ -367,8 +387,22 @@ async fn s3_repository_backs_up_and_restores_and_keeps_its_keys_secret() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn agent_takes_the_first_backup_at_once_and_records_it() {
-    let (_dir, stack, source, _stop) = one_server("w").await;
+    let (dir, stack, source, _stop) = one_server("w").await;
     let stack_dir = source.data_dir.clone().unwrap();
+    // `local up` took a first full; the pod's volume starts with an empty repository: empty it,
+    // and start the server as the pod does, without `local up`.
+    down(&stack, &source).await;
+    let repository = dir.path().join("w.backup");
+    for entry in std::fs::read_dir(&repository).unwrap() {
+        std::fs::remove_dir_all(entry.unwrap().path()).unwrap();
+    }
+    let cluster = pgwarehouse::local::cluster::Cluster { binaries: Binaries::find().unwrap(), dir: stack_dir.clone() };
+    cluster.start().unwrap();
+    assert_eq!(
+        pgwarehouse::backup::record::read(&mut connect(&source).await, "bk").await.unwrap().repository.backups.len(),
+        1,
+        "what local up recorded"
+    );
     let mut running = as_owner(env!("CARGO_BIN_EXE_pgwarehouse"))
         .args([
             "agent",
@@ -386,11 +420,14 @@ async fn agent_takes_the_first_backup_at_once_and_records_it() {
         .spawn()
         .unwrap();
     let mut db = connect(&source).await;
-    let mut recorded = 0;
+    let mut recorded = Vec::new();
     for _ in 0..600 {
         let state = pgwarehouse::backup::record::read(&mut db, "bk").await.unwrap();
-        recorded = state.repository.backups.len();
-        if recorded > 0 {
+        recorded = state.repository.backups.iter().map(|b| b.label.clone()).collect();
+        if recorded.len() == 1
+            && std::fs::read_dir(repository.join("backup/bk"))
+                .is_ok_and(|d| d.flatten().any(|e| e.file_name().to_string_lossy() == recorded[0]))
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -398,7 +435,11 @@ async fn agent_takes_the_first_backup_at_once_and_records_it() {
     // SIGTERM: runuser passes it on to the agent (a SIGKILL would stop runuser alone).
     let _ = std::process::Command::new("kill").arg(running.id().to_string()).status();
     let _ = running.wait();
-    assert_eq!(recorded, 1, "a repository without backups gets a full one at once, recorded in the database");
+    assert_eq!(recorded.len(), 1, "a repository without backups gets a full one at once, recorded in the database");
+    assert!(
+        repository.join("backup/bk").join(&recorded[0]).exists(),
+        "the recorded backup is the agent's, in the repository"
+    );
     let shown = status(&stack, &source).await;
     assert!(shown.contains("BackedUp=True") && shown.contains("last full          2"), "{shown}");
 }

@@ -3,13 +3,12 @@
 //! stack's (`.pgwarehouse/<stack>.backup`), so `local down --purge` leaves the backups.
 
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use chrono::Utc;
 use sqlx::postgres::PgConnectOptions;
 
-use super::{Local, LocalError, LocalOptions, PASSWORD_FILE, STATE_FILE, State, io};
+use super::{Local, LocalError, LocalOptions, PASSWORD_FILE, STATE_FILE, State, io, write_secret};
 use crate::backup::config::{self, Credentials, Paths};
 use crate::backup::pgbackrest::PGBACKREST;
 use crate::backup::{BackupKind, PgBackRest, record, recover};
@@ -19,6 +18,24 @@ use crate::validate::{Repository, RestoreTarget, ValidatedStack};
 
 const CONF_FILE: &str = "pgbackrest.conf";
 const RESTORE_CONF_FILE: &str = "pgbackrest-restore.conf";
+
+fn default_repository(stanza: &str) -> PathBuf {
+    std::path::absolute(Path::new(".pgwarehouse").join(format!("{stanza}.backup"))).unwrap_or_default()
+}
+
+/// The default volume repository of the stanza's backups, when it holds them; otherwise an
+/// error naming where it looked and how to point elsewhere.
+fn find_repository(stanza: &str) -> Result<PathBuf, LocalError> {
+    let default = default_repository(stanza);
+    if default.join("backup").join(stanza).join("backup.info").exists() {
+        return Ok(default);
+    }
+    Err(LocalError::Invalid(format!(
+        "--from: no backups of stack {stanza:?} in {} (the default); `local up --data-dir DIR` keeps a \
+         stack's backups in DIR.backup beside it (or in its --backup-dir): pass that directory as --from",
+        default.display()
+    )))
+}
 
 /// The volume repository of the stack whose directory is `stack_dir`: `--backup-dir`, or beside it.
 pub fn repository_dir(stack_dir: &Path, options: &LocalOptions) -> PathBuf {
@@ -54,8 +71,7 @@ impl Local {
         let paths = self.backup_paths(repository_dir);
         let text = config::pgbackrest_conf(stanza, repository, retention, &paths, credentials.as_ref());
         let path = self.cluster.dir.join(file);
-        std::fs::write(&path, text).map_err(io(&path))?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(io(&path))?;
+        write_secret(&path, &text)?;
         self.cluster.binaries.give_to_postgres(&path)?;
         if matches!(repository, Repository::Volume(_)) {
             std::fs::create_dir_all(repository_dir).map_err(io(repository_dir))?;
@@ -138,6 +154,25 @@ pub async fn backup(
     Ok(())
 }
 
+/// A first full backup when the stack's repository holds none (as the pod's agent takes one at
+/// once), recorded in the database; nothing when it has one.
+pub(super) async fn first_full_backup(
+    local: &Local,
+    stack: &ValidatedStack,
+    pgbackrest: &PgBackRest,
+    out: &mut dyn Write,
+) -> Result<(), LocalError> {
+    if !pgbackrest.info()?.backups.is_empty() {
+        return Ok(());
+    }
+    let took = pgbackrest.backup(BackupKind::Full)?;
+    let info = pgbackrest.info()?;
+    let mut conn = local.connect(&local.database).await?;
+    record::write(&mut conn, &stack.name, &info).await.map_err(|e| LocalError::Connect(e.to_string()))?;
+    let _ = writeln!(out, "- first full backup taken in {:.1} s (the repository had none)", took.as_secs_f64());
+    Ok(())
+}
+
 fn no_repository(field: &str) -> LocalError {
     LocalError::Invalid(format!("{field}: the stack declares no backup repository"))
 }
@@ -172,11 +207,13 @@ pub async fn restore(
     if !super::port_is_free(local.port) {
         return Err(LocalError::PortInUse(local.port));
     }
-    std::fs::create_dir_all(&local.cluster.dir).map_err(io(&local.cluster.dir))?;
+    crate::secrets::create_private_dir(&local.cluster.dir).map_err(io(&local.cluster.dir))?;
     local.cluster.give_to_postgres()?;
-    let source_dir = options.restore_from.clone().unwrap_or_else(|| {
-        std::path::absolute(Path::new(".pgwarehouse").join(format!("{stanza}.backup"))).unwrap_or_default()
-    });
+    let source_dir = match (&options.restore_from, &repository) {
+        (Some(dir), _) => dir.clone(),
+        (None, Repository::Volume(_)) => find_repository(&stanza)?,
+        (None, Repository::S3(_)) => PathBuf::new(),
+    };
     let source = local.pgbackrest_with(RESTORE_CONF_FILE, &stanza, &repository, None, &source_dir, secrets)?;
     let result = restore_into(&mut local, stack, secrets, options, &source, target, field, out).await;
     let _ = std::fs::remove_file(local.cluster.dir.join(RESTORE_CONF_FILE));
@@ -212,22 +249,31 @@ async fn restore_into(
     // The stack's own archiving goes on from the restored server (a new timeline).
     let own = local.pgbackrest(stack, options, secrets)?;
     local.password = crate::secrets::random_password().map_err(|e| LocalError::Io(format!("/dev/urandom: {e}")))?;
-    let password_path = local.cluster.dir.join(PASSWORD_FILE);
-    std::fs::write(&password_path, &local.password).map_err(io(&password_path))?;
+    write_secret(&local.cluster.dir.join(PASSWORD_FILE), &local.password)?;
     let state = State { stack: stack.name.clone(), port: local.port };
     let state_path = local.cluster.dir.join(STATE_FILE);
     std::fs::write(&state_path, serde_json::to_string(&state).expect("state serializes")).map_err(io(&state_path))?;
-    local.cluster.configure(&local.settings(stack))?;
+    // Recovery runs without archiving (the own repository has no stanza yet) and with the
+    // settings replay checks raised to the source's; the stanza is made on the promoted server,
+    // which then restarts with the stack's own settings, archiving into it.
+    let settings = local.settings(stack);
+    let mut recovery = settings.clone();
+    recovery.insert("archive_mode".into(), "off".into());
+    recovery.extend(recover::replay_settings(&settings, &local.cluster.controldata()?));
+    local.cluster.configure(&recovery)?;
     local.cluster.start()?;
     let cluster = local.cluster.clone();
     recover::finish(local.socket_options(), &local.password, || cluster.running(), || cluster.log_tail())
         .await
         .map_err(|e| LocalError::Io(e.to_string()))?;
-    if let Some(own) = own {
+    if let Some(own) = &own {
         own.stanza_create()?;
-        let info = own.info()?;
-        let mut conn = local.connect(&local.database).await?;
-        record::write(&mut conn, &stack.name, &info).await.map_err(|e| LocalError::Connect(e.to_string()))?;
+    }
+    local.cluster.configure(&settings)?;
+    local.cluster.stop()?;
+    local.cluster.start()?;
+    if let Some(own) = &own {
+        first_full_backup(local, stack, own, out).await?;
     }
     let what = match target {
         RestoreTarget::Latest => "the latest archived transaction".to_string(),

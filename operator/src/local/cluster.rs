@@ -183,9 +183,9 @@ impl Cluster {
     /// `initdb` with `postgres` as superuser: trust on the socket, SCRAM passwords over TCP.
     pub fn init(&self, password: &str) -> Result<(), ClusterError> {
         let io = |e: std::io::Error| ClusterError::Io(format!("{}: {e}", self.dir.display()));
-        std::fs::create_dir_all(&self.dir).map_err(io)?;
+        crate::secrets::create_private_dir(&self.dir).map_err(io)?;
         let pwfile = self.dir.join("initdb-password");
-        std::fs::write(&pwfile, password).map_err(io)?;
+        crate::secrets::write_secret_file(&pwfile, password).map_err(io)?;
         self.give_to_postgres()?;
         let result = self.binaries.run(
             "initdb",
@@ -228,6 +228,11 @@ impl Cluster {
             std::fs::write(&main, format!("{conf}\n{include}")).map_err(io)?;
         }
         Ok(true)
+    }
+
+    /// `pg_controldata` of the data directory (the settings it was last run with, among others).
+    pub fn controldata(&self) -> Result<String, ClusterError> {
+        self.binaries.run("pg_controldata", &[&self.server_path("data")])
     }
 
     pub fn running(&self) -> bool {

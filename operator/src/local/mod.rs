@@ -91,6 +91,10 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> LocalError + '_ {
     move |e| LocalError::Io(format!("{}: {e}", path.display()))
 }
 
+fn write_secret(path: &Path, text: &str) -> Result<(), LocalError> {
+    crate::secrets::write_secret_file(path, text).map_err(io(path))
+}
+
 /// The stack's directory: `--data-dir`, or `.pgwarehouse/<stack>` under the working directory.
 fn data_dir(stack: &ValidatedStack, options: &LocalOptions) -> Result<PathBuf, LocalError> {
     let dir = options.data_dir.clone().unwrap_or_else(|| Path::new(".pgwarehouse").join(&stack.name));
@@ -212,8 +216,7 @@ pub async fn up(
     if !local.cluster.initialized() {
         local.password = crate::secrets::random_password().map_err(|e| LocalError::Io(format!("/dev/urandom: {e}")))?;
         local.cluster.init(&local.password)?;
-        let path = local.cluster.dir.join(PASSWORD_FILE);
-        std::fs::write(&path, &local.password).map_err(io(&path))?;
+        write_secret(&local.cluster.dir.join(PASSWORD_FILE), &local.password)?;
         let _ = writeln!(out, "- initialized {}", local.cluster.dir.display());
     }
     let state = State { stack: stack.name.clone(), port: local.port };
@@ -228,7 +231,7 @@ pub async fn up(
         local.cluster.start()?;
     }
     let _ = writeln!(out, "- server listening on 127.0.0.1:{}", local.port);
-    if let (Some(pgbackrest), Some(repository)) = (pgbackrest, local.repository_name(stack, options)) {
+    if let (Some(pgbackrest), Some(repository)) = (&pgbackrest, local.repository_name(stack, options)) {
         pgbackrest.stanza_create()?;
         let _ = writeln!(out, "- archiving WAL to {repository} (stanza {:?})", stack.name);
     }
@@ -259,6 +262,9 @@ pub async fn up(
     for failed in report.failed() {
         let _ =
             writeln!(out, "  FAILED {}: {}", failed.item.label(&failed.name), failed.message.as_deref().unwrap_or(""));
+    }
+    if let Some(pgbackrest) = &pgbackrest {
+        backup::first_full_backup(&local, stack, pgbackrest, out).await?;
     }
     Ok((local, report))
 }
