@@ -89,6 +89,7 @@ fn context(settings: Settings) -> (Arc<Context>, ApiServer) {
             metrics: Arc::new(Metrics::default()),
             settings,
             failures: Default::default(),
+            refresh_now: Default::default(),
         }),
         ApiServer(handle),
     )
@@ -358,6 +359,66 @@ roles:
     assert_eq!(roles, ["viewer"], "the role whose Secret exists was made, the other waits");
     let refreshed: i64 = support::scalar(&mut warehouse, "SELECT count(*) FROM pgwarehouse.refreshes").await;
     assert_eq!(refreshed, 1, "the refresh over the converged source is defined");
+}
+
+/// The refresh-now annotation starts the refreshes and the reconcile returns while they run (a
+/// refresh sleeping 10 s here): it does not wait for them, the annotation's value is handled,
+/// and the run completes on its own connection afterwards.
+#[tokio::test]
+async fn refresh_now_runs_beside_the_reconcile_not_inside_it() {
+    let fx = Fixture::start().await;
+    let spec = "refreshes: [{name: slow, target: public.slow, query: 'SELECT 1 AS id FROM pg_sleep(10)', schedule: '0 3 * * *'}]";
+    let mut stack = stack(spec);
+    stack.metadata.annotations =
+        Some([(pgwarehouse::controller::status::REFRESH_NOW.to_string(), "now-1".to_string())].into());
+    let settings =
+        Settings { database_host_override: Some(format!("127.0.0.1:{}", fx.server.port)), ..Settings::default() };
+    let (ctx, mut api) = context(settings);
+    let stack_json = serde_json::to_value(&stack).unwrap();
+    let scenario = tokio::spawn(async move {
+        api.expect(Method::GET, SUPERUSER, Reply::Json(secret("w-superuser", "password", PASSWORD))).await;
+        expect_objects_applied(&mut api).await;
+        api.expect(Method::GET, STATEFULSET, Reply::Json(statefulset(1))).await;
+        let patch = api.expect(Method::PATCH, STATUS, Reply::StackWithStatus(stack_json)).await;
+        api.expect(Method::POST, EVENTS, Reply::Echo).await;
+        api.done().await;
+        patch
+    });
+    let action = reconcile(Arc::new(stack), ctx.clone()).await.unwrap();
+    let mut warehouse = fx.warehouse().await;
+    let sleeping: i64 = support::scalar(
+        &mut warehouse,
+        "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND pid <> pg_backend_pid() \
+         AND query LIKE '%pgwarehouse.refresh(%'",
+    )
+    .await;
+    assert_eq!(sleeping, 1, "the reconcile returned while the refresh runs");
+    let runs: i64 = support::scalar(&mut warehouse, "SELECT count(*) FROM pgwarehouse.refresh_runs").await;
+    assert_eq!(runs, 0, "and before it finished");
+    assert!(ctx.refresh_now.running("analytics/w"));
+    assert_eq!(
+        format!("{action:?}"),
+        format!("{:?}", kube::runtime::controller::Action::requeue(Duration::from_secs(15))),
+        "a running refresh-now is looked at again soon"
+    );
+    let patch = scenario.await.unwrap();
+    assert_eq!(patch["status"]["refreshNowHandled"], "now-1");
+    assert_eq!(patch["status"]["phase"], "Ready", "{:#}", patch["status"]);
+
+    let mut finished = 0;
+    for _ in 0..300 {
+        finished = support::scalar::<i64>(
+            &mut warehouse,
+            "SELECT count(*) FROM pgwarehouse.refresh_runs WHERE name = 'slow' AND state = 'succeeded'",
+        )
+        .await;
+        if finished == 1 && !ctx.refresh_now.running("analytics/w") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(finished, 1, "the run completed on its own connection");
+    assert_eq!(support::scalar::<i64>(&mut warehouse, "SELECT count(*) FROM public.slow").await, 1);
 }
 
 #[test]

@@ -12,6 +12,7 @@ pub mod leader;
 pub mod metrics;
 pub mod rbac;
 mod reconcile;
+pub mod refresh_now;
 mod run;
 mod server;
 pub mod status;
@@ -68,6 +69,8 @@ pub struct Context {
     pub settings: Settings,
     /// Failed reconciles in a row, by `namespace/name`, for the backoff.
     pub failures: Mutex<HashMap<String, u32>>,
+    /// Refreshes running because the refresh-now annotation asked for them.
+    pub refresh_now: refresh_now::RefreshNow,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -74,28 +74,45 @@ async fn converge(stack: &DataWarehouseStack, ctx: &Context) -> Result<Action, E
         }
     };
     let report_and_status = match sql::converge(&mut conn, &validated, &secrets).await {
-        Ok((_, applied)) => {
-            if let Some(asked) = status::refresh_now_asked(stack) {
-                // Each run records its outcome in the run log, which the status shows.
-                if let Err(error) = sql::refresh::run_now(&mut conn, &validated, &[]).await {
-                    tracing::warn!(stack = %stack.name_any(), asked = %asked, %error, "refresh-now");
-                }
-            }
-            match read_warehouse(&mut conn, &validated).await {
-                Ok(warehouse) => Ok((applied, warehouse)),
-                Err(e) => Err(e.to_string()),
-            }
-        }
+        Ok((_, applied)) => match read_warehouse(&mut conn, &validated).await {
+            Ok(warehouse) => Ok((applied, warehouse)),
+            Err(e) => Err(e.to_string()),
+        },
         Err(e) => Err(e.to_string()),
+    };
+    let refresh_now_started = match (&report_and_status, status::refresh_now_asked(stack)) {
+        (Ok(_), Some(_)) => start_refresh_now(stack, &validated, &password, ctx).await,
+        _ => false,
     };
     match report_and_status {
         Ok((applied, warehouse)) => {
-            report(stack, Some(&validated), &Outcome::Converged { report: &applied, warehouse: &warehouse }, ctx)
-                .await?
+            let outcome = Outcome::Converged { report: &applied, warehouse: &warehouse, refresh_now_started };
+            report(stack, Some(&validated), &outcome, ctx).await?
         }
         Err(e) => report(stack, Some(&validated), &Outcome::EngineFailed(e), ctx).await?,
     }
+    // While asked-for refreshes run, look again soon: their outcome reaches the status then.
+    if ctx.refresh_now.running(&key(stack)) {
+        return Ok(Action::requeue(WAIT));
+    }
     Ok(Action::requeue(ctx.settings.requeue))
+}
+
+/// Starts the stack's refreshes in the background on a connection of their own; false when the
+/// stack's earlier ones still run (the annotation's value is then handled by a later reconcile).
+async fn start_refresh_now(
+    stack: &DataWarehouseStack,
+    validated: &ValidatedStack,
+    password: &str,
+    ctx: &Context,
+) -> bool {
+    match database::connect(&ctx.client, &ctx.settings, validated, password).await {
+        Ok(conn) => ctx.refresh_now.start(key(stack), conn, validated.clone()),
+        Err(error) => {
+            tracing::warn!(stack = %stack.name_any(), %error, "refresh-now: cannot connect");
+            false
+        }
+    }
 }
 
 /// The catalogs' account of the warehouse, with backups when the stack has them.

@@ -246,6 +246,7 @@ pub async fn run(options: RunOptions) -> Result<(), kube::Error> {
             ..Settings::default()
         },
         failures: Default::default(),
+        refresh_now: Default::default(),
     });
     let namespaces: Vec<Option<String>> =
         if options.namespaces.is_empty() { vec![None] } else { options.namespaces.iter().cloned().map(Some).collect() };

@@ -47,8 +47,8 @@ pub enum Outcome<'a> {
     EngineFailed(String),
     /// A Kubernetes API call failed (one line: message, reason, code).
     ApiFailed(String),
-    /// The engine ran.
-    Converged { report: &'a ApplyReport, warehouse: &'a WarehouseStatus },
+    /// The engine ran; `refresh_now_started`: the refreshes the annotation asks for were started.
+    Converged { report: &'a ApplyReport, warehouse: &'a WarehouseStatus, refresh_now_started: bool },
 }
 
 impl Outcome<'_> {
@@ -193,7 +193,7 @@ pub fn build(
         // Item details stay as last seen until the engine runs again.
         ..previous
     };
-    if let (Outcome::Converged { report, warehouse }, Some(v)) = (outcome, validated) {
+    if let (Outcome::Converged { report, warehouse, refresh_now_started }, Some(v)) = (outcome, validated) {
         fill_items(&mut status, v, report, warehouse, clock);
         if let (Some(backup), Some(state)) = (&v.backup, &warehouse.backup) {
             let repository = crate::backup::config::describe(&backup.repository, &crate::render::backup_paths(v));
@@ -203,9 +203,8 @@ pub fn build(
                 set_condition(&previous_conditions, "BackedUp", Some(ok), reason, &message, generation, now);
             status.conditions.push(condition);
         }
-        // The reconcile that converged ran the refreshes a new annotation value asked for.
-
-        if let Some(asked) = stack.annotations().get(REFRESH_NOW) {
+        // The annotation's value is handled once a reconcile started the refreshes it asked for.
+        if let Some(asked) = stack.annotations().get(REFRESH_NOW).filter(|_| *refresh_now_started) {
             status.refresh_now_handled = Some(asked.clone());
         }
     }

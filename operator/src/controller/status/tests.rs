@@ -23,8 +23,12 @@ fn transition_times_move_only_when_a_condition_changes() {
     stack.status = Some(first);
     let report = ApplyReport::default();
     let warehouse = WarehouseStatus::default();
-    let second =
-        build(&stack, Some(&validated), &Outcome::Converged { report: &report, warehouse: &warehouse }, &at(200));
+    let second = build(
+        &stack,
+        Some(&validated),
+        &Outcome::Converged { report: &report, warehouse: &warehouse, refresh_now_started: true },
+        &at(200),
+    );
     let times: Vec<(&str, &str, i64)> = second
         .conditions
         .iter()
@@ -32,8 +36,12 @@ fn transition_times_move_only_when_a_condition_changes() {
         .collect();
     assert_eq!(times, [("Ready", "True", 200), ("DatabaseAvailable", "True", 200), ("Converged", "True", 200)]);
     stack.status = Some(second);
-    let third =
-        build(&stack, Some(&validated), &Outcome::Converged { report: &report, warehouse: &warehouse }, &at(300));
+    let third = build(
+        &stack,
+        Some(&validated),
+        &Outcome::Converged { report: &report, warehouse: &warehouse, refresh_now_started: true },
+        &at(300),
+    );
     assert!(third.conditions.iter().all(|c| c.last_transition_time.0.as_second() == 200), "no transition, no new time");
     assert_eq!(third.observed_generation, Some(2));
 }
@@ -53,7 +61,7 @@ fn outcomes_map_to_phases() {
         ..ApplyReport::default()
     };
     let warehouse = WarehouseStatus::default();
-    let outcome = Outcome::Converged { report: &report, warehouse: &warehouse };
+    let outcome = Outcome::Converged { report: &report, warehouse: &warehouse, refresh_now_started: true };
     assert_eq!(outcome.phase(), Phase::Degraded);
     assert_eq!(outcome.message(), "1 item(s) failed: source/cp: boom");
 }
@@ -89,8 +97,15 @@ fn a_new_refresh_now_value_is_asked_once_and_recorded_when_converged() {
     };
     let unconverged = build(&stack, Some(&validated), &Outcome::Provisioning, &at(100));
     assert_eq!(unconverged.refresh_now_handled, None, "only a converged reconcile runs them");
-    let status =
-        build(&stack, Some(&validated), &Outcome::Converged { report: &report, warehouse: &warehouse }, &at(200));
+    let busy = Outcome::Converged { report: &report, warehouse: &warehouse, refresh_now_started: false };
+    let still_running = build(&stack, Some(&validated), &busy, &at(150));
+    assert_eq!(still_running.refresh_now_handled, None, "not started (the earlier run goes on): asked still");
+    let status = build(
+        &stack,
+        Some(&validated),
+        &Outcome::Converged { report: &report, warehouse: &warehouse, refresh_now_started: true },
+        &at(200),
+    );
     assert_eq!(status.refresh_now_handled.as_deref(), Some("2026-11-25T10:00"));
     assert_eq!(status.ready_refreshes.as_deref(), Some("1/1"));
     let clusters = &status.refreshes[0];
@@ -128,8 +143,12 @@ fn backups_fill_status_and_the_backed_up_condition_which_outlives_an_unreachable
         ..WarehouseStatus::default()
     };
     let report = ApplyReport::default();
-    let status =
-        build(&stack, Some(&validated), &Outcome::Converged { report: &report, warehouse: &warehouse }, &at(100));
+    let status = build(
+        &stack,
+        Some(&validated),
+        &Outcome::Converged { report: &report, warehouse: &warehouse, refresh_now_started: true },
+        &at(100),
+    );
     let backup = status.backup.clone().unwrap();
     assert_eq!(backup.repository, "/var/lib/pgbackrest");
     assert_eq!(backup.last_full.as_ref().unwrap().label, "20261125-030000F");
