@@ -85,7 +85,8 @@ async fn drift_made_by_hand_is_repaired() {
     let mut db = fx.warehouse().await;
     exec(&mut db, "DROP FOREIGN TABLE cp.organizations").await;
     exec(&mut db, "DROP FOREIGN TABLE f.queue_archive").await;
-    exec(&mut db, "ALTER SERVER control_plane OPTIONS (SET host 'localhost', ADD fetch_size '10')").await;
+    exec(&mut db, "ALTER SERVER control_plane OPTIONS (SET host 'localhost', SET fetch_size '10', ADD batch_size '5')")
+        .await;
     exec(&mut db, "SELECT cron.unschedule('update-clusters')").await;
 
     let plan = fx.plan(STACK).await;
@@ -94,7 +95,8 @@ async fn drift_made_by_hand_is_repaired() {
     assert!(sql.iter().any(|s| s.contains(r#"LIMIT TO ("queue_archive")"#)), "{sql:#?}");
     assert!(
         sql.contains(
-            &r#"ALTER SERVER "control_plane" OPTIONS (SET "host" '127.0.0.1', DROP "fetch_size")"#.to_string()
+            &r#"ALTER SERVER "control_plane" OPTIONS (SET "fetch_size" '10000', SET "host" '127.0.0.1', DROP "batch_size")"#
+                .to_string()
         ),
         "{sql:#?}"
     );
@@ -109,7 +111,12 @@ async fn drift_made_by_hand_is_repaired() {
             "SELECT srvoptions::text[] FROM pg_foreign_server WHERE srvname = 'control_plane'"
         )
         .await,
-        vec!["dbname=controlplane".to_string(), "host=127.0.0.1".into(), format!("port={}", fx.server.port)]
+        vec![
+            "dbname=controlplane".to_string(),
+            "fetch_size=10000".into(),
+            "host=127.0.0.1".into(),
+            format!("port={}", fx.server.port)
+        ]
     );
     assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM cron.job WHERE jobname = 'update-clusters'").await, 1);
     assert!(fx.plan(STACK).await.is_empty());
@@ -343,7 +350,7 @@ schedules:
     );
     assert_eq!(
         scalar::<Vec<String>>(&mut db, "SELECT srvoptions::text[] FROM pg_foreign_server").await,
-        [r#"dbname=it's "x"; -- \ $$"#, "host=127.0.0.1"]
+        [r#"dbname=it's "x"; -- \ $$"#, "fetch_size=10000", "host=127.0.0.1"]
     );
     assert_eq!(
         scalar::<String>(&mut db, "SELECT relname::text FROM pg_class c JOIN pg_foreign_table f ON f.ftrelid = c.oid")

@@ -11,6 +11,8 @@ mod roles;
 mod schedules;
 mod sources;
 
+pub use sources::POSTGRES_FDW_FETCH_SIZE;
+
 use std::collections::BTreeSet;
 
 use serde::Serialize;

@@ -35,6 +35,7 @@ fn ext(name: &str, version: &str) -> ObservedExtension {
 
 #[test]
 fn a_fresh_database_gets_every_item_in_dependency_order() {
+    // A postgres_fdw server reads in bulk unless the source says otherwise (fetch_size).
     let (stack, secrets) = setup();
     let plan = plan(&stack, &empty_server(), &secrets).unwrap();
     let items: Vec<String> = plan.units.iter().map(item_label).collect();
@@ -46,7 +47,7 @@ fn a_fresh_database_gets_every_item_in_dependency_order() {
     assert_eq!(
         sql,
         [
-            r#"CREATE SERVER "cp" FOREIGN DATA WRAPPER "postgres_fdw" OPTIONS ("host" 'db')"#,
+            r#"CREATE SERVER "cp" FOREIGN DATA WRAPPER "postgres_fdw" OPTIONS ("fetch_size" '10000', "host" 'db')"#,
             r#"CREATE USER MAPPING FOR PUBLIC SERVER "cp" OPTIONS ("password" '<redacted>')"#,
         ]
     );
@@ -58,8 +59,11 @@ fn a_matching_database_plans_nothing_and_a_changed_secret_plans_one_statement() 
     let mut observed = empty_server();
     observed.ledger_exists = true;
     observed.extensions = vec![ext("postgres_fdw", "1.1"), ext("pg_cron", "1.4")];
-    observed.servers =
-        vec![ObservedServer { name: "cp".into(), wrapper: "postgres_fdw".into(), options: vec!["host=db".into()] }];
+    observed.servers = vec![ObservedServer {
+        name: "cp".into(),
+        wrapper: "postgres_fdw".into(),
+        options: vec!["fetch_size=10000".into(), "host=db".into()],
+    }];
     observed.user_mappings = vec![ObservedUserMapping {
         server: "cp".into(),
         user: "public".into(),
@@ -113,14 +117,19 @@ fn a_same_server_source_reaches_the_port_the_server_listens_on() {
     };
     assert_eq!(
         sql_on("6543"),
-        r#"CREATE SERVER "cp" FOREIGN DATA WRAPPER "postgres_fdw" OPTIONS ("dbname" 'controlplane', "host" '127.0.0.1', "port" '6543')"#
+        r#"CREATE SERVER "cp" FOREIGN DATA WRAPPER "postgres_fdw" OPTIONS ("dbname" 'controlplane', "fetch_size" '10000', "host" '127.0.0.1', "port" '6543')"#
     );
 
     let mut observed = Observed { port: "7000".into(), ..empty_server() };
     observed.servers = vec![ObservedServer {
         name: "cp".into(),
         wrapper: "postgres_fdw".into(),
-        options: vec!["dbname=controlplane".into(), "host=127.0.0.1".into(), "port=6543".into()],
+        options: vec![
+            "dbname=controlplane".into(),
+            "fetch_size=10000".into(),
+            "host=127.0.0.1".into(),
+            "port=6543".into(),
+        ],
     }];
     let moved = plan(&stack, &observed, &Secrets::default()).unwrap().view();
     let alter: Vec<_> = moved.changes.iter().filter(|c| c.kind == "server").map(|c| c.sql.as_str()).collect();
