@@ -216,17 +216,25 @@ async fn a_refused_api_call_reaches_status_and_events_as_one_readable_line() {
 
 const SOURCE: &str = "sources:\n- name: cp\n  wrapper: postgres_fdw\n  options: {host: 127.0.0.1, port: \"PORT\", dbname: controlplane}\n  userMapping:\n    options: {user: cp_reader}\n    secretOptions: {password: {secretKeyRef: {name: cp, key: password}}}\n  importSchemas: [{remoteSchema: public, into: f}]\nschedules: [{name: refresh, schedule: '*/5 * * * *', command: SELECT 1}]\n";
 
+/// A context whose databases are the harness's server.
+fn database_context(fx: &Fixture) -> (Arc<Context>, ApiServer) {
+    context(Settings { database_host_override: Some(format!("127.0.0.1:{}", fx.server.port)), ..Settings::default() })
+}
+
+/// The calls up to a ready pod: the superuser Secret read, the objects applied, the StatefulSet.
+async fn expect_a_ready_pod(api: &mut ApiServer) {
+    api.expect(Method::GET, SUPERUSER, Reply::Json(secret("w-superuser", "password", PASSWORD))).await;
+    expect_objects_applied(api).await;
+    api.expect(Method::GET, STATEFULSET, Reply::Json(statefulset(1))).await;
+}
+
 /// A ready pod, then the engine against the harness's database.
 async fn converge_scenario(fx: &Fixture, cp_password: &'static str) -> Value {
     let stack = stack(&SOURCE.replace("PORT", &fx.server.port.to_string()));
-    let settings =
-        Settings { database_host_override: Some(format!("127.0.0.1:{}", fx.server.port)), ..Settings::default() };
-    let (ctx, mut api) = context(settings);
+    let (ctx, mut api) = database_context(fx);
     let stack_json = serde_json::to_value(&stack).unwrap();
     let scenario = tokio::spawn(async move {
-        api.expect(Method::GET, SUPERUSER, Reply::Json(secret("w-superuser", "password", PASSWORD))).await;
-        expect_objects_applied(&mut api).await;
-        api.expect(Method::GET, STATEFULSET, Reply::Json(statefulset(1))).await;
+        expect_a_ready_pod(&mut api).await;
         api.expect(
             Method::GET,
             "/api/v1/namespaces/analytics/secrets/cp",
@@ -306,14 +314,10 @@ roles:
 - {name: viewer, passwordSecretRef: {name: cp, key: viewer-password}, grants: [{schema: public, privileges: [SELECT]}]}
 "#;
     let stack = stack(&spec.replace("PORT", &fx.server.port.to_string()));
-    let settings =
-        Settings { database_host_override: Some(format!("127.0.0.1:{}", fx.server.port)), ..Settings::default() };
-    let (ctx, mut api) = context(settings);
+    let (ctx, mut api) = database_context(&fx);
     let stack_json = serde_json::to_value(&stack).unwrap();
     let scenario = tokio::spawn(async move {
-        api.expect(Method::GET, SUPERUSER, Reply::Json(secret("w-superuser", "password", PASSWORD))).await;
-        expect_objects_applied(&mut api).await;
-        api.expect(Method::GET, STATEFULSET, Reply::Json(statefulset(1))).await;
+        expect_a_ready_pod(&mut api).await;
         let mut cp = secret("cp", "password", CP_READER_PASSWORD);
         cp["data"]["viewer-password"] = json!("dmlld2VyLXB3");
         api.expect(Method::GET, "/api/v1/namespaces/analytics/secrets/cp", Reply::Json(cp)).await;
@@ -371,14 +375,10 @@ async fn refresh_now_runs_beside_the_reconcile_not_inside_it() {
     let mut stack = stack(spec);
     stack.metadata.annotations =
         Some([(pgwarehouse::controller::status::REFRESH_NOW.to_string(), "now-1".to_string())].into());
-    let settings =
-        Settings { database_host_override: Some(format!("127.0.0.1:{}", fx.server.port)), ..Settings::default() };
-    let (ctx, mut api) = context(settings);
+    let (ctx, mut api) = database_context(&fx);
     let stack_json = serde_json::to_value(&stack).unwrap();
     let scenario = tokio::spawn(async move {
-        api.expect(Method::GET, SUPERUSER, Reply::Json(secret("w-superuser", "password", PASSWORD))).await;
-        expect_objects_applied(&mut api).await;
-        api.expect(Method::GET, STATEFULSET, Reply::Json(statefulset(1))).await;
+        expect_a_ready_pod(&mut api).await;
         let patch = api.expect(Method::PATCH, STATUS, Reply::StackWithStatus(stack_json)).await;
         api.expect(Method::POST, EVENTS, Reply::Echo).await;
         api.done().await;
