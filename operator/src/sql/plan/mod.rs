@@ -200,8 +200,20 @@ struct Planner<'a> {
 }
 
 impl Planner<'_> {
+    /// The schema exists or this plan creates it; the unit creates it itself when the database
+    /// lacks it, so that no unit depends on another one's success (a failed source must not
+    /// take the schema its neighbours' tables live in down with it).
     fn ensure_schema(&mut self, unit: &mut Unit, schema: &str) {
-        if self.schemas.insert(schema.to_string()) {
+        self.schemas.insert(schema.to_string());
+        self.create_missing_schema(unit, schema);
+    }
+
+    /// `CREATE SCHEMA IF NOT EXISTS` in `unit`, when the database lacks the schema and the unit
+    /// does not create it already.
+    fn create_missing_schema(&self, unit: &mut Unit, schema: &str) {
+        let exists = self.observed.schemas.iter().any(|s| s == schema);
+        let in_unit = unit.changes.iter().any(|c| c.kind == "schema" && c.name == schema);
+        if !exists && !in_unit {
             unit.change(Action::Create, "schema", schema, Sql::new("CREATE SCHEMA IF NOT EXISTS ").ident(schema));
         }
     }

@@ -119,6 +119,11 @@ fn role(planner: &Planner, spec: &RoleSpec) -> Unit {
     let desired: BTreeMap<String, BTreeSet<String>> =
         spec.grants.iter().map(|g| (g.schema.clone(), privileges(&g.privileges))).collect();
     for (schema, privs) in &desired {
+        // A schema another item of this plan creates: made here too, so that the grant does
+        // not fail with that item (a misspelled schema still fails).
+        if planner.schemas.contains(schema) {
+            planner.create_missing_schema(&mut unit, schema);
+        }
         grant(planner, name, schema, privs, &mut unit);
     }
     revoke_recorded(planner, name, &desired, &mut unit);
