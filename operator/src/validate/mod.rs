@@ -275,12 +275,20 @@ pub fn validate(stack: &DataWarehouseStack) -> Result<ValidatedStack, Validation
     }
     let database = spec.postgres.database.clone().unwrap_or_else(|| DEFAULT_DATABASE.to_string());
     report.user_name("spec.postgres.database", &database, "database");
+    // Postgres compares parameter names case-insensitively: so does every check here.
+    let mut spelled: BTreeMap<String, &String> = BTreeMap::new();
     for (key, value) in &spec.postgres.parameters {
         let path = format!("spec.postgres.parameters.{key}");
         let name_ok = key.starts_with(|c: char| c.is_ascii_alphabetic())
             && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
-        if OPERATOR_OWNED_PARAMETERS.contains(&key.as_str()) {
+        let lowercase = key.to_ascii_lowercase();
+        if OPERATOR_OWNED_PARAMETERS.contains(&lowercase.as_str()) {
             report.error(path, "is set by the operator and cannot be overridden");
+        } else if let Some(first) = spelled.insert(lowercase, key) {
+            report.error(
+                path,
+                format!("is the same parameter as {first:?} (Postgres ignores case in names): set it once"),
+            );
         } else if !name_ok {
             report.error(path, "is not a Postgres parameter name");
         } else if value.contains(['\n', '\r', '\0']) {
@@ -596,6 +604,9 @@ fn role(report: &mut Report, i: usize, r: &RoleSpec) {
     report.duplicates(&format!("{path}.grants"), r.grants.iter().map(|g| g.schema.as_str()));
     for (j, g) in r.grants.iter().enumerate() {
         report.ident(&format!("{path}.grants[{j}].schema"), &g.schema);
+        if let Some(why) = reserved_schema(&g.schema) {
+            report.error(format!("{path}.grants[{j}].schema"), format!("{:?} cannot be granted: {why}", g.schema));
+        }
         if g.privileges.is_empty() {
             report.error(format!("{path}.grants[{j}].privileges"), "name at least one privilege");
         }
@@ -607,6 +618,18 @@ fn role(report: &mut Report, i: usize, r: &RoleSpec) {
                 );
             }
         }
+    }
+}
+
+/// Why a schema is not for BI roles: what lives there runs as (or steers) the superuser.
+fn reserved_schema(schema: &str) -> Option<&'static str> {
+    match schema {
+        LEDGER_SCHEMA => Some("it holds the operator's ledger and refresh definitions, which run as the superuser"),
+        "cron" => Some("pg_cron's jobs run as the user they name; writing them schedules any command as anyone"),
+        "partman" => Some("pg_partman's configuration drives maintenance that runs as the superuser"),
+        "information_schema" => Some("it is the system's own catalog"),
+        s if s.starts_with("pg_") => Some("schemas named pg_* are the system's own"),
+        _ => None,
     }
 }
 

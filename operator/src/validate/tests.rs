@@ -214,3 +214,34 @@ fn an_s3_repository_reads_its_keys_from_the_named_secret() {
     let missing = crate::secrets::resolve(&v, &crate::secrets::NoSecrets).unwrap_err().to_string();
     assert_eq!(missing, "spec.backup.repository.s3.credentialsSecretRef: Secret \"s3\" does not exist", "said once");
 }
+
+#[test]
+fn parameter_names_are_compared_as_postgres_compares_them() {
+    let found = errors(
+        "postgres:\n  parameters: {Archive_Library: basic_archive, SHARED_PRELOAD_LIBRARIES: evil, Port: '1', \
+         work_mem: 64MB, Work_Mem: 1GB, maintenance_work_mem: 1GB}\n",
+    );
+    assert_eq!(
+        found,
+        [
+            "spec.postgres.parameters.Archive_Library: is set by the operator and cannot be overridden",
+            "spec.postgres.parameters.Port: is set by the operator and cannot be overridden",
+            "spec.postgres.parameters.SHARED_PRELOAD_LIBRARIES: is set by the operator and cannot be overridden",
+            "spec.postgres.parameters.work_mem: is the same parameter as \"Work_Mem\" (Postgres ignores case in names): set it once",
+        ]
+    );
+}
+
+#[test]
+fn grants_on_schemas_whose_contents_steer_the_superuser_are_refused() {
+    let found = errors(
+        "roles:\n- name: analyst\n  grants: [{schema: pgwarehouse, privileges: [SELECT, UPDATE]}, {schema: cron, privileges: [INSERT]}, \
+         {schema: partman, privileges: [UPDATE]}, {schema: pg_catalog, privileges: [SELECT]}, \
+         {schema: information_schema, privileges: [SELECT]}, {schema: pg_temp_3, privileges: [SELECT]}, \
+         {schema: public, privileges: [SELECT]}]\n",
+    );
+    let paths: Vec<&str> = found.iter().map(|e| e.split(": ").next().unwrap()).collect();
+    assert_eq!(paths, (0..6).map(|j| format!("spec.roles[0].grants[{j}].schema")).collect::<Vec<_>>());
+    assert!(found[0].contains("\"pgwarehouse\" cannot be granted: it holds the operator's ledger"), "{found:?}");
+    assert!(found[1].contains("schedules any command as anyone"), "{found:?}");
+}
