@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clerk_api::{Object, DEFAULT_API_URL};
 use fdw_scan::{OptionNames, OptionTarget, UnknownOption};
-use http_agent::{is_http_url, parse_duration};
+use http_agent::{is_http_url, parse_duration, without_credentials};
 
 const NAMES: OptionNames =
     OptionNames { server: &["api_url", "api_key", "timeout"], user_mapping: &["api_key"], table: &["object"] };
@@ -21,7 +21,9 @@ pub enum OptionsError {
     NoApiKey(String),
     #[error("api_key must not be empty")]
     EmptyApiKey,
-    #[error("api_url {0:?} must be an http:// or https:// URL")]
+    #[error(
+        "api_url {0:?} must be an http:// or https:// URL without credentials (the API key belongs in a user mapping)"
+    )]
     BadApiUrl(String),
     #[error("timeout {0:?} is not a duration such as 30, 30s, 500ms or 5m")]
     BadTimeout(String),
@@ -60,7 +62,7 @@ impl ServerConfig {
 fn server_settings(server: &HashMap<String, String>) -> Result<(String, Duration), OptionsError> {
     let api_url = server.get("api_url").map_or(DEFAULT_API_URL, String::as_str);
     if !is_http_url(api_url) {
-        return Err(OptionsError::BadApiUrl(api_url.to_string()));
+        return Err(OptionsError::BadApiUrl(without_credentials(api_url)));
     }
     let timeout = server
         .get("timeout")

@@ -32,6 +32,16 @@ pub fn is_http_url(url: &str) -> bool {
     rest.is_some_and(|rest| !rest.is_empty() && !rest.split('/').next().unwrap_or_default().contains('@'))
 }
 
+/// The URL as messages may show it: any `user:password@` before the host replaced, so a
+/// credential pasted into a URL never reaches an ERROR, the client or the server log.
+pub fn without_credentials(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").map_or(("", url), |(scheme, rest)| (scheme, rest));
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else { return url.to_string() };
+    let separator = if scheme.is_empty() { "" } else { "://" };
+    format!("{scheme}{separator}<credentials>{}", &rest[at..])
+}
+
 /// `30`, `30s`, `500ms`, `5m`, `1h`, `1d`; none for anything else, zero included.
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
@@ -50,6 +60,18 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_never_stay_in_a_shown_url() {
+        assert_eq!(without_credentials("https://admin:hunter2@prom:9090/x"), "https://<credentials>@prom:9090/x");
+        assert_eq!(without_credentials("admin:hunter2@prom"), "<credentials>@prom");
+        assert_eq!(without_credentials("http://u:p@ss@h/a@b"), "http://<credentials>@h/a@b");
+        assert_eq!(
+            without_credentials("http://prom:9090/a@b"),
+            "http://prom:9090/a@b",
+            "an @ in the path is no userinfo"
+        );
+    }
 
     #[test]
     fn durations_and_urls() {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use fdw_scan::{OptionNames, OptionTarget, UnknownOption};
-use http_agent::{is_http_url, parse_duration};
+use http_agent::{is_http_url, parse_duration, without_credentials};
 use prometheus_query::Auth;
 
 const NAMES: OptionNames = OptionNames {
@@ -43,7 +43,7 @@ fn base_url(value: &str) -> Result<String, OptionsError> {
     if is_http_url(value) {
         Ok(value.to_string())
     } else {
-        Err(OptionsError::BadBaseUrl(value.to_string()))
+        Err(OptionsError::BadBaseUrl(without_credentials(value)))
     }
 }
 

@@ -245,3 +245,19 @@ fn grants_on_schemas_whose_contents_steer_the_superuser_are_refused() {
     assert!(found[0].contains("\"pgwarehouse\" cannot be granted: it holds the operator's ledger"), "{found:?}");
     assert!(found[1].contains("schedules any command as anyone"), "{found:?}");
 }
+
+#[test]
+fn a_url_with_credentials_is_refused_without_showing_them() {
+    let found = errors(
+        "sources:\n- name: prom\n  wrapper: prometheus_fdw\n  options: {base_url: 'http://u:p4ss@127.0.0.1:1'}\n\
+         - name: clerk\n  wrapper: clerk_fdw\n  options: {api_url: 'admin:hunter2@api.clerk.com'}\n  \
+         userMapping: {secretOptions: {api_key: {secretKeyRef: {name: clerk, key: api-key}}}}\n",
+    );
+    assert_eq!(
+        found,
+        [
+            "spec.sources[0].options.base_url: \"http://<credentials>@127.0.0.1:1\" carries credentials: credentials belong in the user mapping (userMapping.secretOptions)",
+            "spec.sources[1].options.api_url: \"<credentials>@api.clerk.com\" is not an http:// or https:// URL",
+        ]
+    );
+}

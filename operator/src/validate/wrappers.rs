@@ -84,6 +84,16 @@ fn is_duration(value: &str) -> bool {
     !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit()) && ["", "ms", "s", "m", "h", "d"].contains(&unit)
 }
 
+/// A URL as messages may show it: a `user:password@` before the host replaced. (Our FDWs'
+/// `http_agent` does the same for what reaches Postgres's messages.)
+fn without_credentials(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").map_or(("", url), |(scheme, rest)| (scheme, rest));
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else { return url.to_string() };
+    let separator = if scheme.is_empty() { "" } else { "://" };
+    format!("{scheme}{separator}<credentials>{}", &rest[at..])
+}
+
 /// Checks a source's server, mapping and table options against its wrapper's contract.
 pub(super) fn check_options(report: &mut Report, path: &str, source: &SourceSpec) {
     let Some(contract) = contract(&source.wrapper) else { return };
@@ -131,8 +141,16 @@ pub(super) fn check_options(report: &mut Report, path: &str, source: &SourceSpec
         report.error(format!("{path}.userMapping"), format!("set {} together", contract.together.join(" and ")));
     }
     for (key, value) in &source.options {
-        if contract.urls.contains(&key.as_str()) && !(value.starts_with("http://") || value.starts_with("https://")) {
-            report.error(format!("{path}.options.{key}"), format!("{value:?} is not an http:// or https:// URL"));
+        if contract.urls.contains(&key.as_str()) {
+            let shown = without_credentials(value);
+            if !(value.starts_with("http://") || value.starts_with("https://")) {
+                report.error(format!("{path}.options.{key}"), format!("{shown:?} is not an http:// or https:// URL"));
+            } else if shown != *value {
+                report.error(
+                    format!("{path}.options.{key}"),
+                    format!("{shown:?} carries credentials: credentials belong in the user mapping (userMapping.secretOptions)"),
+                );
+            }
         }
         if contract.durations.contains(&key.as_str()) && !is_duration(value) {
             report.error(format!("{path}.options.{key}"), format!("{value:?} is not a duration such as 30s, 5m or 1h"));
