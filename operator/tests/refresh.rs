@@ -352,3 +352,100 @@ async fn the_refresh_command_runs_them_now_and_status_shows_their_last_run() {
     let clusters = &status.refreshes[0];
     assert_eq!((clusters.inserted, clusters.deleted), (Some(4), Some(4)));
 }
+
+/// Refreshes over a table of the warehouse itself, for what the engine must get right whatever
+/// the source: NULL keys, types without equality, session settings, overlapping runs.
+const LOCAL: &str = r#"
+migrations:
+- name: src
+  sql: |
+    CREATE TABLE public.src (k1 int, k2 text, doc json, at timestamptz NOT NULL);
+    INSERT INTO public.src VALUES (1, NULL, '{"a": 1}', '2026-01-01 10:00+00'), (NULL, 'x', '{"b": 2}', '2026-01-01 11:00+00'),
+      (NULL, NULL, '[]', '2026-01-01 12:00+00'), (2, 'y', '{}', '2026-01-02 09:30+00');
+refreshes:
+- {name: nulls, target: public.by_key, query: "SELECT k1, k2, doc FROM public.src", mode: upsert, key: [k1, k2], schedule: "@daily"}
+- {name: nulls_mirror, target: public.by_key_mirror, query: "SELECT k1, k2, doc FROM public.src", mode: upsert, key: [k1, k2], deleteMissing: true, schedule: "@daily"}
+- {name: log, target: public.src_log, query: "SELECT k1, k2, at FROM public.src", mode: append, incremental: {column: at}, schedule: "@daily"}
+"#;
+
+#[tokio::test]
+async fn null_keys_json_columns_and_session_settings_keep_every_row_exactly_once() {
+    let fx = Fixture::start().await;
+    fx.apply_ok(LOCAL).await;
+    assert!(fx.plan(LOCAL).await.is_empty(), "{:#?}", fx.plan(LOCAL).await.view());
+    let mut db = fx.warehouse().await;
+    for round in 0..3 {
+        let (inserted, updated) = if round == 0 { (4, 0) } else { (0, 0) };
+        assert_eq!(
+            run(&mut db, "nulls").await,
+            ok(inserted, updated, 0),
+            "round {round}: NULL keys conflict as one key"
+        );
+        assert_eq!(run(&mut db, "nulls_mirror").await, ok(inserted, updated, 0), "round {round}: and are not missing");
+    }
+    // A json column changes: compared through text, it is updated, the others are not.
+    exec(&mut db, r#"UPDATE public.src SET doc = '{"b": 3}' WHERE k1 IS NULL AND k2 = 'x'"#).await;
+    assert_eq!(run(&mut db, "nulls").await, ok(0, 1, 0));
+    assert_eq!(run(&mut db, "nulls_mirror").await, ok(0, 1, 0));
+    exec(&mut db, "DELETE FROM public.src WHERE k1 IS NULL AND k2 IS NULL").await;
+    assert_eq!(run(&mut db, "nulls_mirror").await, ok(0, 0, 1), "the all-NULL key left the source");
+    assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM public.by_key_mirror").await, 3);
+
+    // The mark, written and read under the session's DateStyle, would shift a day with DMY.
+    assert_eq!(run(&mut db, "log").await, ok(3, 0, 0));
+    exec(&mut db, "SET datestyle = 'SQL, DMY'").await;
+    exec(&mut db, "INSERT INTO public.src VALUES (3, 'z', '{}', '2026-01-03 08:00+00')").await;
+    assert_eq!(run(&mut db, "log").await, ok(1, 0, 0), "only the new row, whatever the session's DateStyle");
+    exec(&mut db, "RESET datestyle").await;
+    assert_eq!(run(&mut db, "log").await, ok(0, 0, 0));
+    let mark: String = scalar(&mut db, "SELECT high_water FROM pgwarehouse.refreshes WHERE name = 'log'").await;
+    assert_eq!(mark, "2026-01-03 08:00:00+00");
+}
+
+/// Runs of one append refresh started together, again and again while rows arrive: each row is
+/// written once (a run that overlaps another is skipped, and one that follows reads its mark).
+#[tokio::test(flavor = "multi_thread")]
+async fn overlapping_runs_of_an_append_refresh_never_duplicate_a_row() {
+    let fx = Fixture::start().await;
+    fx.apply_ok(LOCAL).await;
+    let mut writer = fx.warehouse().await;
+    let mut runners = Vec::new();
+    for _ in 0..3 {
+        runners.push(fx.warehouse().await);
+    }
+    for i in 0..30 {
+        exec(
+            &mut writer,
+            &format!(
+                "INSERT INTO public.src VALUES ({}, 'w', '{{}}', '2026-02-01'::timestamptz + interval '{i} minutes')",
+                100 + i
+            ),
+        )
+        .await;
+        let runs = runners.iter_mut().map(|db| async move {
+            sqlx::query_scalar::<_, String>("SELECT state FROM pgwarehouse.refresh('log')").fetch_one(db).await.unwrap()
+        });
+        let states = futures::future::join_all(runs).await;
+        assert!(states.iter().all(|s| s == "succeeded" || s == "skipped"), "{states:?}");
+    }
+    let duplicated: i64 = scalar(
+        &mut writer,
+        "SELECT count(*) FROM (SELECT k1, at FROM public.src_log GROUP BY 1, 2 HAVING count(*) > 1) d",
+    )
+    .await;
+    assert_eq!(duplicated, 0);
+    assert_eq!(scalar::<i64>(&mut writer, "SELECT count(*) FROM public.src_log").await, 34, "every row, once");
+}
+
+#[tokio::test]
+async fn a_query_the_run_could_not_resolve_is_refused_at_plan() {
+    let fx = Fixture::start().await;
+    let spec = LOCAL.replace("FROM public.src\", mode: append", "FROM src\", mode: append");
+    let plan = fx.plan(&spec).await;
+    let blocked: Vec<String> = plan.view().blocked.into_iter().map(|b| format!("{}: {}", b.item, b.error)).collect();
+    assert!(
+        blocked.iter().any(|b| b.starts_with("refresh/log: query: relation \"src\" does not exist")
+            && b.contains("qualify names with their schema")),
+        "{blocked:#?}"
+    );
+}

@@ -273,7 +273,9 @@ const ROLES_AND_GRANTS: &str = r#"
             AND a.attnum > 0 AND NOT a.attisdropped AND a.attnotnull AND NOT a.atthasdef AND a.attidentity = '' AND a.attgenerated = ''), '[]'),
         'unique_keys', COALESCE((SELECT json_agg((SELECT json_agg(a.attname ORDER BY a.attname) FROM pg_attribute a
             WHERE a.attrelid = c.oid AND a.attnum = ANY (i.indkey))) FROM pg_index i
-            WHERE i.indrelid = c.oid AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL), '[]')))
+            WHERE i.indrelid = c.oid AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL
+              AND (i.indnullsnotdistinct OR NOT EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = c.oid
+                   AND a.attnum = ANY (i.indkey) AND NOT a.attnotnull))), '[]')))
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname || '.' || c.relname = ANY($4)), '[]')"#;
 
 /// Reads the catalogs the plan compares against.
@@ -302,8 +304,8 @@ pub async fn observe(conn: &mut PgConnection, stack: &ValidatedStack) -> Result<
     Ok(observed)
 }
 
-/// Round trips of one [`describe`]: begin, create the view, read its columns, roll back.
-pub const DESCRIBE_ROUND_TRIPS: usize = 4;
+/// Round trips of one [`describe`]: begin, set the path, create the view, read its columns, roll back.
+pub const DESCRIBE_ROUND_TRIPS: usize = 5;
 
 /// The columns `query` gives, from a temporary view made and dropped in a rolled-back
 /// transaction; the database's message when it is not one valid SELECT.
@@ -312,6 +314,9 @@ async fn describe(
     query: &str,
 ) -> Result<Result<Vec<ObservedColumnType>, String>, sqlx::Error> {
     let mut tx = conn.begin().await?;
+    // Described as the refresh runs it: with only pg_catalog and pg_temp on the path, so that plan
+    // refuses what every run would.
+    sqlx::query("SET LOCAL search_path = pg_catalog, pg_temp").execute(&mut *tx).await?;
     // The user's query, as written (running it is the point); one statement only, as the
     // extended protocol sends it.
     let view = format!("CREATE TEMPORARY VIEW pgwarehouse_describe AS {query}");
@@ -326,6 +331,10 @@ async fn describe(
             .await?;
             Ok(columns)
         }
+        Err(sqlx::Error::Database(error)) if error.message().contains("does not exist") => Err(format!(
+            "{} (a refresh runs with search_path pg_catalog, pg_temp: qualify names with their schema)",
+            error.message()
+        )),
         Err(sqlx::Error::Database(error)) => Err(error.message().to_string()),
         Err(other) => return Err(other),
     };

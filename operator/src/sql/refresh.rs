@@ -11,16 +11,19 @@
 //!   temporary table and target rows whose key it lacks are deleted.
 //! - `incremental`: the query's rows filtered by `column > high-water mark` (a constant, so
 //!   postgres_fdw pushes it to the remote); the mark advances, to the largest value written, only
-//!   when the run commits.
+//!   when the run commits. It is kept as text written and read under the function's own
+//!   `DateStyle`/`IntervalStyle`/`extra_float_digits`, so no session setting can shift it.
+//! - Upsert keys match as `NULLS NOT DISTINCT` (the unique index the plan makes says so too);
+//!   columns of types without equality (json, xml, point) are compared through text.
 //!
 //! Two runs of one refresh never overlap: a run that finds the advisory lock taken records
-//! `skipped`. A failing run rolls back to before it started (a subtransaction), records its error
+//! `skipped`; the lock is taken before the definition and mark are read. A failing run rolls back to before it started (a subtransaction), records its error
 //! and leaves the target as it was. The log keeps each refresh's last 100 runs.
 
 use crate::sql::quote::Sql;
 
 /// Written as the function's comment; a different one means the function is replaced.
-pub const API_VERSION: &str = "pgwarehouse refresh api 1";
+pub const API_VERSION: &str = "pgwarehouse refresh api 2";
 
 const DEFINITIONS: &str = "CREATE TABLE IF NOT EXISTS pgwarehouse.refreshes (\
     name text PRIMARY KEY, \
@@ -46,7 +49,10 @@ const RUNS_INDEX: &str = "CREATE INDEX IF NOT EXISTS refresh_runs_by_name ON pgw
 
 const FUNCTION: &str = r#"CREATE OR REPLACE FUNCTION pgwarehouse.refresh(refresh_name text)
 RETURNS TABLE (state text, inserted bigint, updated bigint, deleted bigint, high_water text, error text)
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $refresh$
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres' SET extra_float_digits = 3
+AS $refresh$
 DECLARE
   r pgwarehouse.refreshes;
   started timestamptz := clock_timestamp();
@@ -54,7 +60,11 @@ DECLARE
   cols text;
   src text;
   keys text;
-  non_keys text[];
+  old_row text;
+  new_row text;
+  s_keys text;
+  t_keys text;
+  t_keys_set text;
   n_inserted bigint := 0;
   n_updated bigint := 0;
   n_deleted bigint := 0;
@@ -62,17 +72,19 @@ DECLARE
   mark text;
   failure text;
 BEGIN
-  SELECT * INTO r FROM pgwarehouse.refreshes d WHERE d.name = refresh_name;
-  IF NOT FOUND THEN
-    RAISE EXCEPTION 'pgwarehouse: no refresh named %', refresh_name;
-  END IF;
-  mark := r.high_water;
+  -- The lock first: a run that waited for another's commit reads the definition and mark after it.
   IF NOT pg_try_advisory_xact_lock(hashtext('pgwarehouse.refresh'), hashtext(refresh_name)) THEN
+    SELECT d.high_water INTO mark FROM pgwarehouse.refreshes d WHERE d.name = refresh_name;
     INSERT INTO pgwarehouse.refresh_runs (name, started_at, finished_at, state, high_water)
       VALUES (refresh_name, started, clock_timestamp(), 'skipped', mark);
     RETURN QUERY SELECT 'skipped'::text, 0::bigint, 0::bigint, 0::bigint, mark, NULL::text;
     RETURN;
   END IF;
+  SELECT * INTO r FROM pgwarehouse.refreshes d WHERE d.name = refresh_name;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'pgwarehouse: no refresh named %', refresh_name;
+  END IF;
+  mark := r.high_water;
   target := format('%I.%I', r.target_schema, r.target_table);
   SELECT string_agg(format('%I', c->>'name'), ', ' ORDER BY o) INTO cols
     FROM jsonb_array_elements(r.columns) WITH ORDINALITY AS x(c, o);
@@ -96,9 +108,17 @@ BEGIN
           INTO n_inserted, written_high;
       END IF;
     ELSE
-      SELECT string_agg(format('%I', k), ', ') INTO keys FROM unnest(r.key) k;
-      SELECT array_agg(c->>'name' ORDER BY o) INTO non_keys
-        FROM jsonb_array_elements(r.columns) WITH ORDINALITY AS x(c, o) WHERE NOT (c->>'name' = ANY (r.key));
+      SELECT string_agg(format('%I', k), ', '), string_agg(format('s.%I', k), ', '), string_agg(format('t.%I', k), ', '),
+             string_agg(format('t.%I IS NOT NULL', k), ' AND ')
+        INTO keys, s_keys, t_keys, t_keys_set FROM unnest(r.key) k;
+      -- Old and new non-key values, compared through text where the type has no equality (json, xml, point).
+      SELECT string_agg(format('t.%I%s', x.n, x.via), ', ' ORDER BY x.o), string_agg(format('EXCLUDED.%I%s', x.n, x.via), ', ' ORDER BY x.o)
+        INTO old_row, new_row
+        FROM (SELECT e.c->>'name' AS n, e.o,
+                     CASE WHEN ty IS NULL OR EXISTS (SELECT FROM pg_operator op WHERE op.oprname = '=' AND op.oprleft = ty AND op.oprright = ty)
+                          THEN '' ELSE '::text' END AS via
+                FROM jsonb_array_elements(r.columns) WITH ORDINALITY AS e(c, o), LATERAL (SELECT to_regtype(e.c->>'type') AS ty) t
+               WHERE NOT (e.c->>'name' = ANY (r.key))) x;
       IF r.delete_missing THEN
         EXECUTE format('CREATE TEMP TABLE pgwarehouse_refresh_source ON COMMIT DROP AS %s', src);
         src := format('SELECT %s FROM pg_temp.pgwarehouse_refresh_source', cols);
@@ -107,17 +127,18 @@ BEGIN
         'WITH written AS (INSERT INTO %s AS t (%s) %s ON CONFLICT (%s) %s RETURNING (t.xmax = 0) AS fresh, %s AS mark) '
         'SELECT count(*) FILTER (WHERE fresh), count(*) FILTER (WHERE NOT fresh), max(mark)::text FROM written',
         target, cols, src, keys,
-        CASE WHEN non_keys IS NULL THEN 'DO NOTHING' ELSE format('DO UPDATE SET %s WHERE (%s) IS DISTINCT FROM (%s)',
-          (SELECT string_agg(format('%I = EXCLUDED.%I', c, c), ', ') FROM unnest(non_keys) c),
-          (SELECT string_agg(format('t.%I', c), ', ') FROM unnest(non_keys) c),
-          (SELECT string_agg(format('EXCLUDED.%I', c), ', ') FROM unnest(non_keys) c)) END,
+        CASE WHEN old_row IS NULL THEN 'DO NOTHING' ELSE format('DO UPDATE SET %s WHERE (%s) IS DISTINCT FROM (%s)',
+          (SELECT string_agg(format('%I = EXCLUDED.%I', c->>'name', c->>'name'), ', ')
+             FROM jsonb_array_elements(r.columns) c WHERE NOT (c->>'name' = ANY (r.key))),
+          old_row, new_row) END,
         CASE WHEN r.incremental_column IS NULL THEN 'NULL::text' ELSE format('t.%I', r.incremental_column) END)
         INTO n_inserted, n_updated, written_high;
       IF r.delete_missing THEN
-        EXECUTE format('DELETE FROM %s t WHERE NOT EXISTS (SELECT FROM pg_temp.pgwarehouse_refresh_source s WHERE (%s) = (%s))',
-          target,
-          (SELECT string_agg(format('s.%I', k), ', ') FROM unnest(r.key) k),
-          (SELECT string_agg(format('t.%I', k), ', ') FROM unnest(r.key) k));
+        -- Keys match as the unique index matches them (NULLS NOT DISTINCT): the hashable equality
+        -- decides for keys without NULLs, the NULL-safe comparison for the others.
+        EXECUTE format('DELETE FROM %s t WHERE NOT EXISTS (SELECT FROM pg_temp.pgwarehouse_refresh_source s WHERE (%s) = (%s)) '
+                       'AND (%s OR NOT EXISTS (SELECT FROM pg_temp.pgwarehouse_refresh_source s WHERE (%s) IS NOT DISTINCT FROM (%s)))',
+          target, s_keys, t_keys, t_keys_set, s_keys, t_keys);
         GET DIAGNOSTICS n_deleted = ROW_COUNT;
         DROP TABLE pg_temp.pgwarehouse_refresh_source;
       END IF;

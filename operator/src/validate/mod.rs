@@ -510,6 +510,9 @@ fn refresh(report: &mut Report, i: usize, r: &RefreshSpec) -> Option<ValidatedRe
     report.ident(&format!("{path}.target"), table);
     if r.query.trim().is_empty() {
         report.error(format!("{path}.query"), "must not be empty");
+    } else if r.query.trim_end().ends_with(';') {
+        // It runs as a subquery, `FROM (query) q`: a statement terminator breaks every run.
+        report.error(format!("{path}.query"), "must be one SELECT without a trailing ';'");
     }
     report.text(&format!("{path}.query"), &r.query);
     for (j, column) in r.key.iter().enumerate() {

@@ -261,3 +261,9 @@ fn a_url_with_credentials_is_refused_without_showing_them() {
         ]
     );
 }
+
+#[test]
+fn a_refresh_query_with_a_trailing_semicolon_is_refused() {
+    let found = errors("refreshes: [{name: r, target: t, query: 'SELECT 1 AS x; ', schedule: '@daily'}]\n");
+    assert_eq!(found, ["spec.refreshes[0].query: must be one SELECT without a trailing ';'"]);
+}

@@ -128,11 +128,12 @@ fn refresh_unit(planner: &mut Planner, r: &ValidatedRefresh) -> Result<Unit, Str
         key.sort();
         if !target.is_some_and(|t| t.unique_keys.contains(&key)) {
             let columns = r.spec.key.iter().map(|k| Sql::new("").ident(k));
+            // NULL keys are one key each, as the refresh's anti-join treats them.
             let index = Sql::new("CREATE UNIQUE INDEX ON ")
                 .qualified(&r.schema, &r.table)
                 .push(" (")
                 .join(columns, ", ")
-                .push(")");
+                .push(") NULLS NOT DISTINCT");
             unit.change(Action::Create, "index", format!("{}.{}", r.schema, r.table), index);
         }
     }
