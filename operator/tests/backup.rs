@@ -444,6 +444,56 @@ async fn agent_takes_the_first_backup_at_once_and_records_it() {
     assert!(shown.contains("BackedUp=True") && shown.contains("last full          2"), "{shown}");
 }
 
+/// Backups that fail at once (here: the server runs without archiving, which pgBackRest refuses
+/// to back up; its stanza and repository are fine) are retried after a wait that grows, not in
+/// a busy loop: over 14 s, two tries.
+#[tokio::test(flavor = "multi_thread")]
+async fn agent_backs_off_when_backups_fail_at_once() {
+    let (dir, stack, source, _stop) = one_server("f").await;
+    let stack_dir = source.data_dir.clone().unwrap();
+    down(&stack, &source).await;
+    let repository = dir.path().join("f.backup");
+    for entry in std::fs::read_dir(&repository).unwrap() {
+        std::fs::remove_dir_all(entry.unwrap().path()).unwrap();
+    }
+    let binaries = Binaries::find().unwrap();
+    let mut start = as_owner(binaries.bindir.join("pg_ctl").to_str().unwrap());
+    start
+        .arg("-D")
+        .arg(binaries.in_server(&stack_dir.join("data")))
+        .args(["-o", "-c archive_mode=off", "-w", "start"])
+        .stdout(std::process::Stdio::null());
+    assert!(start.status().unwrap().success());
+    let conf = stack_dir.join("pgbackrest.conf");
+
+    let log = std::fs::File::create(dir.path().join("agent.log")).unwrap();
+    let mut running = as_owner(env!("CARGO_BIN_EXE_pgwarehouse"))
+        .args([
+            "agent",
+            "backup",
+            "--stanza=bk",
+            "--database=warehouse",
+            "--full=0 3 * * 0",
+            "--differential=0 3 * * 1-6",
+        ])
+        .arg(format!("--config={}", conf.display()))
+        .arg(format!("--socket-dir={}", stack_dir.display()))
+        .arg(format!("--port={}", source.port.unwrap()))
+        .env("PGWAREHOUSE_LOG", "info")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(14)).await;
+    let _ = std::process::Command::new("kill").arg(running.id().to_string()).status();
+    let _ = running.wait();
+    let said = std::fs::read_to_string(dir.path().join("agent.log")).unwrap();
+    let tries = said.lines().filter(|l| l.contains("backup failed")).count();
+    assert_eq!(tries, 2, "one try at once, one after 10 s:\n{said}");
+    assert!(said.contains("retry_in_seconds=10") && said.contains("retry_in_seconds=20"), "{said}");
+    assert!(said.contains("archive_mode"), "the failure is the one arranged: {said}");
+}
+
 /// The pod's layout for the restore step: a volume with PGDATA below it, the restore config
 /// file naming the source repository, a socket directory.
 struct PodVolume {

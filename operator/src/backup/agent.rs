@@ -110,18 +110,31 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f).await.expect("pgbackrest task")
 }
 
+/// The wait after the `failures`-th failure in a row: 10 s, doubling, at most 10 minutes.
+fn retry_delay(failures: u32) -> Duration {
+    Duration::from_secs(10).saturating_mul(1 << failures.saturating_sub(1).min(6)).min(Duration::from_secs(600))
+}
+
 async fn backup_loop(options: &AgentOptions, full: &str, differential: &str, database: &str) -> Result<(), AgentError> {
     let pgbackrest = pgbackrest(options)?;
     // The server may still be starting (or restoring): retry until the stanza is there.
+    let mut failures = 0;
     loop {
         let p = pgbackrest.clone();
         match blocking(move || p.stanza_create()).await {
             Ok(()) => break,
-            Err(e) => tracing::warn!(error = %e, "stanza-create; retrying in 10 s"),
+            Err(e) => {
+                failures += 1;
+                let delay = retry_delay(failures);
+                tracing::warn!(error = %e, retry_in_seconds = delay.as_secs(), "stanza-create failed");
+                tokio::time::sleep(delay).await;
+            }
         }
-        tokio::time::sleep(Duration::from_secs(10)).await;
     }
     let mut due = None;
+    // Failed backups in a row: each waits longer before the next try (a backup that fails at
+    // once, say while Postgres restarts, must not turn the loop into a busy one).
+    let mut failures = 0;
     loop {
         let p = pgbackrest.clone();
         match blocking(move || p.info()).await {
@@ -141,8 +154,16 @@ async fn backup_loop(options: &AgentOptions, full: &str, differential: &str, dat
             tracing::info!(kind = kind.as_pgbackrest(), "backup starting");
             let p = pgbackrest.clone();
             match blocking(move || p.backup(kind)).await {
-                Ok(took) => tracing::info!(kind = kind.as_pgbackrest(), seconds = took.as_secs(), "backup done"),
-                Err(e) => tracing::error!(error = %e, "backup failed"),
+                Ok(took) => {
+                    failures = 0;
+                    tracing::info!(kind = kind.as_pgbackrest(), seconds = took.as_secs(), "backup done");
+                }
+                Err(e) => {
+                    failures += 1;
+                    let delay = retry_delay(failures);
+                    tracing::error!(error = %e, retry_in_seconds = delay.as_secs(), "backup failed");
+                    tokio::time::sleep(delay).await;
+                }
             }
             continue;
         }
@@ -298,4 +319,15 @@ async fn recover_restored(
         return Err(AgentError::Invalid("stopping the recovered server failed".into()));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_wait_longer_each_time_up_to_ten_minutes() {
+        let waits: Vec<u64> = (1..=9).map(|n| retry_delay(n).as_secs()).collect();
+        assert_eq!(waits, [10, 20, 40, 80, 160, 320, 600, 600, 600]);
+    }
 }
