@@ -267,6 +267,21 @@ async fn backup_round_trip_restores_every_row_into_a_new_stack() {
         json!({"bootstrap": {"restore": {"repository": {"volume": {}}, "stack": "source", "target": "latest"}}});
     scenario.apply("restored", restore).await;
     scenario.wait_until("restored", "Ready (restored before its first start)", Duration::from_secs(600), ready).await;
+    // Once restored, the pod is rolled once without the restore step and the source's claim.
+    let statefulsets: Api<StatefulSet> = Api::namespaced(scenario.client.clone(), &scenario.ns);
+    wait_for("restored: rolled without the restore step", Duration::from_secs(300), || async {
+        let sts = statefulsets.get("restored").await.ok()?;
+        let pod = sts.spec.as_ref()?.template.spec.as_ref()?;
+        let status = sts.status.as_ref()?;
+        let rolled = pod.init_containers.as_ref().is_none_or(Vec::is_empty)
+            && !pod.volumes.iter().flatten().any(|v| v.name == "restore-source")
+            && status.update_revision.is_some()
+            && status.current_revision == status.update_revision
+            && status.ready_replicas == Some(1);
+        rolled.then_some(())
+    })
+    .await;
+    scenario.wait_until("restored", "Ready after the roll", Duration::from_secs(300), ready).await;
     let mut db = scenario.connect("restored").await;
     assert_eq!(count_rows(&mut db).await, 3, "every row, the one only in archived WAL included");
     println!("  ok: the restored stack has every row and answers to its own password");

@@ -190,6 +190,34 @@ async fn new_stack_gets_its_objects_and_status_provisioning() {
     assert_eq!((event["type"].as_str(), event["reason"].as_str()), (Some("Normal"), Some("Provisioning")));
 }
 
+/// Once its restore completed (status.restored), a restored stack's pod runs without the restore
+/// step and without the source stack's repository claim (which may be ReadWriteOnce elsewhere,
+/// or deleted), and the restore-conflict check no longer runs.
+#[tokio::test]
+async fn a_completed_restore_leaves_the_pod_and_the_source_claim_alone() {
+    let mut stack = stack("bootstrap: {restore: {repository: {volume: {}}, stack: source, target: latest}}");
+    stack.status = Some(serde_json::from_value(json!({"phase": "Ready", "restored": true})).unwrap());
+    let (ctx, mut api) = context(Settings::default());
+    let stack_json = serde_json::to_value(&stack).unwrap();
+    let scenario = tokio::spawn(async move {
+        api.expect(Method::GET, SUPERUSER, Reply::Json(secret("w-superuser", "password", "pw"))).await;
+        let applied = expect_objects_applied(&mut api).await;
+        api.expect(Method::GET, STATEFULSET, Reply::Json(statefulset(0))).await;
+        let patch = api.expect(Method::PATCH, STATUS, Reply::StackWithStatus(stack_json)).await;
+        api.expect(Method::POST, EVENTS, Reply::Echo).await;
+        api.done().await;
+        (applied, patch)
+    });
+    reconcile(Arc::new(stack), ctx).await.unwrap();
+    let (applied, patch) = scenario.await.unwrap();
+    let pod = &applied[4]["spec"]["template"]["spec"];
+    assert!(pod["initContainers"].is_null(), "no restore step: {pod:#}");
+    let volumes = pod["volumes"].as_array().map(|v| v.iter().map(|v| v["name"].clone()).collect::<Vec<_>>());
+    assert!(!format!("{volumes:?}").contains("restore-source"), "{volumes:?}");
+    assert!(!applied[1]["data"].as_object().unwrap().contains_key("pgbackrest-restore.conf"));
+    assert_eq!(patch["status"]["restored"], true, "kept");
+}
+
 #[tokio::test]
 async fn a_refused_api_call_reaches_status_and_events_as_one_readable_line() {
     let stack = stack("template: datawarehouse");

@@ -49,6 +49,10 @@ pub struct DataWarehouseStackStatus {
     /// Backups, WAL archiving and the restorable range, with `spec.backup`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<BackupStatus>,
+    /// True once `spec.bootstrap.restore` completed (the database answered after its restore
+    /// step): from then on the pod runs without the step and without the source's repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored: Option<bool>,
 }
 
 /// A refresh and its last run.

@@ -45,6 +45,8 @@ async fn converge(stack: &DataWarehouseStack, ctx: &Context) -> Result<Action, E
         }])),
     };
     let validated = match validated {
+        // A completed restore is history: the stack runs as any other from then on.
+        Ok(v) if status::restore_completed(stack) => ValidatedStack { restore: None, ..v },
         Ok(v) => v,
         Err(errors) => {
             // Nothing is applied for an invalid spec; a new generation triggers the next look.

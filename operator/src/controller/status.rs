@@ -153,6 +153,12 @@ fn item(outcome: Option<&ItemOutcome>, name: &str) -> ItemStatus {
 /// Set to a new value (any), the stack's refreshes run once.
 pub const REFRESH_NOW: &str = "pgwarehouse.dev/refresh-now";
 
+/// Whether the stack's `bootstrap.restore` completed: its pod then runs without the restore
+/// step, and the source's repository (another stack's claim) is no longer mounted.
+pub fn restore_completed(stack: &DataWarehouseStack) -> bool {
+    stack.status.as_ref().is_some_and(|s| s.restored == Some(true))
+}
+
 /// The annotation's value when it asks for a run not yet made.
 pub fn refresh_now_asked(stack: &DataWarehouseStack) -> Option<&String> {
     let handled = stack.status.as_ref().and_then(|s| s.refresh_now_handled.as_ref());
@@ -202,6 +208,9 @@ pub fn build(
             let condition =
                 set_condition(&previous_conditions, "BackedUp", Some(ok), reason, &message, generation, now);
             status.conditions.push(condition);
+        }
+        if v.restore.is_some() {
+            status.restored = Some(true);
         }
         // The annotation's value is handled once a reconcile started the refreshes it asked for.
         if let Some(asked) = stack.annotations().get(REFRESH_NOW).filter(|_| *refresh_now_started) {

@@ -166,3 +166,22 @@ fn backups_fill_status_and_the_backed_up_condition_which_outlives_an_unreachable
     assert_eq!((kept.status.as_str(), kept.last_transition_time.0.as_second()), ("True", 100));
     assert!(later.backup.is_some(), "the last seen backups stay");
 }
+
+#[test]
+fn a_restore_is_complete_once_the_restored_database_converged() {
+    let mut stack = load_manifest(
+        "kind: DataWarehouseStack\nmetadata: {name: w, namespace: ns}\nspec:\n  bootstrap: {restore: {repository: {volume: {}}, stack: source}}\n",
+    )
+    .unwrap();
+    let validated = validate(&stack).unwrap();
+    let starting = build(&stack, Some(&validated), &Outcome::Provisioning, &at(100));
+    assert_eq!(starting.restored, None, "the restore step may still run");
+    stack.status = Some(starting);
+    assert!(!restore_completed(&stack));
+    let (report, warehouse) = (ApplyReport::default(), WarehouseStatus::default());
+    let converged = Outcome::Converged { report: &report, warehouse: &warehouse, refresh_now_started: false };
+    stack.status = Some(build(&stack, Some(&validated), &converged, &at(200)));
+    assert!(restore_completed(&stack));
+    let later = build(&stack, Some(&validated), &Outcome::DatabaseUnavailable("x".into()), &at(300));
+    assert_eq!(later.restored, Some(true), "kept whatever happens next");
+}
