@@ -6,8 +6,8 @@
 use serde_json::Value;
 
 use crate::api::DataWarehouseStack;
-use crate::validate::structure::strip_structural_errors;
-use crate::validate::{FieldError, ValidationErrors};
+use crate::field_errors::{FieldError, ValidationErrors};
+use crate::structure::strip_structural_errors;
 
 /// Templates built into the binary, by name.
 const TEMPLATES: &[(&str, &str)] = &[("datawarehouse", include_str!("../../stack-templates/datawarehouse.yaml"))];

@@ -10,6 +10,9 @@ use crate::api::UriStyle;
 use crate::secrets::Secrets;
 use crate::validate::{Repository, S3Repository};
 
+/// Debian's path, the stack image's too.
+pub const PGBACKREST: &str = "/usr/bin/pgbackrest";
+
 /// The environment variables pgBackRest reads the S3 key pair from.
 pub const S3_KEY_ENV: &str = "PGBACKREST_REPO1_S3_KEY";
 pub const S3_SECRET_ENV: &str = "PGBACKREST_REPO1_S3_KEY_SECRET";

@@ -6,12 +6,10 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 
+use super::config::PGBACKREST;
 use super::{Credentials, RepositoryInfo};
 use crate::local::cluster::Binaries;
 use crate::validate::RestoreTarget;
-
-/// Debian's path, the stack image's too.
-pub const PGBACKREST: &str = "/usr/bin/pgbackrest";
 
 #[derive(Debug, thiserror::Error)]
 pub enum PgBackRestError {

@@ -10,7 +10,6 @@ use sqlx::postgres::PgConnectOptions;
 
 use super::{Local, LocalError, LocalOptions, PASSWORD_FILE, STATE_FILE, State, io, write_secret};
 use crate::backup::config::{self, Credentials, Paths};
-use crate::backup::pgbackrest::PGBACKREST;
 use crate::backup::{BackupKind, PgBackRest, record, recover};
 use crate::secrets::Secrets;
 use crate::validate::backup::parse_target;
@@ -109,7 +108,7 @@ impl Local {
             return Vec::new();
         }
         let conf = self.cluster.binaries.in_server(&self.cluster.dir.join(CONF_FILE));
-        config::archive_settings(PGBACKREST, &conf.display().to_string(), &stack.name).into()
+        config::archive_settings(config::PGBACKREST, &conf.display().to_string(), &stack.name).into()
     }
 
     /// Where the backups go, for status.

@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::{
 };
 
 use super::labels::metadata;
-use super::statefulset::{CONFIG_MOUNT, DATA_MOUNT, PGBACKREST_CONF_KEY, volume_claim};
+use super::volumes::{CONFIG_MOUNT, DATA_MOUNT, PGBACKREST_CONF_KEY, volume_claim};
 use crate::api::S3_CREDENTIAL_KEYS;
 use crate::backup::config::{Paths, S3_KEY_ENV, S3_SECRET_ENV, pgbackrest_conf};
 use crate::backup::recover::REPLAY_CHECKED;

@@ -4,9 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use super::statefulset::{CONFIG_MOUNT, PGBACKREST_CONF_KEY};
-use crate::backup::config::archive_settings;
-use crate::backup::pgbackrest::PGBACKREST;
+use super::volumes::{CONFIG_MOUNT, PGBACKREST_CONF_KEY};
+use crate::backup::config::{PGBACKREST, archive_settings};
 use crate::validate::ValidatedStack;
 
 /// pg_cron's default `cron.max_running_jobs`.

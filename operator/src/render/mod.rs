@@ -9,6 +9,7 @@ mod labels;
 mod secret;
 mod services;
 mod statefulset;
+mod volumes;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service};
@@ -18,7 +19,8 @@ pub use configmap::{CONFIG_KEY, config_checksum, configmap};
 pub use labels::{labels, owner_reference, selector_labels};
 pub use secret::{PASSWORD_KEY, USERNAME_KEY, superuser_secret};
 pub use services::{client_service, headless_service};
-pub use statefulset::{DATA_MOUNT, POSTGRES_UID, statefulset};
+pub use statefulset::{POSTGRES_UID, statefulset};
+pub use volumes::DATA_MOUNT;
 
 use crate::validate::ValidatedStack;
 

@@ -3,14 +3,14 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource, ExecAction,
-    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    SecretKeySelector, SecurityContext, Volume, VolumeMount, VolumeResourceRequirements,
+    PersistentVolumeClaim, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SecretKeySelector, SecurityContext,
+    Volume, VolumeMount,
 };
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
 use super::backup;
 use super::labels::{labels, metadata, selector_labels};
+use super::volumes::{CONFIG_MOUNT, DATA_MOUNT, volume_claim};
 use super::{
     CONFIG_KEY, PASSWORD_KEY, client_name, config_checksum, config_name, headless_name, superuser_secret_name,
 };
@@ -18,10 +18,6 @@ use crate::validate::ValidatedStack;
 
 /// The `postgres` user of the stack image (Debian's postgres packages, as in the official image).
 pub const POSTGRES_UID: i64 = 999;
-/// Where the volume is mounted; PGDATA is a subdirectory so initdb finds it empty (lost+found).
-pub const DATA_MOUNT: &str = "/var/lib/postgresql/data";
-pub const CONFIG_MOUNT: &str = "/etc/pgwarehouse";
-pub const PGBACKREST_CONF_KEY: &str = "pgbackrest.conf";
 const DEFAULT_IMAGE: &str = "ghcr.io/pgwarehouse/stack-datawarehouse:17";
 const DEFAULT_STORAGE: &str = "10Gi";
 pub const CONFIG_CHECKSUM_ANNOTATION: &str = "pgwarehouse.dev/config-checksum";
@@ -96,29 +92,6 @@ fn container(stack: &ValidatedStack) -> Container {
             },
         ]),
         ..Container::default()
-    }
-}
-
-/// A ReadWriteOnce claim of `size` (`default_size` when unset).
-pub(super) fn volume_claim(
-    metadata: ObjectMeta,
-    size: Option<String>,
-    default_size: &str,
-    storage_class_name: Option<String>,
-) -> PersistentVolumeClaim {
-    let size = size.unwrap_or_else(|| default_size.into());
-    PersistentVolumeClaim {
-        metadata,
-        spec: Some(PersistentVolumeClaimSpec {
-            access_modes: Some(vec!["ReadWriteOnce".into()]),
-            storage_class_name,
-            resources: Some(VolumeResourceRequirements {
-                requests: Some(BTreeMap::from([("storage".to_string(), Quantity(size))])),
-                ..VolumeResourceRequirements::default()
-            }),
-            ..PersistentVolumeClaimSpec::default()
-        }),
-        ..PersistentVolumeClaim::default()
     }
 }
 

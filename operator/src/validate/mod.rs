@@ -5,11 +5,10 @@
 pub mod backup;
 mod interval;
 mod schedule;
-pub mod structure;
 mod wrappers;
 
+pub use crate::field_errors::{FieldError, ValidationErrors};
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 
 pub use backup::{Repository, RestoreTarget, S3Repository, ValidatedBackup, ValidatedRestore};
 pub use interval::Interval;
@@ -54,28 +53,6 @@ pub const OPERATOR_OWNED_PARAMETERS: &[&str] = &[
     "archive_library",
     "restore_command",
 ];
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldError {
-    pub path: String,
-    pub message: String,
-}
-
-/// Every problem found in a spec.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct ValidationErrors(pub Vec<FieldError>);
-
-impl fmt::Display for ValidationErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{}: {}", e.path, e.message)?;
-        }
-        Ok(())
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct ValidatedTable {

@@ -4,8 +4,8 @@
 //! role can read it is refused here, before any SQL runs.
 
 use super::Report;
-use super::structure::closest;
 use crate::api::SourceSpec;
+use crate::structure::closest;
 
 /// How the engine creates a source's foreign data wrapper.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -13,8 +13,8 @@ use jsonschema::paths::LocationSegment;
 use kube::CustomResourceExt;
 use serde_json::{Map, Value};
 
-use super::FieldError;
 use crate::api::DataWarehouseStack;
+use crate::field_errors::FieldError;
 
 const API_VERSION: &str = "pgwarehouse.dev/v1alpha1";
 const TOP_LEVEL_FIELDS: &[&str] = &["apiVersion", "kind", "metadata", "spec", "status"];
