@@ -70,6 +70,18 @@ fn condition_true(stack: &DataWarehouseStack, type_: &str) -> bool {
     stack.status.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.type_ == type_ && c.status == "True"))
 }
 
+/// The CRD, applied by the harness (every scenario, in parallel: one field manager), established.
+async fn install_crd(client: &Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let apply = PatchParams::apply(MANAGER).force();
+    crds.patch("datawarehousestacks.pgwarehouse.dev", &apply, &Patch::Apply(DataWarehouseStack::crd())).await.unwrap();
+    wait_for("the CRD is established", Duration::from_secs(60), || async {
+        let crd = crds.get("datawarehousestacks.pgwarehouse.dev").await.ok()?;
+        crd.status?.conditions?.iter().any(|c| c.type_ == "Established" && c.status == "True").then_some(())
+    })
+    .await;
+}
+
 /// One scenario's namespace, with the CRD installed and an operator watching it (in-process, or the
 /// one installed in the cluster).
 struct Scenario {
@@ -94,15 +106,7 @@ impl Scenario {
         let apply = PatchParams::apply(MANAGER).force();
         let namespace = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
         Api::<Namespace>::all(client.clone()).patch(&ns, &apply, &Patch::Apply(namespace)).await.unwrap();
-        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-        crds.patch("datawarehousestacks.pgwarehouse.dev", &apply, &Patch::Apply(DataWarehouseStack::crd()))
-            .await
-            .unwrap();
-        wait_for("the CRD is established", Duration::from_secs(60), || async {
-            let crd = crds.get("datawarehousestacks.pgwarehouse.dev").await.ok()?;
-            crd.status?.conditions?.iter().any(|c| c.type_ == "Established" && c.status == "True").then_some(())
-        })
-        .await;
+        install_crd(&client).await;
 
         let in_process = std::env::var("PGW_E2E_INSTALLED_OPERATOR").as_deref() != Ok("1");
         println!("  {name}: operator {}", if in_process { "in-process" } else { "installed in the cluster" });
@@ -327,6 +331,10 @@ async fn the_chart_installs_with_wait_and_its_operator_is_ready() {
         }
     };
     let started = Instant::now();
+    // The CRD is the harness's here (the other scenarios apply it at the same time, and two
+    // field managers applying it would conflict); the chart's copy is checked equal to it by
+    // operator/tests/distribution.rs.
+    install_crd(&client).await;
     let ns = format!("pgw-e2e-chart-{}", std::process::id());
     let release = format!("pgw-e2e-{}", std::process::id());
     let mut args = vec![
@@ -336,6 +344,7 @@ async fn the_chart_installs_with_wait_and_its_operator_is_ready() {
         "-n".into(),
         ns.clone(),
         "--create-namespace".into(),
+        "--skip-crds".into(),
         format!("--set=watchNamespaces={{{ns}}}"),
         "--wait".into(),
         "--timeout=3m".into(),
