@@ -635,6 +635,8 @@ async fn agent_restore_recovers_a_busier_source_and_is_redone_after_a_kill() {
     )
     .await
     .unwrap();
+    // The source logs every statement: its postgresql.auto.conf comes along with the backup.
+    db.execute("ALTER SYSTEM SET log_statement = 'all'").await.unwrap();
     local::backup(&stack, &Secrets::default(), &source, BackupKind::Full, &mut std::io::sink()).await.unwrap();
     db.execute("INSERT INTO t SELECT g, '' FROM generate_series(100001, 100010) g").await.unwrap();
     archive_now(&mut db).await;
@@ -661,4 +663,7 @@ async fn agent_restore_recovers_a_busier_source_and_is_redone_after_a_kill() {
     assert!(said.contains("did not complete: clearing what it left and restoring again"), "{said}");
     assert!(pod.volume.join("restore.done").exists() && !pod.volume.join("restore.in-progress").exists());
     assert_eq!(pod.rows().await, 100_010, "every row, the ones only in archived WAL included");
+    let log = std::fs::read_to_string(pod.volume.join("restore.log")).unwrap();
+    assert!(!log.contains("the-new-password"), "the new password reached the restore log:\n{log}");
+    assert!(!log.contains("ALTER ROLE"), "{log}");
 }

@@ -286,8 +286,10 @@ async fn recover_restored(
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .unwrap_or_default();
+    // No statement of this private server is logged, whatever the source's auto.conf says.
     let mut server_options = format!(
-        "-c listen_addresses='' -c port={} -c unix_socket_directories={} -c archive_mode=off",
+        "-c listen_addresses='' -c port={} -c unix_socket_directories={} -c archive_mode=off \
+         -c log_statement=none -c log_min_duration_statement=-1",
         options.port,
         options.socket_dir.display()
     );

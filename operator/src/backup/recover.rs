@@ -1,6 +1,7 @@
 //! After `pgbackrest restore`: the server replays the archive up to the target and promotes;
 //! then the recovery settings pgBackRest wrote are reset (the source repository is not this
-//! stack's to read again) and the superuser gets the new stack's password.
+//! stack's to read again) and the superuser gets the new stack's password (as a SCRAM verifier
+//! computed here: the password itself never reaches the restored server's logs).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -65,7 +66,10 @@ pub async fn finish(
         conn.execute(AssertSqlSafe(format!("ALTER SYSTEM RESET {setting}"))).await.map_err(sql)?;
     }
     conn.execute("SELECT pg_reload_conf()").await.map_err(sql)?;
-    let (text, _) = Sql::new("ALTER ROLE postgres PASSWORD ").secret(superuser_password).expose();
+    // The restored server runs with the source's postgresql.auto.conf (log_statement,
+    // pg_stat_statements...): it gets the verifier, never the password.
+    let verifier = postgres_protocol::password::scram_sha_256(superuser_password.as_bytes());
+    let (text, _) = Sql::new("ALTER ROLE postgres PASSWORD ").secret(&verifier).expose();
     conn.execute(AssertSqlSafe(text))
         .await
         .map_err(|_| RecoverError::Sql("setting the superuser's password failed".into()))?;
