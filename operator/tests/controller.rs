@@ -449,6 +449,37 @@ async fn refresh_now_runs_beside_the_reconcile_not_inside_it() {
     assert_eq!(support::scalar::<i64>(&mut warehouse, "SELECT count(*) FROM public.slow").await, 1);
 }
 
+/// A database stage that does not end (here a migration sleeping past the limit, standing in for
+/// a stream that stalls) ends the reconcile with the reason instead of holding it forever.
+#[tokio::test]
+async fn a_database_stage_past_its_limit_ends_the_reconcile_with_the_reason() {
+    let fx = Fixture::start().await;
+    let stack = stack("migrations: [{name: slow, sql: 'SELECT pg_sleep(5)'}]");
+    let settings = Settings {
+        database_host_override: Some(format!("127.0.0.1:{}", fx.server.port)),
+        database_stage_limit: Duration::from_secs(1),
+        ..Settings::default()
+    };
+    let (ctx, mut api) = context(settings);
+    let stack_json = serde_json::to_value(&stack).unwrap();
+    let scenario = tokio::spawn(async move {
+        expect_a_ready_pod(&mut api).await;
+        let patch = api.expect(Method::PATCH, STATUS, Reply::StackWithStatus(stack_json)).await;
+        api.expect(Method::POST, EVENTS, Reply::Echo).await;
+        api.done().await;
+        patch
+    });
+    let action = reconcile(Arc::new(stack), ctx).await.unwrap();
+    assert_eq!(
+        format!("{action:?}"),
+        format!("{:?}", kube::runtime::controller::Action::requeue(Duration::from_secs(15)))
+    );
+    let patch = scenario.await.unwrap();
+    let ready = &patch["status"]["conditions"][0];
+    assert_eq!(ready["reason"], "ConnectFailed");
+    assert!(ready["message"].as_str().unwrap().contains("did not finish within 1s"), "{ready}");
+}
+
 #[test]
 fn a_changed_secret_maps_to_the_stacks_that_read_it() {
     let reader = Arc::new(stack("roles: [{name: analyst, passwordSecretRef: {name: cp, key: password}}]"));

@@ -63,7 +63,9 @@ pub async fn connect(
     stack: &ValidatedStack,
     password: &str,
 ) -> Result<PgConnection, String> {
-    let (host, port) = address(client, settings, stack).await?;
+    let (host, port) = tokio::time::timeout(settings.connect_timeout, address(client, settings, stack))
+        .await
+        .map_err(|_| format!("no port-forward to the pod within {:?}", settings.connect_timeout))??;
     let statement_timeout = format!("{}s", settings.statement_timeout.as_secs());
     let options = PgConnectOptions::new()
         .host(&host)

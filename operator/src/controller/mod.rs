@@ -47,6 +47,10 @@ pub struct Settings {
     pub port_forward: bool,
     pub connect_timeout: Duration,
     pub statement_timeout: Duration,
+    /// The most one reconcile's database stage (observe, plan, apply, read the status) may take:
+    /// a stream that stalls (a port-forward, a dead TCP peer) would otherwise hold the stack's
+    /// reconcile forever, since a server-side statement timeout cannot end a client's wait.
+    pub database_stage_limit: Duration,
 }
 
 impl Default for Settings {
@@ -57,6 +61,7 @@ impl Default for Settings {
             port_forward: false,
             connect_timeout: Duration::from_secs(10),
             statement_timeout: Duration::from_secs(300),
+            database_stage_limit: Duration::from_secs(900),
         }
     }
 }

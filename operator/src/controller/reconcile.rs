@@ -75,12 +75,20 @@ async fn converge(stack: &DataWarehouseStack, ctx: &Context) -> Result<Action, E
             return Ok(Action::requeue(WAIT));
         }
     };
-    let report_and_status = match sql::converge(&mut conn, &validated, &secrets).await {
-        Ok((_, applied)) => match read_warehouse(&mut conn, &validated).await {
-            Ok(warehouse) => Ok((applied, warehouse)),
+    let database_stage = async {
+        match sql::converge(&mut conn, &validated, &secrets).await {
+            Ok((_, applied)) => match read_warehouse(&mut conn, &validated).await {
+                Ok(warehouse) => Ok((applied, warehouse)),
+                Err(e) => Err(e.to_string()),
+            },
             Err(e) => Err(e.to_string()),
-        },
-        Err(e) => Err(e.to_string()),
+        }
+    };
+    let limit = ctx.settings.database_stage_limit;
+    let Ok(report_and_status) = tokio::time::timeout(limit, database_stage).await else {
+        let stalled = format!("the database stage did not finish within {limit:?}: the connection stalled");
+        report(stack, Some(&validated), &Outcome::DatabaseUnavailable(stalled), ctx).await?;
+        return Ok(Action::requeue(WAIT));
     };
     let refresh_now_started = match (&report_and_status, status::refresh_now_asked(stack)) {
         (Ok(_), Some(_)) => start_refresh_now(stack, &validated, &password, ctx).await,
