@@ -238,6 +238,14 @@ async fn failures_are_errors_naming_the_request_never_the_key() {
             "timeout \"soon\" is not a duration",
         ),
         (
+            "CREATE SERVER v6 FOREIGN DATA WRAPPER clerk_fdw OPTIONS (timeout '1h')",
+            "timeout \"1h\" is not a duration of at most 10m",
+        ),
+        (
+            "CREATE SERVER v7 FOREIGN DATA WRAPPER clerk_fdw OPTIONS (api_url 'https://admin:hunter2@api.clerk.com')",
+            "api_url \"https://<credentials>@api.clerk.com\" must be an http:// or https:// URL without credentials",
+        ),
+        (
             "CREATE FOREIGN TABLE f.v4 (user_id text) SERVER clerk_server OPTIONS (object 'sessions')",
             "object \"sessions\" is not one clerk_fdw knows",
         ),
@@ -251,5 +259,7 @@ async fn failures_are_errors_naming_the_request_never_the_key() {
     for (sql, expected) in validator {
         let error = error_of(&mut db, sql).await;
         assert!(error.contains(expected), "{sql}: {error}");
+        assert!(!error.contains("hunter2"), "{error}");
     }
+    assert!(!fx.server.log().contains("hunter2"), "a URL's credentials reached the server log");
 }

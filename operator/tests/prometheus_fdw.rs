@@ -260,6 +260,14 @@ async fn bad_columns_options_and_queries_are_clear_errors() {
             "step \"fortnight\" is not a duration",
         ),
         (
+            "CREATE SERVER s5 FOREIGN DATA WRAPPER prometheus_fdw OPTIONS (base_url 'http://x', timeout '2d')",
+            "timeout \"2d\" is not a duration of at most 10m",
+        ),
+        (
+            "CREATE SERVER s6 FOREIGN DATA WRAPPER prometheus_fdw OPTIONS (base_url 'http://u:p4ss@127.0.0.1:1')",
+            "base_url \"http://<credentials>@127.0.0.1:1\" must be an http:// or https:// URL without credentials",
+        ),
+        (
             "CREATE FOREIGN TABLE f.t1 (metric_name text) SERVER prom OPTIONS (object 'logs')",
             "object \"logs\" is not one prometheus_fdw knows",
         ),
@@ -274,6 +282,8 @@ async fn bad_columns_options_and_queries_are_clear_errors() {
         assert!(error.contains(expected), "{sql}: {error}");
     }
     assert_eq!(scalar::<i32>(&mut db, "SELECT 1").await, 1, "the session survived every error");
+    let log = fx.server.log();
+    assert!(!log.contains("p4ss"), "a URL's credentials reached the server log");
     drop(fx);
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clerk_api::{Object, DEFAULT_API_URL};
 use fdw_scan::{OptionNames, OptionTarget, UnknownOption};
-use http_agent::{is_http_url, parse_duration, without_credentials};
+use http_agent::{is_http_url, parse_timeout, without_credentials};
 
 const NAMES: OptionNames =
     OptionNames { server: &["api_url", "api_key", "timeout"], user_mapping: &["api_key"], table: &["object"] };
@@ -25,7 +25,7 @@ pub enum OptionsError {
         "api_url {0:?} must be an http:// or https:// URL without credentials (the API key belongs in a user mapping)"
     )]
     BadApiUrl(String),
-    #[error("timeout {0:?} is not a duration such as 30, 30s, 500ms or 5m")]
+    #[error("timeout {0:?} is not a duration of at most 10m such as 30, 30s, 500ms or 5m")]
     BadTimeout(String),
     #[error("a foreign table needs the option object ({})", Object::NAMES)]
     NoObject,
@@ -66,7 +66,7 @@ fn server_settings(server: &HashMap<String, String>) -> Result<(String, Duration
     }
     let timeout = server
         .get("timeout")
-        .map(|v| parse_duration(v).ok_or_else(|| OptionsError::BadTimeout(v.clone())))
+        .map(|v| parse_timeout(v).ok_or_else(|| OptionsError::BadTimeout(v.clone())))
         .transpose()?
         .unwrap_or(DEFAULT_TIMEOUT);
     Ok((api_url.to_string(), timeout))

@@ -42,6 +42,15 @@ pub fn without_credentials(url: &str) -> String {
     format!("{scheme}{separator}<credentials>{}", &rest[at..])
 }
 
+/// The longest a server's `timeout` may be: a scan waits at most this long for an answer, and a
+/// reader thread lives at most this long after its scan ended.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// A `timeout` option: a duration of at most [`MAX_TIMEOUT`].
+pub fn parse_timeout(text: &str) -> Option<Duration> {
+    parse_duration(text).filter(|d| *d <= MAX_TIMEOUT)
+}
+
 /// `30`, `30s`, `500ms`, `5m`, `1h`, `1d`; none for anything else, zero included.
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
@@ -71,6 +80,13 @@ mod tests {
             "http://prom:9090/a@b",
             "an @ in the path is no userinfo"
         );
+    }
+
+    #[test]
+    fn timeouts_are_capped_at_ten_minutes() {
+        assert_eq!(parse_timeout("10m"), Some(MAX_TIMEOUT));
+        assert_eq!(parse_timeout("601s"), None);
+        assert_eq!(parse_timeout("2d"), None);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use fdw_scan::{OptionNames, OptionTarget, UnknownOption};
-use http_agent::{is_http_url, parse_duration, without_credentials};
+use http_agent::{is_http_url, parse_duration, parse_timeout, without_credentials};
 use prometheus_query::Auth;
 
 const NAMES: OptionNames = OptionNames {
@@ -26,6 +26,8 @@ pub enum OptionsError {
     BadBaseUrl(String),
     #[error("{option} {value:?} is not a duration such as 30, 30s, 500ms, 5m or 1h")]
     BadDuration { option: &'static str, value: String },
+    #[error("timeout {0:?} is not a duration of at most 10m such as 30s or 5m")]
+    BadTimeout(String),
     #[error("a foreign table needs the option object 'metrics'")]
     NoObject,
     #[error("object {0:?} is not one prometheus_fdw knows: use 'metrics'")]
@@ -59,7 +61,11 @@ pub struct ServerConfig {
 impl ServerConfig {
     pub fn read(server: &HashMap<String, String>, mapping: &HashMap<String, String>) -> Result<Self, OptionsError> {
         let base_url = base_url(server.get("base_url").ok_or(OptionsError::NoBaseUrl)?)?;
-        let timeout = server.get("timeout").map(|v| duration("timeout", v)).transpose()?.unwrap_or(DEFAULT_TIMEOUT);
+        let timeout = server
+            .get("timeout")
+            .map(|v| parse_timeout(v).ok_or_else(|| OptionsError::BadTimeout(v.clone())))
+            .transpose()?
+            .unwrap_or(DEFAULT_TIMEOUT);
         let step = server.get("step").map(|v| duration("step", v).map(|d| d.as_secs_f64())).transpose()?;
         let credential = |key: &str| mapping.get(key).or_else(|| server.get(key)).cloned();
         let auth = match (credential("bearer_token"), credential("username"), credential("password")) {

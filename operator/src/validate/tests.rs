@@ -267,3 +267,16 @@ fn a_refresh_query_with_a_trailing_semicolon_is_refused() {
     let found = errors("refreshes: [{name: r, target: t, query: 'SELECT 1 AS x; ', schedule: '@daily'}]\n");
     assert_eq!(found, ["spec.refreshes[0].query: must be one SELECT without a trailing ';'"]);
 }
+
+#[test]
+fn an_fdw_timeout_is_at_most_ten_minutes() {
+    let found = errors(
+        "sources:\n- name: prom\n  wrapper: prometheus_fdw\n  options: {base_url: 'http://p:9090', timeout: 2d, step: 1h}\n",
+    );
+    assert_eq!(
+        found,
+        [
+            "spec.sources[0].options.timeout: \"2d\" is longer than the longest timeout, 10m (a scan waits at most that long)"
+        ]
+    );
+}

@@ -78,10 +78,21 @@ fn contract(wrapper: &str) -> Option<&'static Contract> {
 }
 
 /// `30`, `30s`, `500ms`, `5m`, `1h`: what Prometheus and our FDWs read as a duration.
-fn is_duration(value: &str) -> bool {
+/// The longest `timeout` our FDWs accept (their `http_agent::MAX_TIMEOUT`).
+const MAX_TIMEOUT_MS: u64 = 600_000;
+
+/// A duration option's milliseconds: `30`, `30s`, `500ms`, `5m`, `1h`, `1d`.
+fn duration_ms(value: &str) -> Option<u64> {
     let digits = value.trim_end_matches(|c: char| c.is_ascii_alphabetic());
-    let unit = &value[digits.len()..];
-    !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit()) && ["", "ms", "s", "m", "h", "d"].contains(&unit)
+    let unit_ms = match &value[digits.len()..] {
+        "ms" => 1,
+        "" | "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return None,
+    };
+    digits.parse::<u64>().ok()?.checked_mul(unit_ms)
 }
 
 /// A URL as messages may show it: a `user:password@` before the host replaced. (Our FDWs'
@@ -152,8 +163,18 @@ pub(super) fn check_options(report: &mut Report, path: &str, source: &SourceSpec
                 );
             }
         }
-        if contract.durations.contains(&key.as_str()) && !is_duration(value) {
-            report.error(format!("{path}.options.{key}"), format!("{value:?} is not a duration such as 30s, 5m or 1h"));
+        if contract.durations.contains(&key.as_str()) {
+            match duration_ms(value) {
+                None => report.error(
+                    format!("{path}.options.{key}"),
+                    format!("{value:?} is not a duration such as 30s, 5m or 1h"),
+                ),
+                Some(ms) if key == "timeout" && ms > MAX_TIMEOUT_MS => report.error(
+                    format!("{path}.options.{key}"),
+                    format!("{value:?} is longer than the longest timeout, 10m (a scan waits at most that long)"),
+                ),
+                Some(_) => {}
+            }
         }
     }
     for (j, table) in source.tables.iter().enumerate() {
