@@ -282,8 +282,6 @@ async fn bad_columns_options_and_queries_are_clear_errors() {
         assert!(error.contains(expected), "{sql}: {error}");
     }
     assert_eq!(scalar::<i32>(&mut db, "SELECT 1").await, 1, "the session survived every error");
-    let log = fx.server.log();
-    assert!(!log.contains("p4ss"), "a URL's credentials reached the server log");
     drop(fx);
 }
 
