@@ -320,6 +320,28 @@ async fn credentials_come_from_the_user_mapping_and_never_show_in_errors() {
     assert!(!error.contains("wrong-prom-pw") && !fx.server.log().contains("wrong-prom-pw"), "{error}");
     let row = sqlx::query("SELECT 1 AS one").fetch_one(&mut db).await.unwrap();
     assert_eq!(row.get::<i32, _>("one"), 1);
+
+    // A mapping with credentials is used whole: a (stale) token on the server never beats it.
+    fx.set_secret("prom", "password", "prom-s3cret");
+    fx.apply_ok(&format!("{stack}roles: [{{name: analyst, passwordSecretRef: {{name: analyst, key: password}}, grants: [{{schema: f, privileges: [SELECT]}}]}}]\n")).await;
+    support::exec(&mut db, "ALTER SERVER prom OPTIONS (ADD bearer_token 'stale-token')").await;
+    let count = format!("SELECT count(*) FROM f.metrics WHERE {where_}");
+    assert_eq!(scalar::<i64>(&mut db, &count).await, 20, "basic auth from the mapping, not the server's token");
+    support::exec(&mut db, "ALTER SERVER prom OPTIONS (DROP bearer_token)").await;
+
+    // Through a view, the view owner's mapping is used (as postgres_fdw does): the BI role has
+    // none of its own once only the owner holds one.
+    support::exec(
+        &mut db,
+        "DROP USER MAPPING FOR PUBLIC SERVER prom;          CREATE USER MAPPING FOR postgres SERVER prom OPTIONS (username 'reader', password 'prom-s3cret');          CREATE VIEW public.metrics_view AS SELECT * FROM f.metrics; GRANT SELECT ON public.metrics_view TO analyst",
+    )
+    .await;
+    // The role was pruned and made again by the applies above: a new session.
+    let mut analyst = PgConnection::connect(&analyst_url).await.unwrap();
+    let through_view = format!("SELECT count(*) FROM public.metrics_view WHERE {where_}");
+    assert_eq!(scalar::<i64>(&mut analyst, &through_view).await, 20, "the view owner's mapping");
+    let direct = error_of(&mut analyst, &count).await;
+    assert!(direct.contains("HTTP 401"), "without a mapping of its own the BI role has no credentials: {direct}");
 }
 
 #[tokio::test]

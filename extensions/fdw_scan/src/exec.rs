@@ -34,7 +34,8 @@ pub(crate) unsafe extern "C-unwind" fn begin<S: ForeignSource>(node: *mut pg_sys
             .map(|s| CStr::from_ptr((*s).sval).to_string_lossy().into_owned())
             .collect();
         let relation = (*node).ss.ss_currentRelation;
-        let table = table((*relation).rd_id, relation, private.first().map_or("all", String::as_str));
+        let user = check_as_user(node, plan);
+        let table = table((*relation).rd_id, relation, user, private.first().map_or("all", String::as_str));
         let source = S::open(&table).unwrap_or_else(|e| raise::<S>(e));
 
         let plan_values = PgList::<pg_sys::Node>::from_pg((*plan).fdw_exprs);
@@ -71,7 +72,32 @@ pub(crate) unsafe extern "C-unwind" fn begin<S: ForeignSource>(node: *mut pg_sys
     }
 }
 
-unsafe fn table(relid: pg_sys::Oid, relation: pg_sys::Relation, wanted: &str) -> Table {
+/// The role the scan reads as: a view's owner when the table is read through a view (the
+/// planner's check-as user), else the current user; its mapping holds the credentials, as with
+/// postgres_fdw.
+unsafe fn check_as_user(node: *mut pg_sys::ForeignScanState, plan: *mut pg_sys::ForeignScan) -> pg_sys::Oid {
+    unsafe {
+        #[cfg(feature = "pg15")]
+        let check_as = {
+            let _ = plan;
+            let range_table = PgList::<pg_sys::RangeTblEntry>::from_pg((*(*node).ss.ps.state).es_range_table);
+            let index = (*(*node).ss.ps.plan.cast::<pg_sys::Scan>()).scanrelid as usize;
+            range_table.get_ptr(index - 1).map_or(pg_sys::InvalidOid, |rte| (*rte).checkAsUser)
+        };
+        #[cfg(not(feature = "pg15"))]
+        let check_as = {
+            let _ = node;
+            (*plan).checkAsUser
+        };
+        if check_as == pg_sys::InvalidOid {
+            pg_sys::GetUserId()
+        } else {
+            check_as
+        }
+    }
+}
+
+unsafe fn table(relid: pg_sys::Oid, relation: pg_sys::Relation, user: pg_sys::Oid, wanted: &str) -> Table {
     unsafe {
         let foreign_table = pg_sys::GetForeignTable(relid);
         let server = pg_sys::GetForeignServer((*foreign_table).serverid);
@@ -92,7 +118,7 @@ unsafe fn table(relid: pg_sys::Oid, relation: pg_sys::Relation, wanted: &str) ->
             name: CStr::from_ptr(pg_sys::get_rel_name(relid)).to_string_lossy().into_owned(),
             server_name: CStr::from_ptr((*server).servername).to_string_lossy().into_owned(),
             server: catalog_options((*server).options),
-            mapping: user_mapping((*server).serverid),
+            mapping: user_mapping(user, (*server).serverid),
             options: catalog_options((*foreign_table).options),
             columns,
         }

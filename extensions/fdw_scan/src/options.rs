@@ -95,14 +95,13 @@ pub(crate) unsafe fn catalog_options(options: *mut pg_sys::List) -> HashMap<Stri
     }
 }
 
-/// The options of the current user's mapping for `server` (or the PUBLIC one); none when there
-/// is no mapping, since a wrapper may be used without credentials.
+/// The options of `user`'s mapping for `server` (or the PUBLIC one); none when there is no
+/// mapping, since a wrapper may be used without credentials.
 ///
 /// # Safety
 /// Runs inside a Postgres backend, in a transaction.
-pub(crate) unsafe fn user_mapping(server: pg_sys::Oid) -> HashMap<String, String> {
+pub(crate) unsafe fn user_mapping(user: pg_sys::Oid, server: pg_sys::Oid) -> HashMap<String, String> {
     unsafe {
-        let user = pg_sys::GetUserId();
         let exists = |role: pg_sys::Oid| {
             let tuple = pg_sys::SearchSysCache2(
                 pg_sys::SysCacheIdentifier::USERMAPPINGUSERSERVER as _,

@@ -49,6 +49,8 @@ fn base_url(value: &str) -> Result<String, OptionsError> {
     }
 }
 
+const CREDENTIALS: [&str; 3] = ["bearer_token", "username", "password"];
+
 /// What a scan needs from the server and the mapping.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -67,7 +69,9 @@ impl ServerConfig {
             .transpose()?
             .unwrap_or(DEFAULT_TIMEOUT);
         let step = server.get("step").map(|v| duration("step", v).map(|d| d.as_secs_f64())).transpose()?;
-        let credential = |key: &str| mapping.get(key).or_else(|| server.get(key)).cloned();
+        // A mapping with any credential is used whole: the server's never fill in for it.
+        let holder = if CREDENTIALS.iter().any(|k| mapping.contains_key(*k)) { mapping } else { server };
+        let credential = |key: &str| holder.get(key).cloned();
         let auth = match (credential("bearer_token"), credential("username"), credential("password")) {
             (Some(token), _, _) => Auth::Bearer(token),
             (None, Some(username), Some(password)) => Auth::Basic { username, password },
