@@ -116,6 +116,9 @@ async fn start_refresh_now(
     password: &str,
     ctx: &Context,
 ) -> bool {
+    if ctx.refresh_now.running(&key(stack)) {
+        return false;
+    }
     match database::connect(&ctx.client, &ctx.settings, validated, password).await {
         Ok(conn) => ctx.refresh_now.start(key(stack), conn, validated.clone()),
         Err(error) => {
