@@ -461,3 +461,47 @@ async fn a_scan_waiting_on_a_silent_prometheus_is_cancelled_by_statement_timeout
     assert!(started.elapsed() < std::time::Duration::from_secs(10), "cancelled, not left to the 60 s timeout");
     assert_eq!(scalar::<i32>(&mut db, "SELECT 1").await, 1, "the session is usable after the cancel");
 }
+
+/// Pushed values that raise an ERROR while they are evaluated (a subquery of two rows; a
+/// statement timeout inside an initplan): each is a clean ERROR in a session that goes on, the
+/// postmaster never restarts, and the backend's memory stays flat over 100 of them.
+#[tokio::test]
+async fn a_pushed_value_that_errors_is_a_clean_error_every_time() {
+    let prometheus = Prometheus::start(None);
+    let (fx, mut db) = setup(&prometheus).await;
+    let started: String = scalar(&mut db, "SELECT pg_postmaster_start_time()::text").await;
+    let pid: i32 = scalar(&mut db, "SELECT pg_backend_pid()").await;
+    let rss_kb = || {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .unwrap()
+            .trim()
+            .trim_end_matches(" kB")
+            .parse::<u64>()
+            .unwrap()
+    };
+    let two_rows = "SELECT count(*) FROM f.metrics WHERE metric_name = (SELECT x FROM (VALUES ('a'), ('b')) v(x))";
+    let mut after_warm_up = 0;
+    for round in 0..100 {
+        let error = error_of(&mut db, two_rows).await;
+        assert!(error.contains("more than one row returned by a subquery"), "round {round}: {error}");
+        if round == 9 {
+            after_warm_up = rss_kb();
+        }
+    }
+    let grown = rss_kb().saturating_sub(after_warm_up);
+    assert!(grown < 8 * 1024, "the backend grew {grown} kB over 90 failing scans");
+    support::exec(&mut db, "SET statement_timeout = '200ms'").await;
+    for _ in 0..5 {
+        let error =
+            error_of(&mut db, "SELECT count(*) FROM f.metrics WHERE metric_name = (SELECT 'x' FROM pg_sleep(5))").await;
+        assert!(error.contains("canceling statement due to statement timeout"), "{error}");
+    }
+    support::exec(&mut db, "RESET statement_timeout").await;
+    assert_eq!(scalar::<i32>(&mut db, "SELECT 1").await, 1, "the session goes on");
+    let same: String = scalar(&mut db, "SELECT pg_postmaster_start_time()::text").await;
+    assert_eq!(started, same, "no backend crashed and restarted the server");
+    drop(fx);
+}

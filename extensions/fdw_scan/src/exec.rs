@@ -143,7 +143,9 @@ pub(crate) unsafe extern "C-unwind" fn iterate<S: ForeignSource>(
                 .map(|p| {
                     let mut null = false;
                     let evaluate = (*p.value).evalfunc.expect("an initialised expression");
-                    let datum = evaluate(p.value, econtext, &mut null);
+                    // A pushed value can ERROR (a subquery of two rows, a statement timeout in an
+                    // initplan): through pgrx's guard, that longjmp becomes a Rust unwind.
+                    let datum = pg_sys::ffi::pg_guard_ffi_boundary(|| evaluate(p.value, econtext, &mut null));
                     let value = if null { value::Value::Null } else { value::read(datum, p.type_oid) };
                     Qual { column: p.column.clone(), op: p.op, value }
                 })
@@ -154,7 +156,7 @@ pub(crate) unsafe extern "C-unwind" fn iterate<S: ForeignSource>(
         }
         let slot = (*node).ss.ss_ScanTupleSlot;
         if let Some(clear) = (*(*slot).tts_ops).clear {
-            clear(slot);
+            pg_sys::ffi::pg_guard_ffi_boundary(|| clear(slot));
         }
         let natts = (*(*slot).tts_tupleDescriptor).natts as usize;
         let nulls = std::slice::from_raw_parts_mut((*slot).tts_isnull, natts);
