@@ -385,17 +385,29 @@ async fn s3_repository_backs_up_and_restores_and_keeps_its_keys_secret() {
     assert!(!everything.contains(SECRET) && !everything.contains(KEY_ID), "a key leaked:\n{everything}");
 }
 
+/// `local up` took a first full backup: the server stopped, its repository emptied (as a new
+/// pod's volume repository is); returns the repository.
+async fn stopped_with_an_empty_repository(
+    dir: &Path,
+    stack: &ValidatedStack,
+    source: &LocalOptions,
+) -> std::path::PathBuf {
+    down(stack, source).await;
+    let name = source.data_dir.as_ref().unwrap().file_name().unwrap().to_string_lossy().to_string();
+    let repository = dir.join(format!("{name}.backup"));
+    for entry in std::fs::read_dir(&repository).unwrap() {
+        std::fs::remove_dir_all(entry.unwrap().path()).unwrap();
+    }
+    repository
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn agent_takes_the_first_backup_at_once_and_records_it() {
     let (dir, stack, source, _stop) = one_server("w").await;
     let stack_dir = source.data_dir.clone().unwrap();
-    // `local up` took a first full; the pod's volume starts with an empty repository: empty it,
-    // and start the server as the pod does, without `local up`.
-    down(&stack, &source).await;
-    let repository = dir.path().join("w.backup");
-    for entry in std::fs::read_dir(&repository).unwrap() {
-        std::fs::remove_dir_all(entry.unwrap().path()).unwrap();
-    }
+    // The pod's volume starts with an empty repository; start the server as the pod does,
+    // without `local up`.
+    let repository = stopped_with_an_empty_repository(dir.path(), &stack, &source).await;
     let cluster = pgwarehouse::local::cluster::Cluster { binaries: Binaries::find().unwrap(), dir: stack_dir.clone() };
     cluster.start().unwrap();
     assert_eq!(
@@ -451,11 +463,7 @@ async fn agent_takes_the_first_backup_at_once_and_records_it() {
 async fn agent_backs_off_when_backups_fail_at_once() {
     let (dir, stack, source, _stop) = one_server("f").await;
     let stack_dir = source.data_dir.clone().unwrap();
-    down(&stack, &source).await;
-    let repository = dir.path().join("f.backup");
-    for entry in std::fs::read_dir(&repository).unwrap() {
-        std::fs::remove_dir_all(entry.unwrap().path()).unwrap();
-    }
+    stopped_with_an_empty_repository(dir.path(), &stack, &source).await;
     let binaries = Binaries::find().unwrap();
     let mut start = as_owner(binaries.bindir.join("pg_ctl").to_str().unwrap());
     start

@@ -246,7 +246,11 @@ const SOURCE: &str = "sources:\n- name: cp\n  wrapper: postgres_fdw\n  options: 
 
 /// A context whose databases are the harness's server.
 fn database_context(fx: &Fixture) -> (Arc<Context>, ApiServer) {
-    context(Settings { database_host_override: Some(format!("127.0.0.1:{}", fx.server.port)), ..Settings::default() })
+    context(database_settings(fx))
+}
+
+fn database_settings(fx: &Fixture) -> Settings {
+    Settings { database_host_override: Some(format!("127.0.0.1:{}", fx.server.port)), ..Settings::default() }
 }
 
 /// The calls up to a ready pod: the superuser Secret read, the objects applied, the StatefulSet.
@@ -455,12 +459,7 @@ async fn refresh_now_runs_beside_the_reconcile_not_inside_it() {
 async fn a_database_stage_past_its_limit_ends_the_reconcile_with_the_reason() {
     let fx = Fixture::start().await;
     let stack = stack("migrations: [{name: slow, sql: 'SELECT pg_sleep(5)'}]");
-    let settings = Settings {
-        database_host_override: Some(format!("127.0.0.1:{}", fx.server.port)),
-        database_stage_limit: Duration::from_secs(1),
-        ..Settings::default()
-    };
-    let (ctx, mut api) = context(settings);
+    let (ctx, mut api) = context(Settings { database_stage_limit: Duration::from_secs(1), ..database_settings(&fx) });
     let stack_json = serde_json::to_value(&stack).unwrap();
     let scenario = tokio::spawn(async move {
         expect_a_ready_pod(&mut api).await;
