@@ -136,10 +136,14 @@ pub fn write_secret_file(path: &std::path::Path, text: &str) -> std::io::Result<
     file.write_all(text.as_bytes())
 }
 
-/// Creates a directory that holds secrets (and everything under it): owner-only (0700).
+/// Creates a directory that holds secrets: owner-only (0700). Missing parents get the usual
+/// mode: they may be shared (`.pgwarehouse/`), and the server's user must traverse them.
 pub fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(path)?;
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::create_dir_all(path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
 }
 

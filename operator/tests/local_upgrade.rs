@@ -87,7 +87,8 @@ fn a_server_whose_binaries_were_upgraded_under_it_is_named_and_restarted() {
         "kind: DataWarehouseStack\nmetadata: {name: upgraded}\nspec: {template: datawarehouse}\n",
     )
     .unwrap();
-    let data = work.path().join("stack").display().to_string();
+    // A parent that does not exist yet, as `.pgwarehouse/` in a fresh clone: made traversable.
+    let data = work.path().join("parent-to-make/stack").display().to_string();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
     let file = manifest.display().to_string();
     let common = ["-f", file.as_str(), "--data-dir", data.as_str()];
