@@ -111,3 +111,46 @@ fn a_server_whose_binaries_were_upgraded_under_it_is_named_and_restarted() {
     let down: Vec<&str> = ["down"].into_iter().chain(common).collect();
     local(&private, &down);
 }
+
+/// A data dir below a directory closed to others (a `mktemp -d` dir, `/root`): as root, the
+/// server's user cannot reach it, and `local up` says so and how to fix it before initdb runs.
+#[test]
+fn a_data_dir_the_server_user_cannot_reach_is_named_with_the_fix() {
+    let private = PrivateBinaries::new();
+    let closed =
+        tempfile::Builder::new().prefix("pgw-closed-").tempdir_in(private.binaries.on_host(Path::new("/tmp"))).unwrap();
+    std::fs::set_permissions(closed.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let manifest = closed.path().join("stack.yaml");
+    std::fs::write(&manifest, "kind: DataWarehouseStack\nmetadata: {name: closed}\nspec: {}\n").unwrap();
+    let data = closed.path().join("stack");
+    let out = Command::new(env!("CARGO_BIN_EXE_pgwarehouse"))
+        .args(["local", "up", "-f"])
+        .arg(&manifest)
+        .arg("--data-dir")
+        .arg(&data)
+        .env("PGW_PG_BINDIR", &private.bindir_in_server)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr).to_string();
+    let root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    if root {
+        assert!(!out.status.success());
+        assert!(
+            said.contains("the postgres user, which runs the server (initdb refuses root), cannot reach"),
+            "{said}"
+        );
+        assert!(!data.join("data/PG_VERSION").exists(), "refused before initdb");
+    } else {
+        // The server runs as this user: the dir is its own.
+        assert!(out.status.success(), "{said}");
+        let down = Command::new(env!("CARGO_BIN_EXE_pgwarehouse"))
+            .args(["local", "down", "-f"])
+            .arg(&manifest)
+            .arg("--data-dir")
+            .arg(&data)
+            .env("PGW_PG_BINDIR", &private.bindir_in_server)
+            .output()
+            .unwrap();
+        assert!(down.status.success());
+    }
+}

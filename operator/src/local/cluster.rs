@@ -137,6 +137,22 @@ impl Binaries {
         }
     }
 
+    /// Fails with the fix when the user the server runs as (`postgres`, when we are root) cannot
+    /// reach `dir`: a directory above it is closed to others (a `mktemp -d` dir, `/root`).
+    pub fn require_reachable(&self, dir: &Path) -> Result<(), ClusterError> {
+        let reachable =
+            self.command_at(Path::new("test")).arg("-w").arg(self.in_server(dir)).status().is_ok_and(|s| s.success());
+        if reachable {
+            return Ok(());
+        }
+        Err(ClusterError::Io(format!(
+            "{}: the postgres user, which runs the server (initdb refuses root), cannot reach this directory: \
+             a directory above it is closed to others (as /root or a `mktemp -d` directory are). Pass \
+             --data-dir under a directory it can reach, or let it traverse the parents (chmod o+x)",
+            dir.display()
+        )))
+    }
+
     /// As root, hands `dir` (a host path) to the `postgres` user (the root's own, when chrooted).
     pub fn give_to_postgres(&self, dir: &Path) -> Result<(), ClusterError> {
         if !is_root() {
@@ -187,6 +203,7 @@ impl Cluster {
         let pwfile = self.dir.join("initdb-password");
         crate::secrets::write_secret_file(&pwfile, password).map_err(io)?;
         self.give_to_postgres()?;
+        self.binaries.require_reachable(&self.dir)?;
         let result = self.binaries.run(
             "initdb",
             &[
