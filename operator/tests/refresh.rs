@@ -190,7 +190,8 @@ async fn plan_time_checks_block_one_refresh_and_prune_keeps_the_data() {
     exec(
         &mut db,
         "CREATE VIEW a_view AS SELECT 1 AS x; CREATE TABLE typed (instance_id text); \
-         CREATE TABLE strict (id bigint, owner text NOT NULL)",
+         CREATE TABLE strict (id bigint, owner text NOT NULL); \
+         CREATE ROLE someone; CREATE TABLE theirs (x int); ALTER TABLE theirs OWNER TO someone",
     )
     .await;
     let broken = format!(
@@ -211,6 +212,10 @@ async fn plan_time_checks_block_one_refresh_and_prune_keeps_the_data() {
   target: public.strict
   query: SELECT id FROM f.instances
   schedule: '@hourly'
+- name: not_ours
+  target: public.theirs
+  query: SELECT 1 AS x
+  schedule: '@hourly'
 - name: missing_key
   target: public.t2
   query: SELECT id FROM f.instances
@@ -224,13 +229,15 @@ async fn plan_time_checks_block_one_refresh_and_prune_keeps_the_data() {
         .failed()
         .map(|i| format!("{} {}", i.item.label(&i.name), i.message.clone().unwrap_or_default()))
         .collect();
-    assert_eq!(failed.len(), 5, "{failed:#?}");
+    assert_eq!(failed.len(), 6, "{failed:#?}");
     for expected in [
         "refresh/no_such_column query: column \"nope\" does not exist",
         "refresh/into_a_view target public.a_view is not a table",
         "refresh/wrong_type column \"instance_id\": the target has type text, the query gives bigint",
         "refresh/missing_key key column \"instance_id\" is not one of the query's columns (id)",
         "refresh/required_column target public.strict column \"owner\" is NOT NULL without a default",
+        "refresh/not_ours target public.theirs is owned by someone; a refresh runs as pgwarehouse_refresh (never as a \
+         superuser) and writes only into tables that role owns: run ALTER TABLE \"public\".\"theirs\" OWNER TO pgwarehouse_refresh, or name another target",
     ] {
         assert!(failed.iter().any(|f| f.starts_with(expected)), "{expected}\n{failed:#?}");
     }
@@ -448,4 +455,140 @@ async fn a_query_the_run_could_not_resolve_is_refused_at_plan() {
             && b.contains("qualify names with their schema")),
         "{blocked:#?}"
     );
+}
+
+const ESCALATION: &str = r#"
+sources:
+- name: cp
+  wrapper: postgres_fdw
+  options: {host: 127.0.0.1, port: "PORT", dbname: controlplane}
+  userMapping:
+    options: {user: cp_reader}
+    secretOptions: {password: {secretKeyRef: {name: cp, key: password}}}
+  importSchemas:
+  - {remoteSchema: public, into: f, only: [instances]}
+roles:
+- name: analyst
+  passwordSecretRef: {name: analyst, key: password}
+  grants:
+  - {schema: mart, privileges: [SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER]}
+refreshes:
+- name: copied
+  target: mart.clusters
+  query: SELECT i.id, i.name FROM f.instances i
+  schedule: "SCHEDULE"
+"#;
+
+/// What a BI role with every grantable privilege on a refresh target, TEMP and a schema of its
+/// own does to become superuser: a trigger (and a deferred constraint trigger) in pg_temp that
+/// tries every way up, a plain `SET search_path` towards its own `=` operator, and the ledger.
+const ATTACK: &str = r#"
+CREATE TABLE playground.attempts (who text, what text, outcome text);
+GRANT USAGE ON SCHEMA playground TO PUBLIC;
+GRANT ALL ON playground.attempts TO PUBLIC;
+CREATE FUNCTION playground.eq(text, text) RETURNS boolean LANGUAGE plpgsql AS $f$
+BEGIN
+  RAISE LOG 'pgwarehouse-test: eq as %', current_user;
+  BEGIN ALTER ROLE analyst SUPERUSER; EXCEPTION WHEN others THEN NULL; END;
+  RETURN $1 OPERATOR(pg_catalog.=) $2;
+END $f$;
+CREATE OPERATOR playground.= (LEFTARG = text, RIGHTARG = text, FUNCTION = playground.eq);
+CREATE FUNCTION pg_temp.escalate() RETURNS trigger LANGUAGE plpgsql AS $f$
+DECLARE attempt text;
+BEGIN
+  FOREACH attempt IN ARRAY ARRAY[
+    'ALTER ROLE analyst SUPERUSER', 'SET ROLE postgres', 'RESET ROLE', 'SET SESSION AUTHORIZATION postgres',
+    'UPDATE pgwarehouse.refreshes SET query = $q$SELECT 1$q$',
+    'ALTER FUNCTION pgwarehouse.refresh_apply(text, text, text, text, text[], text, regtype, boolean, jsonb, text) SECURITY INVOKER',
+    'INSERT INTO cron.job (schedule, command, username) VALUES ($q$* * * * *$q$, $q$ALTER ROLE analyst SUPERUSER$q$, $q$postgres$q$)']
+  LOOP
+    BEGIN
+      EXECUTE attempt;
+      INSERT INTO playground.attempts VALUES (current_user, TG_NAME || ': ' || attempt, 'ran');
+    EXCEPTION WHEN others THEN
+      INSERT INTO playground.attempts VALUES (current_user, TG_NAME || ': ' || attempt, SQLERRM);
+    END;
+  END LOOP;
+  SET search_path = playground, pg_catalog;
+  RETURN NULL;
+END $f$;
+CREATE TRIGGER escalate AFTER INSERT ON mart.clusters FOR EACH STATEMENT EXECUTE FUNCTION pg_temp.escalate();
+CREATE CONSTRAINT TRIGGER escalate_at_commit AFTER INSERT ON mart.clusters DEFERRABLE INITIALLY DEFERRED
+  FOR EACH ROW EXECUTE FUNCTION pg_temp.escalate();
+"#;
+
+#[tokio::test]
+async fn a_bi_role_with_every_grant_on_a_target_never_becomes_superuser_through_a_refresh() {
+    let fx = Fixture::start().await;
+    let mut db = fx.warehouse().await;
+    // pg_cron 1.4 (PostgreSQL 15 here) has no seconds schedules: its next minute, then.
+    let version: i32 = scalar(&mut db, "SELECT current_setting('server_version_num')::int").await;
+    let schedule = if version >= 170000 { "2 seconds" } else { "* * * * *" };
+    let spec = ESCALATION.replace("SCHEDULE", schedule);
+    fx.apply_ok(&spec).await;
+    let owner: String =
+        scalar(&mut db, "SELECT pg_get_userbyid(relowner)::text FROM pg_class WHERE oid = 'mart.clusters'::regclass")
+            .await;
+    assert_eq!(owner, "pgwarehouse_refresh");
+    exec(&mut db, "CREATE SCHEMA playground AUTHORIZATION analyst").await;
+
+    let analyst_url =
+        fx.server.url("warehouse").replace(&format!("postgres:{}@", support::PASSWORD), "analyst:analyst-pw@");
+    let mut analyst = PgConnection::connect(&analyst_url).await.unwrap();
+    for (ledger, refused) in [
+        ("UPDATE pgwarehouse.refreshes SET query = 'SELECT 1'", "permission denied for schema pgwarehouse"),
+        (
+            "INSERT INTO cron.job (schedule, command, username) VALUES ('* * * * *', 'SELECT 1', 'postgres')",
+            "permission denied",
+        ),
+    ] {
+        let error = sqlx::raw_sql(sqlx::AssertSqlSafe(ledger)).execute(&mut analyst).await.unwrap_err().to_string();
+        assert!(error.contains(refused), "{ledger}: {error}");
+    }
+    sqlx::raw_sql(sqlx::AssertSqlSafe(ATTACK)).execute(&mut analyst).await.unwrap();
+
+    // pg_cron's own run, as the superuser it schedules refreshes as.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    while scalar::<i64>(&mut db, "SELECT count(*) FROM pgwarehouse.refresh_runs WHERE name = 'copied'").await == 0 {
+        assert!(std::time::Instant::now() < deadline, "pg_cron never ran the refresh:\n{}", fx.server.log());
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    drop(analyst);
+    let (state, error): (String, Option<String>) =
+        sqlx::query_as("SELECT state, error FROM pgwarehouse.refresh_runs WHERE name = 'copied' ORDER BY id LIMIT 1")
+            .fetch_one(&mut db)
+            .await
+            .unwrap();
+    assert_eq!((state.as_str(), error), ("succeeded", None));
+    assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM mart.clusters").await, 4);
+
+    let attempts: Vec<(String, String, String)> =
+        sqlx::query_as("SELECT who, what, outcome FROM playground.attempts").fetch_all(&mut db).await.unwrap();
+    let mut triggers: Vec<&str> = attempts.iter().map(|(_, what, _)| what.split(':').next().unwrap()).collect();
+    triggers.dedup();
+    assert_eq!(triggers, ["escalate", "escalate_at_commit"], "both triggers fired: {attempts:#?}");
+    for (who, what, outcome) in &attempts {
+        assert_eq!(who, "pgwarehouse_refresh", "{what}");
+        assert_ne!(outcome, "ran", "{what} ran");
+    }
+    assert!(!scalar::<bool>(&mut db, "SELECT rolsuper FROM pg_roles WHERE rolname = 'analyst'").await);
+    assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM cron.job WHERE command LIKE '%analyst%'").await, 0);
+    let log = fx.server.log();
+    assert!(!log.contains("pgwarehouse-test: eq as"), "the analyst's operator ran:\n{log}");
+    assert!(fx.plan(&spec).await.is_empty(), "{:#?}", fx.plan(&spec).await.view());
+
+    // Its owner (or an administrator) can make the apply function run as the caller: no run
+    // goes through it then, and the next apply puts it and the role back.
+    exec(
+        &mut db,
+        "ALTER FUNCTION pgwarehouse.refresh_apply(text, text, text, text, text[], text, regtype, boolean, jsonb, text) \
+         SECURITY INVOKER; ALTER ROLE pgwarehouse_refresh LOGIN",
+    )
+    .await;
+    let error: String = scalar(&mut db, "SELECT error FROM pgwarehouse.refresh('copied')").await;
+    assert!(error.contains("is not the SECURITY DEFINER function owned by a plain pgwarehouse_refresh"), "{error}");
+    assert!(!fx.plan(&spec).await.is_empty());
+    fx.apply_ok(&spec).await;
+    assert_eq!(run(&mut db, "copied").await, ok(4, 0, 4));
+    assert!(fx.plan(&spec).await.is_empty());
 }

@@ -10,6 +10,7 @@ use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
 use crate::sql::quote::{ident, literal};
+use crate::sql::refresh;
 use crate::validate::{LEDGER_SCHEMA, ValidatedStack};
 
 /// The database's current state, as far as the engine manages it.
@@ -33,12 +34,37 @@ pub struct Observed {
     pub ledger_exists: bool,
     /// The comment of `pgwarehouse.refresh(text)`, its API version; none before it is installed.
     pub refresh_api: Option<String>,
+    /// Whether `pgwarehouse.refresh_apply` is as installed (see [`refresh::apply_intact`]).
+    pub refresh_api_intact: bool,
+    /// Whether the refresh role has exactly the attributes it is made with; none when missing.
+    pub refresh_role_plain: Option<bool>,
     #[serde(default)]
     pub managed: Managed,
-    /// The columns of each refresh query that is new or changed, described in a rolled-back
-    /// transaction, or the database's words on why it cannot be.
+    /// Each refresh query that is new or changed (all of them after an upgrade of the refresh
+    /// API), described in a rolled-back transaction, or the database's words on why it cannot be.
     #[serde(skip)]
-    pub described: BTreeMap<String, Result<Vec<ObservedColumnType>, String>>,
+    pub described: BTreeMap<String, Result<Described, String>>,
+}
+
+/// What a refresh query gives and reads.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Described {
+    pub columns: Vec<ObservedColumnType>,
+    /// The relations it reads directly, and what the refresh role may do with them.
+    pub sources: Vec<ObservedSource>,
+}
+
+/// A relation a refresh query reads, with the refresh role's privileges on it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ObservedSource {
+    pub schema: String,
+    pub name: String,
+    /// SELECT on the relation (owning it counts).
+    pub readable: bool,
+    pub schema_usable: bool,
+    /// The foreign server of a foreign table, and whether the role may use it.
+    pub server: Option<String>,
+    pub server_usable: bool,
 }
 
 /// The second read: what depends on the extensions and ledger found by the first.
@@ -88,6 +114,9 @@ pub struct ObservedTarget {
     pub required: Vec<String>,
     /// The column sets of its plain unique indexes, each sorted.
     pub unique_keys: Vec<Vec<String>>,
+    pub owner: String,
+    /// Whether the refresh role has USAGE on the target's schema.
+    pub schema_usable: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -211,6 +240,12 @@ impl Observed {
     }
 }
 
+fn core_catalogs() -> String {
+    CORE_CATALOGS
+        .replace("@INTACT@", &refresh::apply_intact())
+        .replace("@REFRESH_ROLE@", &literal(refresh::REFRESH_ROLE))
+}
+
 const CORE_CATALOGS: &str = r#"
 SELECT json_build_object(
   'server_version_num', current_setting('server_version_num')::int,
@@ -236,7 +271,10 @@ SELECT json_build_object(
       FROM pg_foreign_table ft JOIN pg_class c ON c.oid = ft.ftrelid
       JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_foreign_server s ON s.oid = ft.ftserver), '[]'),
   'ledger_exists', to_regclass('pgwarehouse.managed') IS NOT NULL AND to_regclass('pgwarehouse.migrations') IS NOT NULL,
-  'refresh_api', obj_description(to_regprocedure('pgwarehouse.refresh(text)'), 'pg_proc')
+  'refresh_api', obj_description(to_regprocedure('pgwarehouse.refresh(text)'), 'pg_proc'),
+  'refresh_api_intact', @INTACT@,
+  'refresh_role_plain', (SELECT NOT (rolsuper OR rolcanlogin OR rolcreatedb OR rolcreaterole OR rolinherit OR rolreplication OR rolbypassrls)
+      FROM pg_roles WHERE rolname = @REFRESH_ROLE@)
 )"#;
 
 // Roles: those the spec names ($1) and, once the ledger exists, those it recorded.
@@ -275,12 +313,15 @@ const ROLES_AND_GRANTS: &str = r#"
             WHERE a.attrelid = c.oid AND a.attnum = ANY (i.indkey))) FROM pg_index i
             WHERE i.indrelid = c.oid AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL
               AND (i.indnullsnotdistinct OR NOT EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = c.oid
-                   AND a.attnum = ANY (i.indkey) AND NOT a.attnotnull))), '[]')))
+                   AND a.attnum = ANY (i.indkey) AND NOT a.attnotnull))), '[]'),
+        'owner', pg_get_userbyid(c.relowner),
+        'schema_usable', COALESCE((SELECT has_schema_privilege(r.oid, n.oid, 'USAGE') FROM pg_roles r WHERE r.rolname = $5), false)))
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname || '.' || c.relname = ANY($4)), '[]')"#;
 
 /// Reads the catalogs the plan compares against.
 pub async fn observe(conn: &mut PgConnection, stack: &ValidatedStack) -> Result<Observed, sqlx::Error> {
-    let Json(mut observed): Json<Observed> = sqlx::query_scalar(CORE_CATALOGS).fetch_one(&mut *conn).await?;
+    let Json(mut observed): Json<Observed> =
+        sqlx::query_scalar(AssertSqlSafe(core_catalogs())).fetch_one(&mut *conn).await?;
     let role_names: Vec<&str> = stack.spec.roles.iter().map(|r| r.name.as_str()).collect();
     let partition_tables: Vec<String> = stack.partitions.iter().map(|p| format!("{}.{}", p.schema, p.table)).collect();
     let import_schemas: Vec<&str> =
@@ -291,28 +332,45 @@ pub async fn observe(conn: &mut PgConnection, stack: &ValidatedStack) -> Result<
         .bind(partition_tables)
         .bind(import_schemas)
         .bind(targets)
+        .bind(refresh::REFRESH_ROLE)
         .fetch_one(&mut *conn)
         .await?;
     observed.managed = managed;
-    for refresh in &stack.refreshes {
-        let stored = observed.managed.refreshes.iter().find(|r| r.name == refresh.spec.name);
-        if stored.is_none_or(|s| s.query != refresh.spec.query) {
-            let described = describe(conn, &refresh.spec.query).await?;
-            observed.described.insert(refresh.spec.name.clone(), described);
+    // A new refresh API may need what describe finds (the sources' grants): all are described again.
+    let upgrading = observed.refresh_api.as_deref() != Some(refresh::API_VERSION);
+    for r in &stack.refreshes {
+        let stored = observed.managed.refreshes.iter().find(|s| s.name == r.spec.name);
+        if upgrading || stored.is_none_or(|s| s.query != r.spec.query) {
+            let described = describe(conn, &r.spec.query).await?;
+            observed.described.insert(r.spec.name.clone(), described);
         }
     }
     Ok(observed)
 }
 
+/// The view's columns, and the relations its rule depends on with the refresh role's privileges ($1).
+const DESCRIBED: &str = r#"
+WITH v AS (SELECT 'pg_temp.pgwarehouse_describe'::regclass AS oid), role AS (SELECT oid FROM pg_roles WHERE rolname = $1)
+SELECT json_build_object(
+  'columns', COALESCE((SELECT json_agg(json_build_object('name', attname, 'type', format_type(atttypid, atttypmod)) ORDER BY attnum)
+      FROM pg_attribute WHERE attrelid = (SELECT oid FROM v) AND attnum > 0), '[]'),
+  'sources', COALESCE((SELECT json_agg(json_build_object('schema', n.nspname, 'name', c.relname,
+        'readable', COALESCE(has_table_privilege((SELECT oid FROM role), c.oid, 'SELECT'), false),
+        'schema_usable', COALESCE(has_schema_privilege((SELECT oid FROM role), n.oid, 'USAGE'), false),
+        'server', s.srvname,
+        'server_usable', COALESCE(has_server_privilege((SELECT oid FROM role), s.oid, 'USAGE'), false)) ORDER BY n.nspname, c.relname)
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      LEFT JOIN pg_foreign_table ft ON ft.ftrelid = c.oid LEFT JOIN pg_foreign_server s ON s.oid = ft.ftserver
+      WHERE c.oid IN (SELECT d.refobjid FROM pg_depend d JOIN pg_rewrite w ON w.oid = d.objid
+          WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass AND w.ev_class = (SELECT oid FROM v))
+        AND c.oid <> (SELECT oid FROM v) AND c.relkind IN ('r', 'p', 'v', 'm', 'f')), '[]'))"#;
+
 /// Round trips of one [`describe`]: begin, set the path, create the view, read its columns, roll back.
 pub const DESCRIBE_ROUND_TRIPS: usize = 5;
 
-/// The columns `query` gives, from a temporary view made and dropped in a rolled-back
-/// transaction; the database's message when it is not one valid SELECT.
-async fn describe(
-    conn: &mut PgConnection,
-    query: &str,
-) -> Result<Result<Vec<ObservedColumnType>, String>, sqlx::Error> {
+/// The columns `query` gives and the relations it reads, from a temporary view made and dropped
+/// in a rolled-back transaction; the database's message when it is not one valid SELECT.
+async fn describe(conn: &mut PgConnection, query: &str) -> Result<Result<Described, String>, sqlx::Error> {
     let mut tx = conn.begin().await?;
     // Described as the refresh runs it: with only pg_catalog and pg_temp on the path, so that plan
     // refuses what every run would.
@@ -322,14 +380,9 @@ async fn describe(
     let view = format!("CREATE TEMPORARY VIEW pgwarehouse_describe AS {query}");
     let described = match sqlx::query(AssertSqlSafe(view)).execute(&mut *tx).await {
         Ok(_) => {
-            let Json(columns): Json<Vec<ObservedColumnType>> = sqlx::query_scalar(
-                "SELECT COALESCE(json_agg(json_build_object('name', attname, 'type', format_type(atttypid, atttypmod)) \
-                 ORDER BY attnum), '[]') FROM pg_attribute WHERE attrelid = 'pg_temp.pgwarehouse_describe'::regclass \
-                 AND attnum > 0",
-            )
-            .fetch_one(&mut *tx)
-            .await?;
-            Ok(columns)
+            let Json(described): Json<Described> =
+                sqlx::query_scalar(DESCRIBED).bind(refresh::REFRESH_ROLE).fetch_one(&mut *tx).await?;
+            Ok(described)
         }
         Err(sqlx::Error::Database(error)) if error.message().contains("does not exist") => Err(format!(
             "{} (a refresh runs with search_path pg_catalog, pg_temp: qualify names with their schema)",

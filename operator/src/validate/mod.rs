@@ -172,7 +172,8 @@ impl Report {
         let reserved = lower.starts_with("pg_")
             || match what {
                 "schema" => ["information_schema", LEDGER_SCHEMA].contains(&lower.as_str()),
-                "role" => ["postgres", "public", "current_user", "session_user"].contains(&lower.as_str()),
+                "role" => ["postgres", "public", "current_user", "session_user", crate::sql::refresh::REFRESH_ROLE]
+                    .contains(&lower.as_str()),
                 "database" => ["postgres", "template0", "template1"].contains(&lower.as_str()),
                 _ => false,
             };

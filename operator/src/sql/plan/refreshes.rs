@@ -3,25 +3,34 @@
 //! definition row and its pg_cron job. A removed refresh loses its definition and job; its
 //! target table and rows stay.
 
+use std::collections::BTreeSet;
+
 use serde_json::json;
 
 use super::schedules::{DesiredJob, job_changes, pg_cron_version};
 use super::{Action, ItemKind, Planner, Unit};
 use crate::api::RefreshMode;
 use crate::sql::ledger::LedgerOp;
-use crate::sql::observe::{ObservedColumnType, ObservedRefresh};
-use crate::sql::quote::{Sql, TypeName, canonical_type, literal};
-use crate::sql::refresh;
+use crate::sql::observe::{ObservedColumnType, ObservedRefresh, ObservedSource};
+use crate::sql::quote::{Sql, TypeName, canonical_type, literal, qualified};
+use crate::sql::refresh::{self, REFRESH_ROLE};
 use crate::validate::{LEDGER_SCHEMA, Schedule, ValidatedRefresh};
 
-/// The entry point and its tables, when a refresh needs them and they are missing or older.
+/// The refresh role, the entry point and its tables, when a refresh needs them and they are
+/// missing, older, or were altered.
 pub(super) fn api(planner: &Planner) -> Option<Unit> {
-    let current = planner.observed.refresh_api.as_deref() == Some(refresh::API_VERSION);
-    if planner.stack.refreshes.is_empty() || current {
+    let observed = planner.observed;
+    let role_plain = observed.refresh_role_plain == Some(true);
+    let current = observed.refresh_api.as_deref() == Some(refresh::API_VERSION) && observed.refresh_api_intact;
+    if planner.stack.refreshes.is_empty() || (current && role_plain) {
         return None;
     }
     let mut unit = Unit::new(ItemKind::Ledger, "refresh");
-    for sql in refresh::install() {
+    if !role_plain {
+        let action = if observed.refresh_role_plain.is_some() { Action::Alter } else { Action::Create };
+        unit.change(action, "role", REFRESH_ROLE, refresh::role(observed.refresh_role_plain.is_some()));
+    }
+    for sql in refresh::install(&observed.database) {
         unit.change(Action::Create, "function", "pgwarehouse.refresh", sql);
     }
     Some(unit)
@@ -50,10 +59,10 @@ fn refresh_unit(planner: &mut Planner, r: &ValidatedRefresh) -> Result<Unit, Str
     let observed = planner.observed;
     let name = &r.spec.name;
     let stored = observed.managed.refreshes.iter().find(|s| &s.name == name);
-    let columns = match (observed.described.get(name), stored) {
-        (Some(Ok(columns)), _) => columns.clone(),
+    let (columns, sources) = match (observed.described.get(name), stored) {
+        (Some(Ok(described)), _) => (described.columns.clone(), described.sources.as_slice()),
         (Some(Err(why)), _) => return Err(format!("query: {why}")),
-        (None, Some(stored)) => stored.columns.clone(),
+        (None, Some(stored)) => (stored.columns.clone(), &[][..]),
         (None, None) => return Err("query: not described".into()),
     };
     let column_type = |column: &str| columns.iter().find(|c| c.name == column).map(|c| c.type_name.clone());
@@ -89,9 +98,30 @@ fn refresh_unit(planner: &mut Planner, r: &ValidatedRefresh) -> Result<Unit, Str
             let create =
                 Sql::new("CREATE TABLE ").qualified(&r.schema, &r.table).push(" (").join(definitions, ", ").push(")");
             unit.change(Action::Create, "table", format!("{}.{}", r.schema, r.table), create);
+            give_to_refresh_role(&mut unit, r);
+            grant_schema_usage(&mut unit, &r.schema);
             planner.touched_schemas.insert(r.schema.clone());
         }
         Some(target) => {
+            if target.owner != REFRESH_ROLE {
+                // The operator's own user made it (or an administrator as that user): handing it
+                // to the refresh role only lowers what runs against it.
+                if target.owner != observed.current_user {
+                    return Err(format!(
+                        "target {schema}.{table} is owned by {owner}; a refresh runs as {REFRESH_ROLE} (never as a \
+                         superuser) and writes only into tables that role owns: run ALTER TABLE {qualified} OWNER TO \
+                         {REFRESH_ROLE}, or name another target",
+                        schema = r.schema,
+                        table = r.table,
+                        owner = target.owner,
+                        qualified = qualified(&r.schema, &r.table),
+                    ));
+                }
+                give_to_refresh_role(&mut unit, r);
+            }
+            if !target.schema_usable {
+                grant_schema_usage(&mut unit, &r.schema);
+            }
             if !["r", "p"].contains(&target.kind.as_str()) {
                 return Err(format!(
                     "target {}.{} is not a table (relkind {}): a refresh fills a table",
@@ -138,6 +168,8 @@ fn refresh_unit(planner: &mut Planner, r: &ValidatedRefresh) -> Result<Unit, Str
         }
     }
 
+    grant_sources(&mut unit, sources);
+
     let desired = ObservedRefresh {
         name: name.clone(),
         target_schema: r.schema.clone(),
@@ -159,6 +191,40 @@ fn refresh_unit(planner: &mut Planner, r: &ValidatedRefresh) -> Result<Unit, Str
     }
     job_changes(&mut unit, observed, &job(r));
     Ok(unit)
+}
+
+fn give_to_refresh_role(unit: &mut Unit, r: &ValidatedRefresh) {
+    let sql = Sql::new("ALTER TABLE ").qualified(&r.schema, &r.table).push(" OWNER TO ").ident(REFRESH_ROLE);
+    unit.change(Action::Alter, "table", format!("{}.{}", r.schema, r.table), sql);
+}
+
+fn grant_schema_usage(unit: &mut Unit, schema: &str) {
+    let sql = Sql::new("GRANT USAGE ON SCHEMA ").ident(schema).push(" TO ").ident(REFRESH_ROLE);
+    unit.change(Action::Grant, "schema", schema, sql);
+}
+
+/// What the refresh role lacks to read the query's sources: USAGE on their schemas and foreign
+/// servers, SELECT on the relations. Nothing else: a query that calls a function reading other
+/// tables fails its run with the database's "permission denied", naming what to grant.
+fn grant_sources(unit: &mut Unit, sources: &[ObservedSource]) {
+    let mut schemas = BTreeSet::new();
+    let mut servers = BTreeSet::new();
+    for source in sources {
+        if !source.schema_usable && schemas.insert(source.schema.as_str()) {
+            grant_schema_usage(unit, &source.schema);
+        }
+        if let Some(server) = source.server.as_deref().filter(|_| !source.server_usable)
+            && servers.insert(server)
+        {
+            let sql = Sql::new("GRANT USAGE ON FOREIGN SERVER ").ident(server).push(" TO ").ident(REFRESH_ROLE);
+            unit.change(Action::Grant, "server", server, sql);
+        }
+        if !source.readable {
+            let sql =
+                Sql::new("GRANT SELECT ON ").qualified(&source.schema, &source.name).push(" TO ").ident(REFRESH_ROLE);
+            unit.change(Action::Grant, "table", format!("{}.{}", source.schema, source.name), sql);
+        }
+    }
 }
 
 fn names(columns: &[ObservedColumnType]) -> String {
