@@ -505,3 +505,85 @@ async fn a_pushed_value_that_errors_is_a_clean_error_every_time() {
     assert_eq!(started, same, "no backend crashed and restarted the server");
     drop(fx);
 }
+
+/// Bounds no row can meet (`>= 'NaN'`, `>= 'infinity'`, `<= '-infinity'`, `= 'NaN'`) give no
+/// rows and send nothing: the server here never answers, so a request would hit the timeout.
+#[tokio::test]
+async fn non_finite_bounds_give_no_rows_without_a_request() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://127.0.0.1:{}", silent.local_addr().unwrap().port());
+    let fx = Fixture::start().await;
+    let stack = STACK.replace("BASE_URL", &url).replace("type: bigint}", "type: float8}");
+    fx.apply_ok(&stack).await;
+    let mut db = fx.warehouse().await;
+    support::exec(&mut db, "SET statement_timeout = '5s'").await;
+    for (table, bound) in [
+        ("metrics", "metric_time >= 'NaN'::float8"),
+        ("metrics", "metric_time = 'NaN'::float8"),
+        ("metrics", "metric_time > 'Infinity'::float8"),
+        ("metrics", "metric_time <= '-Infinity'::float8"),
+        ("metrics_tz", "metric_time >= 'infinity'::timestamptz"),
+        ("metrics_tz", "metric_time < '-infinity'::timestamptz"),
+        ("metrics_tz", "metric_time BETWEEN now() - interval '1 hour' AND '-infinity'"),
+    ] {
+        let sql = format!("SELECT count(*) FROM f.{table} WHERE metric_name = '{SERIES}' AND {bound}");
+        assert_eq!(scalar::<i64>(&mut db, &sql).await, 0, "{bound}");
+    }
+}
+
+/// A LATERAL scan rescanned 2,000 times, each with other bounds, over an answer of 500 series:
+/// each rescan stops and joins the previous reader, so the backend never has more than one
+/// reader thread; answers stream, so its peak memory stays small; a cap below an answer ends
+/// the query with the cap's ERROR; the postmaster never restarts.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_thousand_rescans_keep_one_reader_thread_and_bounded_memory() {
+    let prometheus = Prometheus::start_with(None, &|start| {
+        let mut text = "# HELP pgw_wide Many series.\n# TYPE pgw_wide gauge\n".to_string();
+        for series in 0..500 {
+            for minute in 0..prometheus::MINUTES {
+                text.push_str(&format!("pgw_wide{{n=\"{series}\"}} {minute} {}\n", start + minute * 60));
+            }
+        }
+        text
+    });
+    let (_fx, mut db) = setup(&prometheus).await;
+    let started: String = scalar(&mut db, "SELECT pg_postmaster_start_time()::text").await;
+    let pid: i32 = scalar(&mut db, "SELECT pg_backend_pid()").await;
+    let status = move |field: &str| -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let line = status.lines().find_map(|l| l.strip_prefix(field)).unwrap();
+        line.trim().trim_end_matches(" kB").parse().unwrap()
+    };
+    let before_kb = status("VmHWM:");
+    let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let sampling = sampling.clone();
+        std::thread::spawn(move || {
+            let mut most = 0;
+            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                most = most.max(std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().count());
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            most
+        })
+    };
+    let lateral = format!(
+        "SELECT count(*) FROM generate_series(1, 2000) g, LATERAL (SELECT metric_value FROM f.metrics \
+         WHERE metric_name = 'pgw_wide' AND metric_time BETWEEN {start} + (g % 60) * 60 AND {start} + (g % 60) * 60 + 3600 \
+         LIMIT 1) m",
+        start = prometheus.start
+    );
+    let rows: i64 = scalar(&mut db, &lateral).await;
+    assert_eq!(rows, 2000);
+    support::exec(&mut db, "ALTER FOREIGN TABLE f.metrics OPTIONS (ADD max_points '5000')").await;
+    let error = error_of(&mut db, &lateral.replace("LIMIT 1", "")).await;
+    assert!(error.contains("more than 5000 points") && error.contains("max_points"), "{error}");
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    let most_threads = sampler.join().unwrap();
+    let grown_kb = status("VmHWM:").saturating_sub(before_kb);
+    eprintln!("2,000 rescans: at most {most_threads} threads in the backend; peak RSS grew {grown_kb} kB");
+    assert!(most_threads <= 2, "the backend and at most one reader thread: {most_threads}");
+    assert!(grown_kb < 64 * 1024, "peak RSS grew {grown_kb} kB");
+    let same: String = scalar(&mut db, "SELECT pg_postmaster_start_time()::text").await;
+    assert_eq!(started, same, "the postmaster never restarted");
+}

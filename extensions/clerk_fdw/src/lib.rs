@@ -73,7 +73,8 @@ fn datum(value: &Json, type_oid: pg_sys::Oid) -> Option<pg_sys::Datum> {
         }
         Json::Number(millis) if type_oid == pg_sys::TIMESTAMPTZOID => millis
             .as_i64()
-            .and_then(|ms| TimestampWithTimeZone::try_from(ms * 1000 - POSTGRES_EPOCH_MICROS).ok())
+            .and_then(|ms| ms.checked_mul(1000)?.checked_sub(POSTGRES_EPOCH_MICROS))
+            .and_then(|micros| TimestampWithTimeZone::try_from(micros).ok())
             .into_datum(),
         other if type_oid == pg_sys::TEXTOID || type_oid == pg_sys::VARCHAROID => other.to_string().into_datum(),
         _ => None,
@@ -142,7 +143,7 @@ impl ForeignSource for ClerkScan {
     }
 
     fn start(&mut self, quals: &[Qual]) -> Result<(), ClerkFdwError> {
-        self.pages = None;
+        self.stop_reading();
         self.page = Vec::new().into_iter();
         let mut filter = Filter::default();
         for qual in quals {
@@ -163,7 +164,9 @@ impl ForeignSource for ClerkScan {
         let limits = Limits { timeout: self.config.timeout, ..Limits::default() };
         let mut client = Client::new(&self.config.api_url, &self.config.api_key, limits)?;
         let object = self.object;
-        self.pages = Some(Reader::start(move |each| Ok(client.list_each(object, &filter, each)?))?);
+        self.pages = Some(Reader::start(move |each, wanted| {
+            Ok(client.list_each(object, &filter, &mut |page| wanted() && each(page))?)
+        })?);
         Ok(())
     }
 
@@ -185,8 +188,17 @@ impl ForeignSource for ClerkScan {
     }
 
     fn end(&mut self) {
-        self.pages = None;
+        self.stop_reading();
         self.page = Vec::new().into_iter();
+    }
+}
+
+impl ClerkScan {
+    /// One reader thread per scan: the previous one has ended before another starts.
+    fn stop_reading(&mut self) {
+        if let Some(mut pages) = self.pages.take() {
+            pages.stop();
+        }
     }
 }
 

@@ -4,7 +4,10 @@
 //! of sitting in a blocking read until the remote's timeout.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// Items handed over at most this far ahead of the rows.
@@ -25,17 +28,26 @@ impl std::error::Error for ReaderFailed {}
 /// The backend's end: items as the reader thread sends them, then its outcome.
 pub struct Reader<T, E> {
     receiver: Option<Receiver<Result<T, E>>>,
+    /// Cleared when the backend no longer wants the answer; the thread checks it between reads.
+    wanted: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
 }
 
 impl<T: Send + 'static, E: From<ReaderFailed> + Send + 'static> Reader<T, E> {
     /// Runs `read` on a thread with every signal blocked there (Postgres's handlers run only on
-    /// the backend's thread). `read` hands each item to its callback, which says whether to go
-    /// on (no once the backend stopped listening); it must not call into Postgres.
-    pub fn start(read: impl FnOnce(&mut dyn FnMut(T) -> bool) -> Result<(), E> + Send + 'static) -> Result<Self, E> {
+    /// the backend's thread). `read` hands each item to its first callback, which says whether to
+    /// go on (no once the backend stopped listening), and asks the second between reads whether
+    /// the answer is still wanted; it must not call into Postgres.
+    pub fn start(
+        read: impl FnOnce(&mut dyn FnMut(T) -> bool, &dyn Fn() -> bool) -> Result<(), E> + Send + 'static,
+    ) -> Result<Self, E> {
         let (sender, receiver) = sync_channel::<Result<T, E>>(AHEAD);
+        let wanted = Arc::new(AtomicBool::new(true));
+        let still_wanted = wanted.clone();
         let work = move || {
-            let outcome =
-                std::panic::catch_unwind(AssertUnwindSafe(|| read(&mut |item| sender.send(Ok(item)).is_ok())));
+            let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                read(&mut |item| sender.send(Ok(item)).is_ok(), &|| still_wanted.load(Ordering::Relaxed))
+            }));
             let failure = match outcome {
                 Ok(Ok(())) => return,
                 Ok(Err(error)) => error,
@@ -52,8 +64,23 @@ impl<T: Send + 'static, E: From<ReaderFailed> + Send + 'static> Reader<T, E> {
             libc::pthread_sigmask(libc::SIG_SETMASK, &previous, std::ptr::null_mut());
             spawned
         };
-        spawned.map_err(|e| E::from(ReaderFailed(format!("cannot start: {e}"))))?;
-        Ok(Reader { receiver: Some(receiver) })
+        let thread = spawned.map_err(|e| E::from(ReaderFailed(format!("cannot start: {e}"))))?;
+        Ok(Reader { receiver: Some(receiver), wanted, thread: Some(thread) })
+    }
+
+    /// Tells the thread to stop and waits until it has ended, answering cancellation meanwhile:
+    /// a rescan or the scan's end leaves no reader thread behind.
+    pub fn stop(&mut self) {
+        self.wanted.store(false, Ordering::Relaxed);
+        // A thread blocked handing over an item fails its send and returns.
+        self.receiver = None;
+        if let Some(thread) = self.thread.take() {
+            while !thread.is_finished() {
+                std::thread::sleep(Duration::from_millis(1));
+                pgrx::check_for_interrupts!();
+            }
+            let _ = thread.join();
+        }
     }
 
     /// The next item; `None` once the reader is done. Waits answering cancellation.
@@ -75,5 +102,13 @@ impl<T: Send + 'static, E: From<ReaderFailed> + Send + 'static> Reader<T, E> {
                 }
             }
         }
+    }
+}
+
+impl<T, E> Drop for Reader<T, E> {
+    /// On an error the scan's memory goes without [`Reader::stop`]: the thread still stops at its
+    /// next read (no waiting here, which may run while an error unwinds).
+    fn drop(&mut self) {
+        self.wanted.store(false, Ordering::Relaxed);
     }
 }

@@ -49,7 +49,11 @@ fn scalar_readable(type_oid: pg_sys::Oid) -> bool {
 pub(crate) unsafe fn read(datum: pg_sys::Datum, type_oid: pg_sys::Oid) -> Value {
     unsafe {
         if type_oid == pg_sys::TIMESTAMPTZOID {
-            return Value::Time(datum.value() as i64 as f64 / 1e6 + POSTGRES_EPOCH);
+            return Value::Time(match datum.value() as i64 {
+                i64::MIN => f64::NEG_INFINITY,
+                i64::MAX => f64::INFINITY,
+                micros => micros as f64 / 1e6 + POSTGRES_EPOCH,
+            });
         }
         let element = pg_sys::get_element_type(type_oid);
         if element != pg_sys::InvalidOid {

@@ -8,6 +8,11 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::time::Duration;
 
+use ureq::config::Config;
+use ureq::http::Uri;
+use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
+use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
+
 thread_local! {
     static AGENTS: RefCell<HashMap<Duration, ureq::Agent>> = RefCell::default();
 }
@@ -19,10 +24,24 @@ pub fn agent(timeout: Duration) -> ureq::Agent {
             .borrow_mut()
             .entry(timeout)
             .or_insert_with(|| {
-                ureq::Agent::config_builder().timeout_global(Some(timeout)).http_status_as_error(false).build().into()
+                let config =
+                    ureq::Agent::config_builder().timeout_global(Some(timeout)).http_status_as_error(false).build();
+                ureq::Agent::with_parts(config, DefaultConnector::default(), ResolveOnThisThread::default())
             })
             .clone()
     })
+}
+
+/// Name resolution on the thread making the request. Our requests already run on a reader
+/// thread of their own, which the backend stops and waits for; ureq's resolver would start one
+/// more thread per new connection to time the lookup out.
+#[derive(Debug, Default)]
+struct ResolveOnThisThread(DefaultResolver);
+
+impl Resolver for ResolveOnThisThread {
+    fn resolve(&self, uri: &Uri, config: &Config, _timeout: NextTimeout) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        self.0.resolve(uri, config, NextTimeout::default())
+    }
 }
 
 /// An `http://` or `https://` URL with a host and no `user:password@` (credentials belong in a

@@ -92,16 +92,24 @@ fn now() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or_default()
 }
 
-/// The last request and its answer, reused by a rescan asking the same. Series arrive from a
-/// reader thread while rows are already being returned.
+/// Points of an answer kept for a rescan asking the same (16 bytes each); past this, the answer
+/// is only streamed and a rescan asks again.
+const REUSABLE_POINTS: usize = 1_000_000;
+
+/// The last request and its answer. Series arrive from a reader thread while rows are already
+/// being returned; those read are kept, for a rescan asking the same, while they fit
+/// [`REUSABLE_POINTS`], else only the one being returned is.
 struct Fetched {
     request: RangeQuery,
     series: Vec<Series>,
+    kept_points: usize,
+    reusable: bool,
     arriving: Reader<Series, PrometheusFdwError>,
 }
 
 struct PrometheusScan {
     config: ServerConfig,
+    max_points: u64,
     outputs: Vec<(usize, Output)>,
     fetched: Option<Fetched>,
     /// The PromQL asked for, every row's `metric_name` (so `metric_name = '<expression>'` holds
@@ -128,6 +136,7 @@ impl ForeignSource for PrometheusScan {
     fn open(table: &Table) -> Result<Self, PrometheusFdwError> {
         options::table_object(&table.options)?;
         let config = ServerConfig::read(&table.server, &table.mapping)?;
+        let max_points = options::max_points(&table.server, &table.options)?;
         let mut outputs = Vec::new();
         for column in &table.columns {
             let output = output(&table.name, column)?;
@@ -137,6 +146,7 @@ impl ForeignSource for PrometheusScan {
         }
         Ok(PrometheusScan {
             config,
+            max_points,
             outputs,
             fetched: None,
             name_datum: None,
@@ -150,7 +160,7 @@ impl ForeignSource for PrometheusScan {
         self.name_datum = None;
         self.labels_datums.clear();
         let Some(bounds) = bounds(quals) else {
-            self.fetched = None;
+            self.stop_reading();
             return Ok(());
         };
         let settings = Settings { step: self.config.step, ..Settings::default() };
@@ -159,16 +169,18 @@ impl ForeignSource for PrometheusScan {
             pgrx::notice!("{notice}");
         }
         let Some(request) = plan.request else {
-            self.fetched = None;
+            self.stop_reading();
             return Ok(());
         };
-        if self.fetched.as_ref().is_some_and(|fetched| fetched.request == request) {
+        if self.fetched.as_ref().is_some_and(|fetched| fetched.reusable && fetched.request == request) {
             return Ok(());
         }
-        let client = Client::new(&self.config.base_url, self.config.auth.clone(), self.config.timeout)?;
+        self.stop_reading();
+        let client = Client::new(&self.config.base_url, self.config.auth.clone(), self.config.timeout)?
+            .with_max_points(self.max_points);
         let asked = request.clone();
-        let arriving = Reader::start(move |each| Ok(client.query_range_each(&asked, each)?))?;
-        self.fetched = Some(Fetched { request, series: Vec::new(), arriving });
+        let arriving = Reader::start(move |each, wanted| Ok(client.query_range_each(&asked, each, wanted)?))?;
+        self.fetched = Some(Fetched { request, series: Vec::new(), kept_points: 0, reusable: true, arriving });
         Ok(())
     }
 
@@ -180,7 +192,18 @@ impl ForeignSource for PrometheusScan {
                 Some(points) if p < points => break,
                 Some(_) => (s, p) = (s + 1, 0),
                 None => match fetched.arriving.receive()? {
-                    Some(series) => fetched.series.push(series),
+                    Some(series) => {
+                        fetched.kept_points += series.points.len();
+                        if fetched.reusable && fetched.kept_points > REUSABLE_POINTS {
+                            fetched.reusable = false;
+                        }
+                        if !fetched.reusable {
+                            fetched.series.clear();
+                            self.labels_datums.clear();
+                            s = 0;
+                        }
+                        fetched.series.push(series);
+                    }
                     None => return Ok(false),
                 },
             }
@@ -217,9 +240,18 @@ impl ForeignSource for PrometheusScan {
     }
 
     fn end(&mut self) {
-        self.fetched = None;
+        self.stop_reading();
         self.name_datum = None;
         self.labels_datums = Vec::new();
+    }
+}
+
+impl PrometheusScan {
+    /// One reader thread per scan: the previous one has ended before another starts.
+    fn stop_reading(&mut self) {
+        if let Some(mut fetched) = self.fetched.take() {
+            fetched.arriving.stop();
+        }
     }
 }
 

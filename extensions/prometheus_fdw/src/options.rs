@@ -10,9 +10,9 @@ use http_agent::{is_http_url, parse_duration, parse_timeout, without_credentials
 use prometheus_query::Auth;
 
 const NAMES: OptionNames = OptionNames {
-    server: &["base_url", "timeout", "step", "bearer_token", "username", "password"],
+    server: &["base_url", "timeout", "step", "max_points", "bearer_token", "username", "password"],
     user_mapping: &["bearer_token", "username", "password"],
-    table: &["object"],
+    table: &["object", "max_points"],
 };
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -34,6 +34,20 @@ pub enum OptionsError {
     UnknownObject(String),
     #[error("username and password go together")]
     HalfBasicAuth,
+    #[error("max_points {0:?} is not a whole number from 1 to 1000000000")]
+    BadMaxPoints(String),
+}
+
+/// `max_points`: the table's, else the server's, else the default.
+pub fn max_points(server: &HashMap<String, String>, table: &HashMap<String, String>) -> Result<u64, OptionsError> {
+    match table.get("max_points").or_else(|| server.get("max_points")) {
+        None => Ok(prometheus_query::client::DEFAULT_MAX_POINTS),
+        Some(text) => text
+            .parse::<u64>()
+            .ok()
+            .filter(|n| (1..=1_000_000_000).contains(n))
+            .ok_or_else(|| OptionsError::BadMaxPoints(text.clone())),
+    }
 }
 
 /// `30`, `30s`, `500ms`, `5m`, `1h`, `1d`.
@@ -95,7 +109,10 @@ pub fn table_object(options: &HashMap<String, String>) -> Result<(), OptionsErro
 pub fn validate(options: &[Option<String>], target: OptionTarget) -> Result<(), OptionsError> {
     let Some(options) = NAMES.check(options, target)? else { return Ok(()) };
     match target {
-        OptionTarget::Server => ServerConfig::read(&options, &HashMap::new()).map(|_| ()),
+        OptionTarget::Server => {
+            max_points(&options, &HashMap::new())?;
+            ServerConfig::read(&options, &HashMap::new()).map(|_| ())
+        }
         OptionTarget::UserMapping => {
             let halves = [options.contains_key("username"), options.contains_key("password")];
             if halves[0] != halves[1] {
@@ -104,6 +121,9 @@ pub fn validate(options: &[Option<String>], target: OptionTarget) -> Result<(), 
                 Ok(())
             }
         }
-        _ => table_object(&options),
+        _ => {
+            max_points(&HashMap::new(), &options)?;
+            table_object(&options)
+        }
     }
 }

@@ -8,11 +8,13 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
 use crate::plan::RangeQuery;
-use crate::series::{parse_range_response, parse_range_response_each, ResponseError, Series};
+use crate::series::{parse_range_response, parse_range_stream, ResponseError, Series};
 
 const QUERY_RANGE: &str = "/api/v1/query_range";
-/// An answer larger than this is refused rather than buffered.
-const MAX_BODY: u64 = 512 * 1024 * 1024;
+/// An error answer is read for its message up to this size.
+const MAX_ERROR_BODY: u64 = 1024 * 1024;
+/// Points (series × steps) one request may return unless `max_points` says otherwise.
+pub const DEFAULT_MAX_POINTS: u64 = 10_000_000;
 
 #[derive(Clone, PartialEq, Eq)]
 pub enum Auth {
@@ -41,6 +43,11 @@ pub enum ClientError {
     Http { path: String, status: u16, message: String },
     #[error("GET {path}: {error}")]
     Response { path: String, error: ResponseError },
+    #[error(
+        "the answer holds more than {max} points (series × steps, the max_points option): narrow metric_time, \
+         raise step, select fewer series in the PromQL, or raise max_points on the server or the foreign table"
+    )]
+    TooManyPoints { max: u64 },
 }
 
 #[derive(Debug)]
@@ -48,6 +55,7 @@ pub struct Client {
     base_url: String,
     auth: Auth,
     agent: ureq::Agent,
+    max_points: u64,
 }
 
 impl Client {
@@ -55,25 +63,42 @@ impl Client {
         if !http_agent::is_http_url(base_url) {
             return Err(ClientError::BadBaseUrl(base_url.to_string()));
         }
-        Ok(Client { base_url: base_url.trim_end_matches('/').to_string(), auth, agent: http_agent::agent(timeout) })
+        Ok(Client {
+            base_url: base_url.trim_end_matches('/').to_string(),
+            auth,
+            agent: http_agent::agent(timeout),
+            max_points: DEFAULT_MAX_POINTS,
+        })
+    }
+
+    /// An answer of more points than `max` ends with [`ClientError::TooManyPoints`].
+    pub fn with_max_points(mut self, max: u64) -> Client {
+        self.max_points = max;
+        self
     }
 
     /// Evaluates `query` over its range: every series, every point.
     pub fn query_range(&self, query: &RangeQuery) -> Result<Vec<Series>, ClientError> {
         let mut series = Vec::new();
-        self.query_range_each(query, &mut |one| {
-            series.push(one);
-            true
-        })?;
+        self.query_range_each(
+            query,
+            &mut |one| {
+                series.push(one);
+                true
+            },
+            &|| true,
+        )?;
         Ok(series)
     }
 
-    /// [`Client::query_range`] handing each series to `each` as soon as it is read; `each`
-    /// returns `false` to stop early.
+    /// [`Client::query_range`] reading the answer as it arrives and handing each series to
+    /// `each` as soon as it is read; `each` returns `false` to stop early, and `wanted`, asked
+    /// between reads, stops the reading when it says no.
     pub fn query_range_each(
         &self,
         query: &RangeQuery,
         each: &mut dyn FnMut(Series) -> bool,
+        wanted: &dyn Fn() -> bool,
     ) -> Result<(), ClientError> {
         let path = QUERY_RANGE.to_string();
         let mut request = self
@@ -94,10 +119,21 @@ impl Client {
         let unreachable = |e: ureq::Error| ClientError::Unreachable { path: path.clone(), cause: e.to_string() };
         let mut response = request.call().map_err(unreachable)?;
         let status = response.status().as_u16();
-        let body = response.body_mut().with_config().limit(MAX_BODY).read_to_vec().map_err(unreachable)?;
         if (200..300).contains(&status) {
-            return parse_range_response_each(&body, each).map_err(|error| ClientError::Response { path, error });
+            let mut points = 0u64;
+            let mut over = false;
+            let parsed =
+                parse_range_stream(WhileWanted { body: response.body_mut().as_reader(), wanted }, &mut |one| {
+                    points += one.points.len() as u64;
+                    over = points > self.max_points;
+                    !over && each(one)
+                });
+            if over {
+                return Err(ClientError::TooManyPoints { max: self.max_points });
+            }
+            return parsed.map_err(|error| ClientError::Response { path, error });
         }
+        let body = response.body_mut().with_config().limit(MAX_ERROR_BODY).read_to_vec().map_err(unreachable)?;
         match parse_range_response(&body) {
             // Prometheus explains a 4xx/5xx in the same JSON envelope; other proxies do not.
             Err(error @ ResponseError::Prometheus { .. }) => Err(ClientError::Response { path, error }),
@@ -107,6 +143,21 @@ impl Client {
                 Err(ClientError::Http { path, status, message })
             }
         }
+    }
+}
+
+/// The answer's body until the scan no longer wants it.
+struct WhileWanted<'w, R> {
+    body: R,
+    wanted: &'w dyn Fn() -> bool,
+}
+
+impl<R: std::io::Read> std::io::Read for WhileWanted<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if !(self.wanted)() {
+            return Err(std::io::Error::other("the scan stopped reading"));
+        }
+        self.body.read(buf)
     }
 }
 

@@ -89,8 +89,19 @@ pub enum PlanError {
 pub fn plan(bounds: &[Bound], settings: &Settings, now: f64) -> Result<Plan, PlanError> {
     let mut query: Option<&str> = None;
     let (mut start, mut end): (Option<f64>, Option<f64>) = (None, None);
+    let mut nothing = false;
     for bound in bounds {
         match bound {
+            // Never sent: NaN sorts above every number in Postgres, as +infinity does, so such a
+            // bound either holds for every row (no bound) or for none.
+            Bound::Time(op, at) if !at.is_finite() => {
+                let above_all = at.is_nan() || *at > 0.0;
+                nothing |= match op {
+                    Op::Eq => true,
+                    Op::Gt | Op::Ge => above_all,
+                    Op::Lt | Op::Le => !above_all,
+                };
+            }
             Bound::Name(name) => match query {
                 Some(existing) if existing != name => return Err(PlanError::TwoMetrics(existing.into(), name.clone())),
                 _ => query = Some(name),
@@ -122,7 +133,7 @@ pub fn plan(bounds: &[Bound], settings: &Settings, now: f64) -> Result<Plan, Pla
             (start, Some(notice))
         }
     };
-    if start > end {
+    if nothing || start > end {
         return Ok(Plan { request: None, notice });
     }
     let range = end - start;

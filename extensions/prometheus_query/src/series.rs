@@ -35,8 +35,20 @@ pub fn parse_range_response(body: &[u8]) -> Result<Vec<Series>, ResponseError> {
 /// [`parse_range_response`] handing each series to `each` as soon as it is read, so rows can
 /// flow while the rest of the answer is parsed; `each` returns `false` to stop early.
 pub fn parse_range_response_each(body: &[u8], each: &mut dyn FnMut(Series) -> bool) -> Result<(), ResponseError> {
-    let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let envelope = EnvelopeSeed { each }.deserialize(&mut deserializer);
+    parse(&mut serde_json::Deserializer::from_slice(body), each)
+}
+
+/// [`parse_range_response_each`] reading the answer as it arrives: only the series being read
+/// is held, however large the answer.
+pub fn parse_range_stream(body: impl std::io::Read, each: &mut dyn FnMut(Series) -> bool) -> Result<(), ResponseError> {
+    parse(&mut serde_json::Deserializer::from_reader(std::io::BufReader::with_capacity(64 * 1024, body)), each)
+}
+
+fn parse<'de, R: serde_json::de::Read<'de>>(
+    deserializer: &mut serde_json::Deserializer<R>,
+    each: &mut dyn FnMut(Series) -> bool,
+) -> Result<(), ResponseError> {
+    let envelope = EnvelopeSeed { each }.deserialize(deserializer);
     let envelope = envelope.map_err(|e| ResponseError::Malformed(e.to_string()))?;
     if envelope.status != "success" {
         return Err(ResponseError::Prometheus {
@@ -247,6 +259,19 @@ mod tests {
         for (body, expected) in cases {
             assert_eq!(parse_range_response(body).unwrap_err(), *expected);
         }
+    }
+
+    #[test]
+    fn a_stream_gives_the_series_a_slice_gives() {
+        let body = br#"{"status":"success","data":{"resultType":"matrix","result":[
+            {"metric":{"job":"a"},"values":[[1,"1"],[2,"2"]]},{"metric":{"job":"b"},"values":[[1,"3"]]}]}}"#;
+        let mut streamed = Vec::new();
+        parse_range_stream(&body[..], &mut |one| {
+            streamed.push(one);
+            true
+        })
+        .unwrap();
+        assert_eq!(streamed, parse_range_response(body).unwrap());
     }
 
     #[test]

@@ -79,3 +79,33 @@ fn basic_auth_is_sent_and_a_refusal_is_an_error_without_the_password() {
     let client = Client::new(&prometheus.url(), right, Duration::from_secs(10)).unwrap();
     assert_eq!(client.query_range(&q).unwrap().len(), 2);
 }
+
+#[test]
+fn an_answer_past_max_points_ends_with_the_caps_error_and_an_unwanted_one_stops() {
+    let prometheus = Prometheus::start(None);
+    let client = Client::new(&prometheus.url(), Auth::None, Duration::from_secs(10)).unwrap();
+    // Two series of 21 points each: 42.
+    let asked = query(&prometheus, 0, 20, 60.0);
+    assert_eq!(client.query_range(&asked).unwrap().iter().map(|s| s.points.len()).sum::<usize>(), 42);
+    let capped = Client::new(&prometheus.url(), Auth::None, Duration::from_secs(10)).unwrap().with_max_points(41);
+    let error = capped.query_range(&asked).unwrap_err();
+    assert_eq!(error, ClientError::TooManyPoints { max: 41 });
+    assert!(error.to_string().contains("raise max_points on the server or the foreign table"), "{error}");
+    assert_eq!(
+        client.with_max_points(42).query_range(&asked).unwrap().len(),
+        2,
+        "the cap is a maximum, reached exactly"
+    );
+
+    let unwanted = Client::new(&prometheus.url(), Auth::None, Duration::from_secs(10)).unwrap();
+    let mut handed = 0;
+    let error = unwanted.query_range_each(
+        &asked,
+        &mut |_| {
+            handed += 1;
+            true
+        },
+        &|| false,
+    );
+    assert!(error.is_err() && handed == 0, "{error:?}");
+}

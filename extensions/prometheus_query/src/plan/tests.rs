@@ -93,3 +93,24 @@ fn contradictory_bounds_fetch_nothing() {
     let planned = plan(&[name("up"), time(">", 200.0), time("<", 100.0)], &Settings::default(), NOW).unwrap();
     assert_eq!(planned.request, None);
 }
+
+#[test]
+fn non_finite_bounds_are_never_sent() {
+    let settings = Settings::default();
+    let fetch = |bound: Bound| plan(&[name("up"), time(">=", NOW - 600.0), bound], &settings, NOW).unwrap().request;
+    for (op, at) in [
+        (Op::Ge, f64::NAN),
+        (Op::Gt, f64::INFINITY),
+        (Op::Eq, f64::NAN),
+        (Op::Eq, f64::NEG_INFINITY),
+        (Op::Le, f64::NEG_INFINITY),
+        (Op::Lt, f64::NEG_INFINITY),
+    ] {
+        assert_eq!(fetch(Bound::Time(op, at)), None, "{op:?} {at}: no row can match");
+    }
+    let unbounded = fetch(Bound::Time(Op::Le, NOW)).unwrap();
+    for (op, at) in [(Op::Le, f64::NAN), (Op::Lt, f64::INFINITY), (Op::Gt, f64::NEG_INFINITY)] {
+        assert_eq!(fetch(Bound::Time(op, at)).as_ref(), Some(&unbounded), "{op:?} {at}: every row matches");
+    }
+    assert!(unbounded.start.is_finite() && unbounded.end.is_finite());
+}
