@@ -281,6 +281,9 @@ async fn bad_columns_options_and_queries_are_clear_errors() {
         let error = error_of(&mut db, sql).await;
         assert!(error.contains(expected), "{sql}: {error}");
     }
+    let log = fx.server.log();
+    assert!(log.contains("without credentials"), "the refusal is logged:\n{log}");
+    assert!(!log.contains("p4ss"), "the refused statement is not:\n{log}");
     assert_eq!(scalar::<i32>(&mut db, "SELECT 1").await, 1, "the session survived every error");
     drop(fx);
 }

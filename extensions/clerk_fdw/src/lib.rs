@@ -213,3 +213,13 @@ fn clerk_fdw_validator(options: Vec<Option<String>>, catalog: Option<pg_sys::Oid
         fdw_scan::raise::<ClerkScan>(error);
     }
 }
+
+// The statement a validator refuses can hold a credential (a URL's `user:password@`, a mapping's
+// password): Postgres would log it under the ERROR. Set for the call, the setting keeps it out;
+// a SUSET setting needs the superuser's rights, which the function has only for this call.
+pgrx::extension_sql!(
+    "ALTER FUNCTION clerk_fdw_validator(text[], oid) SECURITY DEFINER \
+     SET search_path = pg_catalog, pg_temp SET log_min_error_statement = panic;",
+    name = "validator_keeps_statements_out_of_the_log",
+    requires = [clerk_fdw_validator]
+);

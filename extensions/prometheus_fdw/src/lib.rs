@@ -266,3 +266,13 @@ fn prometheus_fdw_validator(options: Vec<Option<String>>, catalog: Option<pg_sys
         fdw_scan::raise::<PrometheusScan>(error);
     }
 }
+
+// The statement a validator refuses can hold a credential (a URL's `user:password@`, a mapping's
+// password): Postgres would log it under the ERROR. Set for the call, the setting keeps it out;
+// a SUSET setting needs the superuser's rights, which the function has only for this call.
+pgrx::extension_sql!(
+    "ALTER FUNCTION prometheus_fdw_validator(text[], oid) SECURITY DEFINER \
+     SET search_path = pg_catalog, pg_temp SET log_min_error_statement = panic;",
+    name = "validator_keeps_statements_out_of_the_log",
+    requires = [prometheus_fdw_validator]
+);
