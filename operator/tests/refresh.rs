@@ -592,3 +592,45 @@ async fn a_bi_role_with_every_grant_on_a_target_never_becomes_superuser_through_
     assert_eq!(run(&mut db, "copied").await, ok(4, 0, 4));
     assert!(fx.plan(&spec).await.is_empty());
 }
+
+/// A stack converged by the previous refresh API (targets owned by the superuser, no refresh
+/// role grants, no apply function) is taken over by one apply: the targets handed to the
+/// refresh role, the sources granted, marks kept, every refresh running.
+#[tokio::test]
+async fn a_stack_from_the_previous_refresh_api_is_taken_over_by_one_apply() {
+    let (fx, mut db, _cp) = setup().await;
+    assert_eq!(run(&mut db, "events_upsert").await, ok(5, 0, 0));
+    exec(
+        &mut db,
+        "ALTER TABLE public.clusters OWNER TO postgres; ALTER TABLE mart.events OWNER TO postgres; \
+         ALTER TABLE public.events_log OWNER TO postgres; ALTER TABLE public.events_mirror OWNER TO postgres; \
+         REVOKE ALL ON ALL TABLES IN SCHEMA f FROM pgwarehouse_refresh; REVOKE USAGE ON SCHEMA f, mart FROM pgwarehouse_refresh; \
+         REVOKE USAGE ON FOREIGN SERVER cp FROM pgwarehouse_refresh; \
+         DROP FUNCTION pgwarehouse.refresh_apply(text, text, text, text, text[], text, regtype, boolean, jsonb, text); \
+         COMMENT ON FUNCTION pgwarehouse.refresh(text) IS 'pgwarehouse refresh api 2'",
+    )
+    .await;
+    let planned = support::statements(&fx.plan(STACK).await);
+    for expected in [
+        r#"ALTER TABLE "mart"."events" OWNER TO "pgwarehouse_refresh""#,
+        r#"GRANT USAGE ON SCHEMA "mart" TO "pgwarehouse_refresh""#,
+        r#"GRANT USAGE ON FOREIGN SERVER "cp" TO "pgwarehouse_refresh""#,
+        r#"GRANT SELECT ON "f"."events" TO "pgwarehouse_refresh""#,
+    ] {
+        assert!(planned.iter().any(|s| s == expected), "{expected}\n{planned:#?}");
+    }
+    fx.apply_ok(STACK).await;
+    assert!(fx.plan(STACK).await.is_empty(), "{:#?}", fx.plan(STACK).await.view());
+    assert_eq!(run(&mut db, "events_upsert").await, ok(0, 0, 0), "the mark was kept");
+    for name in ["clusters", "events_log", "events_mirror"] {
+        assert_eq!(run(&mut db, name).await.0, "succeeded", "{name}");
+    }
+    let owners: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT pg_get_userbyid(relowner)::text FROM pg_class \
+         WHERE oid IN ('public.clusters'::regclass, 'mart.events'::regclass, 'public.events_log'::regclass, 'public.events_mirror'::regclass)",
+    )
+    .fetch_all(&mut db)
+    .await
+    .unwrap();
+    assert_eq!(owners, ["pgwarehouse_refresh"]);
+}

@@ -42,7 +42,7 @@ fn every_error_is_reported_with_its_field_path() {
          - name: {long}\n  wrapper: postgres_fdw\n  tables: [{{name: t, columns: [{{name: a, type: 'int); DROP TABLE x; --'}}]}}]\n\
          schedules:\n- {{name: refresh, schedule: 5 minutes, command: SELECT 1}}\n- {{name: junk, schedule: '*/5 * * * * junk', command: SELECT 1}}\n\
          partitions: [{{table: public.m, column: time, interval: 1 fortnight, retention: forever}}]\n\
-         roles: [{{name: pg_admin, grants: [{{schema: public, privileges: [SELECT, EXECUTE]}}]}}]\n"
+         roles: [{{name: pg_admin, grants: [{{schema: public, privileges: [SELECT, EXECUTE]}}]}}, {{name: PGWarehouse_Refresh}}]\n"
     ));
     let expected = [
         "spec.postgres.database: \"template1\" is a reserved database name",
@@ -57,6 +57,7 @@ fn every_error_is_reported_with_its_field_path() {
         "spec.partitions[0].retention: \"forever\"",
         "spec.roles[0].name: \"pg_admin\" is a reserved role name",
         "spec.roles[0].grants[0].privileges[1]: \"EXECUTE\" is not one of",
+        "spec.roles[1].name: \"PGWarehouse_Refresh\" is a reserved role name",
     ];
     for want in expected {
         assert!(found.iter().any(|f| f.starts_with(want)), "missing {want:?} in {found:#?}");
