@@ -457,16 +457,8 @@ async fn a_query_the_run_could_not_resolve_is_refused_at_plan() {
     );
 }
 
+/// STACK's source, a BI role with every privilege the spec can grant on `mart`, and a refresh into it.
 const ESCALATION: &str = r#"
-sources:
-- name: cp
-  wrapper: postgres_fdw
-  options: {host: 127.0.0.1, port: "PORT", dbname: controlplane}
-  userMapping:
-    options: {user: cp_reader}
-    secretOptions: {password: {secretKeyRef: {name: cp, key: password}}}
-  importSchemas:
-  - {remoteSchema: public, into: f, only: [instances]}
 roles:
 - name: analyst
   passwordSecretRef: {name: analyst, key: password}
@@ -524,7 +516,8 @@ async fn a_bi_role_with_every_grant_on_a_target_never_becomes_superuser_through_
     // pg_cron 1.4 (PostgreSQL 15 here) has no seconds schedules: its next minute, then.
     let version: i32 = scalar(&mut db, "SELECT current_setting('server_version_num')::int").await;
     let schedule = if version >= 170000 { "2 seconds" } else { "* * * * *" };
-    let spec = ESCALATION.replace("SCHEDULE", schedule);
+    let source = STACK.split("refreshes:\n").next().unwrap();
+    let spec = format!("{source}{}", ESCALATION.replace("SCHEDULE", schedule));
     fx.apply_ok(&spec).await;
     let owner: String =
         scalar(&mut db, "SELECT pg_get_userbyid(relowner)::text FROM pg_class WHERE oid = 'mart.clusters'::regclass")
