@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/.cache/tools:$(PATH)
 # pgrx's configuration belongs to the clone (scripts/extensions.sh writes it), never ~/.pgrx.
 export PGRX_HOME := $(CURDIR)/target/pgrx
 
-.PHONY: demo demo-down test test-e2e extensions extensions-pg17 deps deps-tools deps-pg15 deps-pg17 lint test-pg15 test-pg17 bench crd
+.PHONY: demo demo-down test test-e2e extensions extensions-pg17 citus citus-pg17 deps deps-tools deps-pg15 deps-pg17 lint test-pg15 test-pg17 bench crd
 
 # `make demo PORT=6543` runs the local server on that port; without it: the last one used, else
 # 5433, else any free port.
@@ -33,7 +33,7 @@ demo-down:
 	cargo run -q -- local down -f stack-templates/examples/quickstart.yaml
 
 ## The whole suite: lint, unit tests, and the real-Postgres suite on both generations.
-test: deps extensions extensions-pg17 lint test-pg15 test-pg17 test-e2e
+test: deps extensions extensions-pg17 citus citus-pg17 lint test-pg15 test-pg17 test-e2e
 
 ## Our Postgres extensions (extensions/: prometheus_fdw, clerk_fdw), built with pgrx and
 ## installed into the host's PostgreSQL 15; extensions-pg17 into the PostgreSQL 17 root.
@@ -42,6 +42,14 @@ extensions: deps-pg15
 
 extensions-pg17: deps-pg17
 	@PGW_PG17_ROOT=$(PG17_ROOT) scripts/extensions.sh pg17
+
+## Citus from its vendored source (third_party/citus, v13.2.2): citus and citus_columnar for the
+## host's PostgreSQL 15; citus-pg17 for the PostgreSQL 17 root. Incremental.
+citus: deps-pg15
+	@scripts/citus.sh pg15
+
+citus-pg17: extensions-pg17
+	@scripts/citus.sh pg17
 
 deps: deps-pg15 deps-pg17 deps-tools
 
@@ -73,7 +81,7 @@ test-pg15:
 ## our FDWs and pgBackRest included. (The pod's agent runs the host's programs as their owner, so
 ## its tests run on the host's generation only.)
 test-pg17:
-	PGW_PG_CHROOT=$(PG17_ROOT) PGW_PG_BINDIR=$(PG17_BINDIR) $(SUDO) env "PATH=$$PATH" cargo test -p pgwarehouse --test engine --test cli --test prometheus_fdw --test clerk_fdw --test refresh --test backup --test local_upgrade \
+	PGW_PG_CHROOT=$(PG17_ROOT) PGW_PG_BINDIR=$(PG17_BINDIR) $(SUDO) env "PATH=$$PATH" cargo test -p pgwarehouse --test engine --test cli --test prometheus_fdw --test clerk_fdw --test refresh --test columnar --test backup --test local_upgrade \
 	  -- --skip agent_
 
 ## The end-to-end scenarios: the quickstart under `local up` (and, with KUBECONFIG, a cluster).

@@ -390,6 +390,11 @@ pub struct PartitionSpec {
     /// Detach expired partitions instead of dropping them (default false).
     #[serde(default)]
     pub retention_keep_table: bool,
+    /// Partitions that ended longer ago than this Postgres interval (`7 days`) are rewritten into
+    /// columnar storage (citus_columnar: compressed, read column by column; INSERT only) after
+    /// each partition maintenance; they stay heap when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub columnar_after: Option<String>,
 }
 
 /// How an integer control column encodes time.

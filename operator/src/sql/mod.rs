@@ -1,6 +1,7 @@
 //! The convergence engine: observe the catalogs, plan the difference, apply it.
 
 pub mod apply;
+pub mod columnar;
 pub mod connection;
 pub mod ledger;
 pub mod observe;

@@ -34,6 +34,8 @@ pub struct Observed {
     pub ledger_exists: bool,
     /// The comment of `pgwarehouse.refresh(text)`, its API version; none before it is installed.
     pub refresh_api: Option<String>,
+    /// The comment of `pgwarehouse.columnar_convert()`, its API version; none before it is installed.
+    pub columnar_api: Option<String>,
     /// Whether `pgwarehouse.refresh_apply` is as installed (see [`refresh::apply_intact`]).
     pub refresh_api_intact: bool,
     /// Whether the refresh role has exactly the attributes it is made with; none when missing.
@@ -85,6 +87,17 @@ pub struct Managed {
     pub refreshes: Vec<ObservedRefresh>,
     #[serde(default)]
     pub refresh_targets: Vec<ObservedTarget>,
+    /// The partition sets whose old partitions become columnar.
+    #[serde(default)]
+    pub columnar: Vec<ObservedColumnar>,
+}
+
+/// A row of `pgwarehouse.columnar`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ObservedColumnar {
+    pub parent: String,
+    pub epoch: String,
+    pub after: String,
 }
 
 /// A refresh's definition as `pgwarehouse.refreshes` holds it.
@@ -273,6 +286,7 @@ SELECT json_build_object(
   'ledger_exists', to_regclass('pgwarehouse.managed') IS NOT NULL AND to_regclass('pgwarehouse.migrations') IS NOT NULL,
   'refresh_api', obj_description(to_regprocedure('pgwarehouse.refresh(text)'), 'pg_proc'),
   'refresh_api_intact', @INTACT@,
+  'columnar_api', obj_description(to_regprocedure('pgwarehouse.columnar_convert()'), 'pg_proc'),
   'refresh_role_plain', (SELECT NOT (rolsuper OR rolcanlogin OR rolcreatedb OR rolcreaterole OR rolinherit OR rolreplication OR rolbypassrls)
       FROM pg_roles WHERE rolname = @REFRESH_ROLE@)
 )"#;
@@ -424,6 +438,13 @@ fn managed_query(core: &Observed) -> String {
     } else {
         "'[]'::json".to_string()
     };
+    let columnar = if core.columnar_api.is_some() {
+        format!(
+            "COALESCE((SELECT json_agg(json_build_object('parent', parent, 'epoch', epoch, 'after', after)) FROM {schema}.columnar), '[]')"
+        )
+    } else {
+        "'[]'::json".to_string()
+    };
     let (ledger_rows, migrations, ledger_roles) = if ledger {
         (
             format!(
@@ -444,6 +465,6 @@ fn managed_query(core: &Observed) -> String {
     format!(
         "WITH managed_roles AS (SELECT unnest($1::text[]){ledger_roles})\nSELECT json_build_object(\n  'jobs', {jobs},\n  \
          'part_configs', {part_configs},\n  'ledger', {ledger_rows},\n  'migrations', {migrations},\n  \
-         'refreshes', {refreshes},{ROLES_AND_GRANTS})"
+         'refreshes', {refreshes},\n  'columnar', {columnar},{ROLES_AND_GRANTS})"
     )
 }

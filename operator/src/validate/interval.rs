@@ -62,6 +62,14 @@ impl Interval {
     }
 }
 
+impl Interval {
+    /// Its length as Postgres compares intervals: a month is 30 days, a day 24 hours.
+    pub fn compared_micros(&self) -> i128 {
+        let day = 86_400 * SECOND as i128;
+        (self.months as i128 * 30 + self.days as i128) * day + self.micros as i128
+    }
+}
+
 fn clock(word: &str) -> Result<i64, String> {
     let parts: Vec<i64> = word
         .split(':')

@@ -76,6 +76,7 @@ pub struct ValidatedPartition {
     pub table: String,
     pub interval: Interval,
     pub retention: Option<Interval>,
+    pub columnar_after: Option<Interval>,
 }
 
 #[derive(Debug, Clone)]
@@ -567,12 +568,33 @@ fn partition(report: &mut Report, i: usize, p: &PartitionSpec) -> Option<Validat
     if p.epoch != Epoch::None && interval.is_some_and(|i| i.micros % 1_000_000 != 0) {
         report.error(format!("{path}.interval"), "epoch partitions are at least one second wide");
     }
+    let columnar_after = match &p.columnar_after {
+        Some(text) => match Interval::parse(text) {
+            Ok(after) => {
+                if let Some(Some(retention)) = retention
+                    && after.compared_micros() >= retention.compared_micros()
+                {
+                    report.error(
+                        format!("{path}.columnarAfter"),
+                        format!("{text:?} is not shorter than retention {:?}: nothing would be converted", p.retention),
+                    );
+                }
+                Some(Some(after))
+            }
+            Err(e) => {
+                report.error(format!("{path}.columnarAfter"), e);
+                None
+            }
+        },
+        None => Some(None),
+    };
     Some(ValidatedPartition {
         spec: p.clone(),
         schema: schema.to_string(),
         table: table.to_string(),
         interval: interval?,
         retention: retention?,
+        columnar_after: columnar_after?,
     })
 }
 
@@ -633,6 +655,9 @@ fn with_implied_extensions(spec: &DataWarehouseStackSpec) -> Vec<ExtensionSpec> 
     }
     if !spec.partitions.is_empty() {
         add("pg_partman", Some("partman"));
+    }
+    if spec.partitions.iter().any(|p| p.columnar_after.is_some()) {
+        add("citus_columnar", None);
     }
     extensions
 }

@@ -6,6 +6,7 @@ use serde_json::json;
 use super::schedules::partman_schema;
 use super::{Action, ItemKind, Planner, Unit};
 use crate::api::Epoch;
+use crate::sql::columnar;
 use crate::sql::ledger::LedgerOp;
 use crate::sql::observe::ObservedPartConfig;
 use crate::sql::quote::Sql;
@@ -22,8 +23,14 @@ fn partman_major(planner: &Planner) -> Option<u32> {
 pub(super) fn partitions(planner: &Planner) -> Vec<Unit> {
     let observed = planner.observed;
     let schema = partman_schema(planner);
-    let mut units: Vec<Unit> = planner.stack.partitions.iter().map(|p| partition(planner, &schema, p)).collect();
+    let mut units: Vec<Unit> = columnar_api(planner).into_iter().collect();
+    units.extend(planner.stack.partitions.iter().map(|p| partition(planner, &schema, p)));
     let wanted: Vec<String> = planner.stack.partitions.iter().map(parent_name).collect();
+    for converted in observed.managed.columnar.iter().filter(|c| !wanted.contains(&c.parent)) {
+        let mut unit = Unit::new(ItemKind::Partition, &converted.parent);
+        unit.change(Action::Drop, "columnar", &converted.parent, forget_columnar(&converted.parent));
+        units.push(unit);
+    }
     for entry in observed.ledger("partition_set").filter(|e| !wanted.contains(&e.name)) {
         let mut unit = Unit::new(ItemKind::Partition, &entry.name);
         if observed.managed.part_configs.iter().any(|c| c.parent_table == entry.name) {
@@ -91,7 +98,49 @@ fn partition(planner: &Planner, schema: &str, p: &ValidatedPartition) -> Unit {
             }
         }
     }
+    columnar_changes(planner, p, &mut unit);
     unit
+}
+
+/// The conversion function and its table, when a partition set asks for columnar history and
+/// they are missing or older.
+fn columnar_api(planner: &Planner) -> Option<Unit> {
+    let wanted = planner.stack.partitions.iter().any(|p| p.columnar_after.is_some());
+    if !wanted || planner.observed.columnar_api.as_deref() == Some(columnar::API_VERSION) {
+        return None;
+    }
+    let mut unit = Unit::new(ItemKind::Ledger, "columnar");
+    for sql in columnar::install() {
+        unit.change(Action::Create, "function", "pgwarehouse.columnar_convert", sql);
+    }
+    Some(unit)
+}
+
+/// The set's row in `pgwarehouse.columnar`: written when `columnarAfter` is set or changed,
+/// removed when it is unset (partitions already converted stay columnar).
+fn columnar_changes(planner: &Planner, p: &ValidatedPartition, unit: &mut Unit) {
+    let parent = parent_name(p);
+    let observed = planner.observed.managed.columnar.iter().find(|c| c.parent == parent);
+    let epoch = p.spec.epoch.as_partman();
+    match (&p.spec.columnar_after, observed) {
+        (Some(after), Some(found)) if found.after == *after && found.epoch == epoch => {}
+        (Some(after), _) => {
+            let sql = Sql::new("INSERT INTO pgwarehouse.columnar (parent, epoch, after) VALUES (")
+                .param(&parent)
+                .push(", ")
+                .param(epoch)
+                .push(", ")
+                .param(after)
+                .push(") ON CONFLICT (parent) DO UPDATE SET epoch = EXCLUDED.epoch, after = EXCLUDED.after");
+            unit.change(Action::Alter, "columnar", &parent, sql);
+        }
+        (None, Some(_)) => unit.change(Action::Drop, "columnar", &parent, forget_columnar(&parent)),
+        (None, None) => {}
+    }
+}
+
+fn forget_columnar(parent: &str) -> Sql {
+    Sql::new("DELETE FROM pgwarehouse.columnar WHERE parent = ").param(parent)
 }
 
 fn update_config(schema: &str, p: &ValidatedPartition, premake: &str) -> Sql {

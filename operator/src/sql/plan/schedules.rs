@@ -4,12 +4,15 @@
 use serde_json::json;
 
 use super::{Action, ItemKind, Planner, Unit};
+use crate::sql::columnar;
 use crate::sql::ledger::LedgerOp;
 use crate::sql::observe::Observed;
 use crate::sql::quote::{Sql, ident};
 use crate::validate::Schedule;
 
 pub const PARTMAN_MAINTENANCE_JOB: &str = "pgwarehouse-partman-maintenance";
+/// Converts old partitions to columnar, a quarter past each hour: after pg_partman's hourly run.
+pub const COLUMNAR_JOB: &str = "pgwarehouse-columnar";
 
 pub(super) struct DesiredJob {
     pub name: String,
@@ -48,6 +51,16 @@ fn desired_jobs(planner: &Planner) -> Vec<DesiredJob> {
             name: PARTMAN_MAINTENANCE_JOB.to_string(),
             schedule: "@hourly".to_string(),
             command: format!("CALL {}.run_maintenance_proc()", ident(&partman_schema(planner))),
+            active: true,
+            seconds: false,
+        });
+    }
+    // Its own job: pg_partman's procedure commits, which it cannot inside a two-statement command.
+    if planner.stack.partitions.iter().any(|p| p.columnar_after.is_some()) {
+        jobs.push(DesiredJob {
+            name: COLUMNAR_JOB.to_string(),
+            schedule: "15 * * * *".to_string(),
+            command: columnar::CONVERT_CALL.to_string(),
             active: true,
             seconds: false,
         });
