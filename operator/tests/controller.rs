@@ -163,6 +163,27 @@ async fn invalid_spec_fails_with_every_field_and_applies_nothing() {
 }
 
 #[tokio::test]
+async fn a_distributed_stack_is_refused_in_a_cluster_until_workers_are_rendered() {
+    let stack = stack("distributed: {workers: 2}");
+    let (ctx, mut api) = context(Settings::default());
+    let stack_json = serde_json::to_value(&stack).unwrap();
+    let scenario = tokio::spawn(async move {
+        let patch = api.expect(Method::PATCH, STATUS, Reply::StackWithStatus(stack_json)).await;
+        api.expect(Method::POST, EVENTS, Reply::Echo).await;
+        api.done().await;
+        patch
+    });
+    reconcile(Arc::new(stack), ctx).await.unwrap();
+    let status = &scenario.await.unwrap()["status"];
+    assert_eq!(status["phase"], "Failed", "nothing applied: no StatefulSet, no Secret");
+    let ready = status["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").unwrap();
+    assert!(
+        ready["message"].as_str().unwrap().starts_with("invalid spec: spec.distributed: Citus worker nodes run under"),
+        "{ready}"
+    );
+}
+
+#[tokio::test]
 async fn new_stack_gets_its_objects_and_status_provisioning() {
     let stack = stack("template: datawarehouse");
     let (ctx, mut api) = context(Settings::default());

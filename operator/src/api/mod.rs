@@ -70,6 +70,57 @@ pub struct DataWarehouseStackSpec {
     /// How the database starts: empty (default) or restored from a backup repository.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bootstrap: Option<BootstrapSpec>,
+    /// Scale-out on Citus: worker nodes beside the stack's Postgres, which becomes the
+    /// coordinator. Absent: one Postgres.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distributed: Option<DistributedSpec>,
+    /// How local tables (a migration's, a refresh's target) are laid out on the Citus nodes:
+    /// distributed by a column across the workers' shards, or copied whole to every node.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tables: Vec<TableLayoutSpec>,
+}
+
+/// Citus worker nodes.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DistributedSpec {
+    /// Worker nodes.
+    pub workers: u32,
+    /// Shards of each table distributed from now on (default 32).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard_count: Option<u32>,
+    /// Each worker's volume (default: the stack's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<StorageSpec>,
+    /// Each worker's resources (default: the stack's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+}
+
+/// A local table's layout on the Citus nodes: exactly one of `distribute` and `reference`.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TableLayoutSpec {
+    /// The table, schema-qualified (`public.metric_values`).
+    pub table: String,
+    /// Spread the table's rows over shards by this column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distribute: Option<DistributeSpec>,
+    /// Copy the whole table to every node (small tables joined with distributed ones).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<bool>,
+}
+
+/// How a table is distributed.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DistributeSpec {
+    /// The distribution column.
+    pub column: String,
+    /// `default` (co-located with tables distributed by a column of the same type and shard
+    /// count), `none`, or a distributed table (`public.orgs`) to co-locate with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub colocate_with: Option<String>,
 }
 
 impl DataWarehouseStackSpec {

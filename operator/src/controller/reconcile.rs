@@ -54,6 +54,13 @@ async fn converge(stack: &DataWarehouseStack, ctx: &Context) -> Result<Action, E
             return Ok(Action::await_change());
         }
     };
+    if validated.spec.distributed.is_some() {
+        // Honest until the worker StatefulSet is rendered: nothing half-distributed is deployed.
+        let message = "spec.distributed: Citus worker nodes run under `pgwarehouse local up` in this release; \
+                       the controller does not deploy them yet (columnarAfter works without them)";
+        report(stack, None, &Outcome::Invalid(message.into()), ctx).await?;
+        return Ok(Action::await_change());
+    }
     if let Some(conflict) = bootstrap::check(&ctx.client, &validated).await? {
         // Nothing is applied: the data that is there stays as it is.
         report(stack, None, &Outcome::Invalid(conflict), ctx).await?;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use chrono::Utc;
 use sqlx::postgres::PgConnectOptions;
 
-use super::{Local, LocalError, LocalOptions, PASSWORD_FILE, STATE_FILE, State, io, write_secret};
+use super::{Local, LocalError, LocalOptions, PASSWORD_FILE, io, write_secret, write_state};
 use crate::backup::config::{self, Credentials, Paths};
 use crate::backup::{BackupKind, PgBackRest, record, recover};
 use crate::secrets::Secrets;
@@ -249,9 +249,8 @@ async fn restore_into(
     let own = local.pgbackrest(stack, options, secrets)?;
     local.password = crate::secrets::random_password().map_err(|e| LocalError::Io(format!("/dev/urandom: {e}")))?;
     write_secret(&local.cluster.dir.join(PASSWORD_FILE), &local.password)?;
-    let state = State { stack: stack.name.clone(), port: local.port };
-    let state_path = local.cluster.dir.join(STATE_FILE);
-    std::fs::write(&state_path, serde_json::to_string(&state).expect("state serializes")).map_err(io(&state_path))?;
+    // A restore brings back the coordinator only: workers are made anew by the next `local up`.
+    write_state(local, stack, &[])?;
     // Recovery runs without archiving (the own repository has no stanza yet) and with the
     // settings replay checks raised to the source's; the stanza is made on the promoted server,
     // which then restarts with the stack's own settings, archiving into it.

@@ -6,6 +6,7 @@
 mod backup;
 pub mod cluster;
 mod report;
+mod workers;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -77,6 +78,9 @@ pub struct LocalOptions {
 struct State {
     stack: String,
     port: u16,
+    /// The Citus workers' ports, worker 0 first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    workers: Vec<u16>,
 }
 
 /// A local warehouse: its cluster, port and superuser.
@@ -147,9 +151,14 @@ impl Local {
     }
 
     async fn connect(&self, database: &str) -> Result<PgConnection, LocalError> {
+        self.connect_to(self.port, database).await
+    }
+
+    /// The superuser on this stack's server at `port` (the coordinator's, or a worker's).
+    async fn connect_to(&self, port: u16, database: &str) -> Result<PgConnection, LocalError> {
         let options = sqlx::postgres::PgConnectOptions::new()
             .host("127.0.0.1")
-            .port(self.port)
+            .port(port)
             .username("postgres")
             .password(&self.password)
             .database(database);
@@ -164,13 +173,31 @@ impl Local {
 
     /// The rendered settings, with what differs on a laptop: loopback only, our port and socket dir.
     fn settings(&self, stack: &ValidatedStack) -> BTreeMap<String, String> {
-        let mut settings = config::settings(stack);
-        settings.insert("listen_addresses".into(), "127.0.0.1".into());
-        settings.insert("port".into(), self.port.to_string());
-        let socket_dir = self.cluster.binaries.in_server(&self.cluster.dir);
-        settings.insert("unix_socket_directories".into(), socket_dir.display().to_string());
+        let mut settings = server_settings(stack, &self.cluster, self.port);
         settings.extend(self.archive_settings(stack).into_iter().map(|(k, v)| (k.to_string(), v)));
         settings
+    }
+}
+
+/// The rendered settings for one server of the stack on this machine.
+fn server_settings(stack: &ValidatedStack, cluster: &Cluster, port: u16) -> BTreeMap<String, String> {
+    let mut settings = config::settings(stack);
+    settings.insert("listen_addresses".into(), "127.0.0.1".into());
+    settings.insert("port".into(), port.to_string());
+    let socket_dir = cluster.binaries.in_server(&cluster.dir);
+    settings.insert("unix_socket_directories".into(), socket_dir.display().to_string());
+    settings
+}
+
+/// A free port that is none of `taken` (the stack's other servers, stopped or not).
+fn free_port_besides(taken: &[u16]) -> Result<u16, LocalError> {
+    loop {
+        let any = TcpListener::bind(("127.0.0.1", 0))
+            .and_then(|l| l.local_addr())
+            .map_err(|e| LocalError::Io(e.to_string()))?;
+        if !taken.contains(&any.port()) {
+            return Ok(any.port());
+        }
     }
 }
 
@@ -219,9 +246,8 @@ pub async fn up(
         write_secret(&local.cluster.dir.join(PASSWORD_FILE), &local.password)?;
         let _ = writeln!(out, "- initialized {}", local.cluster.dir.display());
     }
-    let state = State { stack: stack.name.clone(), port: local.port };
-    let state_path = local.cluster.dir.join(STATE_FILE);
-    std::fs::write(&state_path, serde_json::to_string(&state).expect("state serializes")).map_err(io(&state_path))?;
+    let recorded_workers = state.map(|s| s.workers).unwrap_or_default();
+    write_state(&local, stack, &recorded_workers)?;
     let pgbackrest = local.pgbackrest(stack, options, secrets)?;
     let restart = local.cluster.configure(&local.settings(stack))? || replaced;
     if running && restart {
@@ -263,10 +289,63 @@ pub async fn up(
         let _ =
             writeln!(out, "  FAILED {}: {}", failed.item.label(&failed.name), failed.message.as_deref().unwrap_or(""));
     }
+    if let Some(distributed) = &stack.spec.distributed {
+        distribute(&local, stack, distributed.workers as usize, &recorded_workers, out).await?;
+    }
     if let Some(pgbackrest) = &pgbackrest {
         backup::first_full_backup(&local, stack, pgbackrest, out).await?;
     }
     Ok((local, report))
+}
+
+fn write_state(local: &Local, stack: &ValidatedStack, workers: &[u16]) -> Result<(), LocalError> {
+    let state = State { stack: stack.name.clone(), port: local.port, workers: workers.to_vec() };
+    let path = local.cluster.dir.join(STATE_FILE);
+    std::fs::write(&path, serde_json::to_string(&state).expect("state serializes")).map_err(io(&path))
+}
+
+/// Starts the wanted workers, converges the nodes (a worker no longer wanted is drained and
+/// removed from the coordinator's metadata), then stops and deletes the ones no longer wanted.
+async fn distribute(
+    local: &Local,
+    stack: &ValidatedStack,
+    wanted: usize,
+    recorded: &[u16],
+    out: &mut dyn Write,
+) -> Result<(), LocalError> {
+    let kept = workers::wanted(&local.cluster.dir, &local.cluster.binaries, recorded, wanted, local.port)?;
+    for worker in &kept {
+        workers::start(worker, local, server_settings(stack, &worker.cluster, worker.port), out).await?;
+    }
+    let ports: Vec<u16> = kept.iter().map(|w| w.port).collect();
+    // Recorded before registering: a failure leaves every started server known to `down`.
+    let mut known = ports.clone();
+    known.extend(recorded.iter().skip(kept.len()));
+    write_state(local, stack, &known)?;
+    let report = workers::converge(local, &kept, stack).await?;
+    for retired in
+        &workers::recorded(&local.cluster.dir, &local.cluster.binaries, recorded)[kept.len().min(recorded.len())..]
+    {
+        workers::retire(retired)?;
+    }
+    write_state(local, stack, &ports)?;
+    let listed = |items: &[String]| if items.is_empty() { "none".to_string() } else { items.join(", ") };
+    let _ = writeln!(
+        out,
+        "- workers on 127.0.0.1:{}: added {}, removed {}, tables laid out {}, {} statement(s)",
+        ports.iter().map(u16::to_string).collect::<Vec<_>>().join(","),
+        listed(&report.added),
+        listed(&report.removed),
+        listed(&report.laid_out),
+        report.statements
+    );
+    for waiting in &report.waiting {
+        let _ = writeln!(out, "  table {waiting} does not exist yet: laid out once it does");
+    }
+    for problem in &report.problems {
+        let _ = writeln!(out, "  FAILED {problem}");
+    }
+    Ok(())
 }
 
 async fn create_database(admin: &mut PgConnection, name: &str) -> Result<bool, LocalError> {
@@ -352,6 +431,12 @@ pub async fn down(
         }
         local.cluster.stop()?;
         let _ = writeln!(out, "- stopped the server on 127.0.0.1:{}", local.port);
+    }
+    for worker in workers::recorded(&local.cluster.dir, &local.cluster.binaries, &state.workers) {
+        if worker.cluster.running() {
+            worker.cluster.stop()?;
+            let _ = writeln!(out, "- stopped the worker on 127.0.0.1:{}", worker.port);
+        }
     }
     if purge {
         std::fs::remove_dir_all(&local.cluster.dir).map_err(io(&local.cluster.dir))?;

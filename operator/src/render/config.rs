@@ -13,9 +13,12 @@ const CRON_DEFAULT_RUNNING_JOBS: u32 = 32;
 /// Workers Postgres itself wants beyond pg_cron's (parallel query, logical replication).
 const BASE_WORKER_PROCESSES: u32 = 16;
 
-/// Libraries that only work when preloaded.
+/// Libraries that only work when preloaded; citus must come first.
 fn preload_libraries(stack: &ValidatedStack) -> Vec<&'static str> {
     let mut libraries = Vec::new();
+    if stack.spec.distributed.is_some() {
+        libraries.push("citus");
+    }
     if stack.needs_pg_cron() {
         libraries.push("pg_cron");
     }
@@ -40,6 +43,15 @@ pub fn settings(stack: &ValidatedStack) -> BTreeMap<String, String> {
         ("port", "5432".into()),
     ];
     settings.extend(owned.into_iter().map(|(k, v)| (k.to_string(), v)));
+    if stack.spec.distributed.is_some() {
+        // Citus commits across nodes in two phases and moves shards by logical replication.
+        settings.entry("max_prepared_transactions".into()).or_insert_with(|| "200".into());
+        settings.entry("wal_level".into()).or_insert_with(|| "logical".into());
+        // Citus's default (`sslmode=require`) makes CREATE EXTENSION turn ssl on with a
+        // self-signed X.509 v1 certificate, which rustls clients (this operator) refuse to
+        // parse; nodes talk over the pod network with scram passwords instead.
+        settings.entry("citus.node_conninfo".into()).or_insert_with(|| "sslmode=prefer".into());
+    }
     if stack.backup.is_some() {
         let archive = archive_settings(PGBACKREST, &format!("{CONFIG_MOUNT}/{PGBACKREST_CONF_KEY}"), &stack.name);
         settings.extend(archive.into_iter().map(|(k, v)| (k.to_string(), v)));
@@ -64,6 +76,24 @@ mod tests {
     use super::*;
     use crate::template::load_manifest;
     use crate::validate::validate;
+
+    #[test]
+    fn citus_is_preloaded_first_and_only_for_a_distributed_stack() {
+        let stack = |extra: &str| {
+            let manifest =
+                format!("kind: DataWarehouseStack\nmetadata: {{name: w}}\nspec:\n  template: datawarehouse\n{extra}");
+            validate(&load_manifest(&manifest).unwrap()).unwrap()
+        };
+        let distributed = settings(&stack("  distributed: {workers: 2}\n"));
+        assert_eq!(distributed["shared_preload_libraries"], "citus,pg_cron,pg_stat_statements");
+        assert_eq!(
+            (distributed["wal_level"].as_str(), distributed["max_prepared_transactions"].as_str()),
+            ("logical", "200")
+        );
+        let single = settings(&stack(""));
+        assert_eq!(single["shared_preload_libraries"], "pg_cron,pg_stat_statements");
+        assert!(!single.contains_key("wal_level"));
+    }
 
     #[test]
     fn owned_settings_surround_the_users() {

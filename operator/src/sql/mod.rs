@@ -3,6 +3,7 @@
 pub mod apply;
 pub mod columnar;
 pub mod connection;
+pub mod distributed;
 pub mod ledger;
 pub mod observe;
 pub mod plan;

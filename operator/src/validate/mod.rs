@@ -322,6 +322,8 @@ pub fn validate(stack: &DataWarehouseStack) -> Result<ValidatedStack, Validation
     report.duplicates("spec.refreshes", spec.refreshes.iter().map(|r| r.name.as_str()));
     let refreshes = spec.refreshes.iter().enumerate().filter_map(|(i, r)| refresh(&mut report, i, r)).collect();
 
+    distributed(&mut report, spec);
+
     let backup = spec.backup.as_ref().map(|b| backup::backup(&mut report, b));
     let restore = spec
         .bootstrap
@@ -598,6 +600,40 @@ fn partition(report: &mut Report, i: usize, p: &PartitionSpec) -> Option<Validat
     })
 }
 
+/// Most shards Citus takes per table.
+const MAX_SHARD_COUNT: u32 = 64_000;
+
+fn distributed(report: &mut Report, spec: &DataWarehouseStackSpec) {
+    if let Some(shards) = spec.distributed.as_ref().and_then(|d| d.shard_count)
+        && !(1..=MAX_SHARD_COUNT).contains(&shards)
+    {
+        report.error("spec.distributed.shardCount", format!("{shards} is not from 1 to {MAX_SHARD_COUNT}"));
+    }
+    report.duplicates("spec.tables", spec.tables.iter().map(|t| t.table.as_str()));
+    for (i, t) in spec.tables.iter().enumerate() {
+        let path = format!("spec.tables[{i}]");
+        let (schema, table) = t.table.split_once('.').unwrap_or(("public", t.table.as_str()));
+        report.user_name(&format!("{path}.table"), schema, "schema");
+        report.ident(&format!("{path}.table"), table);
+        if spec.distributed.is_none() {
+            report.error(&path, "lays a table out on Citus nodes: set spec.distributed (workers: 0 is one node)");
+        }
+        match (&t.distribute, t.reference.unwrap_or(false)) {
+            (Some(d), false) => {
+                report.ident(&format!("{path}.distribute.column"), &d.column);
+                if let Some(with) = d.colocate_with.as_deref().filter(|w| !["default", "none"].contains(w)) {
+                    let (schema, table) = with.split_once('.').unwrap_or(("public", with));
+                    report.ident(&format!("{path}.distribute.colocateWith"), schema);
+                    report.ident(&format!("{path}.distribute.colocateWith"), table);
+                }
+            }
+            (None, true) => {}
+            (Some(_), true) => report.error(&path, "is either distributed or a reference table, not both"),
+            (None, false) => report.error(&path, "says nothing: set distribute: {column: ...} or reference: true"),
+        }
+    }
+}
+
 fn role(report: &mut Report, i: usize, r: &RoleSpec) {
     let path = format!("spec.roles[{i}]");
     report.user_name(&format!("{path}.name"), &r.name, "role");
@@ -658,6 +694,11 @@ fn with_implied_extensions(spec: &DataWarehouseStackSpec) -> Vec<ExtensionSpec> 
     }
     if spec.partitions.iter().any(|p| p.columnar_after.is_some()) {
         add("citus_columnar", None);
+    }
+    // Last: an extension created while citus exists is propagated to the workers, and pg_cron
+    // stays on the coordinator.
+    if spec.distributed.is_some() {
+        add("citus", None);
     }
     extensions
 }

@@ -1,0 +1,215 @@
+//! A distributed warehouse in local mode: a coordinator and Citus workers started by `local up`
+//! (their own data dirs and ports), registered by `127.0.0.1:<port>`, the stack's tables laid
+//! out (a partitioned, pg_partman-managed table distributed, a reference table), answers equal
+//! to the single-node ones, an idempotent second `up`, scale 2 → 3 (rebalanced) and 3 → 2
+//! (drained first) with every row kept, and `down` stopping every server.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+use pgwarehouse::local::cluster::Binaries;
+use sqlx::{Connection, PgConnection};
+
+const MANIFEST: &str = r#"kind: DataWarehouseStack
+metadata: {name: spread}
+spec:
+  template: datawarehouse
+  distributed: {workers: WORKERS, shardCount: 8}
+  migrations:
+  - name: 001_tables
+    sql: |
+      CREATE TABLE metric_values (id int8 NOT NULL, "time" int8 NOT NULL, value float8) PARTITION BY RANGE ("time");
+      CREATE TABLE organizations (id int8 PRIMARY KEY, name text NOT NULL);
+      CREATE TABLE events (id int8, at timestamptz);
+  partitions:
+  - {table: public.metric_values, column: time, interval: 1 day, epoch: seconds, premake: 2}
+  tables:
+  - {table: public.metric_values, distribute: {column: id}}
+  - {table: public.organizations, reference: true}
+  - {table: public.events, distribute: {column: nope}}
+"#;
+
+struct Stack {
+    _work: tempfile::TempDir,
+    manifest: String,
+    data: String,
+}
+
+impl Stack {
+    fn new() -> Stack {
+        let binaries = Binaries::find().expect("PostgreSQL binaries (PGW_PG_BINDIR)");
+        let work =
+            tempfile::Builder::new().prefix("pgw-citus-").tempdir_in(binaries.on_host(Path::new("/tmp"))).unwrap();
+        std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let manifest = work.path().join("stack.yaml").display().to_string();
+        let data = work.path().join("stack").display().to_string();
+        Stack { _work: work, manifest, data }
+    }
+
+    /// `pgwarehouse local <command>` with `workers` workers; its output.
+    fn local(&self, command: &str, workers: u32) -> String {
+        std::fs::write(&self.manifest, MANIFEST.replace("WORKERS", &workers.to_string())).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_pgwarehouse"))
+            .args(["local", command, "-f", &self.manifest, "--data-dir", &self.data])
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "local {command}: {text}");
+        text
+    }
+
+    fn state(&self) -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(Path::new(&self.data).join("pgwarehouse-local.json")).unwrap())
+            .unwrap()
+    }
+
+    async fn connect(&self, port: u64) -> PgConnection {
+        let password = std::fs::read_to_string(Path::new(&self.data).join("superuser-password")).unwrap();
+        PgConnection::connect(&format!("postgres://postgres:{}@127.0.0.1:{port}/warehouse", password.trim()))
+            .await
+            .unwrap()
+    }
+
+    fn ports(&self) -> (u64, Vec<u64>) {
+        let state = self.state();
+        let workers = state["workers"].as_array().map(|w| w.iter().map(|p| p.as_u64().unwrap()).collect());
+        (state["port"].as_u64().unwrap(), workers.unwrap_or_default())
+    }
+}
+
+impl Drop for Stack {
+    /// A failed test leaves no server running.
+    fn drop(&mut self) {
+        let _ = Command::new(env!("CARGO_BIN_EXE_pgwarehouse"))
+            .args(["local", "down", "-f", &self.manifest, "--data-dir", &self.data])
+            .output();
+    }
+}
+
+async fn scalar<T>(conn: &mut PgConnection, sql: &str) -> T
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send + Unpin,
+{
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
+        .fetch_one(conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// The worker ports holding shards of `metric_values`, sorted.
+async fn shard_ports(db: &mut PgConnection) -> Vec<i64> {
+    sqlx::query_scalar(
+        "SELECT DISTINCT nodeport::int8 FROM citus_shards WHERE citus_table_type = 'distributed' ORDER BY 1",
+    )
+    .fetch_all(db)
+    .await
+    .unwrap()
+}
+
+const CHECK: &str = "SELECT count(*) || '/' || sum(value) || '/' || sum(id) FROM metric_values";
+
+#[tokio::test]
+async fn a_coordinator_and_workers_spread_the_warehouse_and_scale_without_losing_a_row() {
+    let stack = Stack::new();
+    let up = stack.local("up", 2);
+    assert!(up.contains("tables laid out \"public\".\"metric_values\", \"public\".\"organizations\""), "{up}");
+    assert!(
+        up.contains("FAILED spec.tables[2].distribute.column: \"public\".\"events\" has no column \"nope\""),
+        "{up}"
+    );
+    let (port, workers) = stack.ports();
+    assert_eq!(workers.len(), 2, "{up}");
+    let mut db = stack.connect(port).await;
+    sqlx::raw_sql(
+        "INSERT INTO organizations SELECT g, 'org-' || g FROM generate_series(0, 9) g; \
+         INSERT INTO metric_values SELECT g % 100, extract(epoch FROM now())::int8 - g, g FROM generate_series(1, 20000) g",
+    )
+    .execute(&mut db)
+    .await
+    .unwrap();
+
+    let plan: Vec<String> = sqlx::query_scalar("EXPLAIN SELECT id, sum(value) FROM metric_values GROUP BY id")
+        .fetch_all(&mut db)
+        .await
+        .unwrap();
+    let plan = plan.join("\n");
+    assert!(plan.contains("Custom Scan (Citus Adaptive)"), "{plan}");
+    assert!(plan.contains("Task Count: "), "{plan}");
+    let mut workers_i64: Vec<i64> = workers.iter().map(|&p| p as i64).collect();
+    workers_i64.sort();
+    assert_eq!(shard_ports(&mut db).await, workers_i64, "shards on both workers");
+    let reference: i64 = scalar(
+        &mut db,
+        "SELECT count(*) FROM pg_dist_partition WHERE logicalrelid = 'organizations'::regclass AND repmodel = 't'",
+    )
+    .await;
+    assert_eq!(reference, 1);
+
+    // The "most active customers" answer, distributed and joined with the reference table, equals
+    // the same rows' answer computed on one node.
+    let distributed: String = scalar(
+        &mut db,
+        "SELECT string_agg(name || '=' || total, ',' ORDER BY total DESC, name) FROM (SELECT o.name, sum(m.value) AS total \
+         FROM metric_values m JOIN organizations o ON o.id = m.id % 10 GROUP BY o.name ORDER BY 2 DESC LIMIT 5) t",
+    )
+    .await;
+    let single: String = scalar(
+        &mut db,
+        "SELECT string_agg(name || '=' || total, ',' ORDER BY total DESC, name) FROM (SELECT 'org-' || (g % 100) % 10 AS name, \
+         sum(g::float8) AS total FROM generate_series(1, 20000) g GROUP BY 1 ORDER BY 2 DESC LIMIT 5) t",
+    )
+    .await;
+    assert_eq!(distributed, single);
+
+    let mut worker = stack.connect(workers[0]).await;
+    let cron: i64 = scalar(&mut worker, "SELECT count(*) FROM pg_extension WHERE extname = 'pg_cron'").await;
+    let partman: i64 = scalar(&mut worker, "SELECT count(*) FROM pg_extension WHERE extname = 'pg_partman'").await;
+    assert_eq!((cron, partman), (0, 1), "pg_cron on the coordinator only; pg_partman everywhere");
+    drop(worker);
+
+    let again = stack.local("up", 2);
+    assert!(again.contains("0 statement(s)\n- workers on"), "{again}");
+    assert!(again.contains("added none, removed none, tables laid out none, 0 statement(s)"), "{again}");
+
+    let before: String = scalar(&mut db, CHECK).await;
+    let grown = stack.local("up", 3);
+    let (_, three) = stack.ports();
+    assert_eq!(three.len(), 3);
+    assert!(grown.contains(&format!("added 127.0.0.1:{}", three[2])), "{grown}");
+    assert_eq!(scalar::<String>(&mut db, CHECK).await, before, "every row after the rebalance");
+    assert_eq!(shard_ports(&mut db).await.len(), 3, "the new worker took shards");
+
+    let shrunk = stack.local("up", 2);
+    assert!(shrunk.contains(&format!("removed 127.0.0.1:{}", three[2])), "{shrunk}");
+    assert_eq!(scalar::<String>(&mut db, CHECK).await, before, "every row after the drain");
+    assert_eq!(shard_ports(&mut db).await, workers_i64);
+    assert!(!Path::new(&stack.data).join("worker-2").exists());
+    drop(db);
+
+    let down = stack.local("down", 2);
+    assert_eq!(down.matches("- stopped the worker on").count(), 2, "{down}");
+}
+
+#[test]
+fn table_layouts_are_checked_with_their_paths() {
+    let manifest = "kind: DataWarehouseStack\nmetadata: {name: w}\nspec:\n  distributed: {workers: 1, shardCount: 0}\n  tables:\n  \
+        - {table: public.a, distribute: {column: id}, reference: true}\n  - {table: public.b}\n  \
+        ";
+    let stack = pgwarehouse::template::load_manifest(manifest).unwrap();
+    let errors = pgwarehouse::validate::validate(&stack).unwrap_err().to_string();
+    for expected in [
+        "spec.distributed.shardCount: 0 is not from 1 to 64000",
+        "spec.tables[0]: is either distributed or a reference table, not both",
+        "spec.tables[1]: says nothing: set distribute: {column: ...} or reference: true",
+    ] {
+        assert!(errors.contains(expected), "{expected}\n{errors}");
+    }
+    let single =
+        "kind: DataWarehouseStack\nmetadata: {name: w}\nspec:\n  tables: [{table: public.a, reference: true}]\n";
+    let errors = pgwarehouse::validate::validate(&pgwarehouse::template::load_manifest(single).unwrap()).unwrap_err();
+    assert!(
+        errors.to_string().contains("spec.tables[0]: lays a table out on Citus nodes: set spec.distributed"),
+        "{errors}"
+    );
+}
