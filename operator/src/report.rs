@@ -30,6 +30,9 @@ pub struct StackReport {
     pub partitions: Vec<PartitionLine>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub refreshes: Vec<RefreshLine>,
+    /// Citus nodes, when the warehouse is distributed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<crate::sql::status::NodeStatus>,
     pub logins: Vec<LoginLine>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backup: Option<crate::api::BackupStatus>,
@@ -177,6 +180,14 @@ impl StackReport {
                     r.name,
                     when(r.last_success)
                 )?;
+            }
+        }
+        if !self.nodes.is_empty() {
+            writeln!(out, "\nNODES")?;
+            for n in &self.nodes {
+                let role = if n.coordinator { "coordinator" } else { "worker" };
+                let state = if n.active { "active" } else { "inactive" };
+                writeln!(out, "  {:<28} {role:<12} {state:<9} {} shard(s), {} bytes", n.node, n.shards, n.bytes)?;
             }
         }
         if let Some(b) = &self.backup {

@@ -172,6 +172,14 @@ async fn a_coordinator_and_workers_spread_the_warehouse_and_scale_without_losing
     assert!(again.contains("0 statement(s)\n- workers on"), "{again}");
     assert!(again.contains("added none, removed none, tables laid out none, 0 statement(s)"), "{again}");
 
+    let status = stack.local("status", 2);
+    assert!(status.contains(&format!("127.0.0.1:{port}")) && status.contains("coordinator"), "{status}");
+    for worker in &workers {
+        let line =
+            status.lines().find(|l| l.contains(&format!("127.0.0.1:{worker} "))).unwrap_or_else(|| panic!("{status}"));
+        assert!(line.contains("worker") && line.contains("active") && !line.contains(" 0 shard(s)"), "{line}");
+    }
+
     let before: String = scalar(&mut db, CHECK).await;
     let grown = stack.local("up", 3);
     let (_, three) = stack.ports();

@@ -126,6 +126,8 @@ pub fn cluster_report(stack: &DataWarehouseStack, now: DateTime<Utc>) -> StackRe
                 }
             })
             .collect(),
+        // The controller does not deploy Citus workers yet: a cluster stack has no nodes to show.
+        nodes: Vec::new(),
         logins: logins(&spec.roles, &host_port, &database),
     }
 }

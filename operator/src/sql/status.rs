@@ -15,6 +15,9 @@ pub struct WarehouseStatus {
     pub partitions: Vec<PartitionStatus>,
     #[serde(default)]
     pub refreshes: Vec<RefreshStatus>,
+    /// With Citus: the coordinator and the workers, with their shards.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<NodeStatus>,
     /// With `spec.backup`: the recorded repository contents and the archiver's counters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<crate::backup::record::BackupState>,
@@ -35,6 +38,16 @@ pub struct RefreshStatus {
     pub high_water: Option<String>,
     pub last_success: Option<DateTime<Utc>>,
     pub error: Option<String>,
+}
+
+/// A Citus node: its address, whether it is the coordinator and active, its shards.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub node: String,
+    pub coordinator: bool,
+    pub active: bool,
+    pub shards: i64,
+    pub bytes: i64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -67,7 +80,8 @@ pub struct PartitionStatus {
 const EXTENSION_SCHEMAS: &str = "SELECT json_build_object(\
     'cron', EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron'), \
     'partman', (SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE extname = 'pg_partman'), \
-    'refreshes', to_regclass('pgwarehouse.refresh_runs') IS NOT NULL)";
+    'refreshes', to_regclass('pgwarehouse.refresh_runs') IS NOT NULL, \
+    'citus', EXISTS (SELECT FROM pg_extension WHERE extname = 'citus'))";
 
 #[derive(Deserialize)]
 struct ExtensionSchemas {
@@ -75,7 +89,15 @@ struct ExtensionSchemas {
     cron: bool,
     partman: Option<String>,
     refreshes: bool,
+    citus: bool,
 }
+
+/// Shard placements and sizes per node, from `citus_shards` (which asks each worker).
+const NODES: &str = "COALESCE((SELECT json_agg(json_build_object('node', n.nodename || ':' || n.nodeport, \
+    'coordinator', n.groupid = 0, 'active', n.isactive, 'shards', COALESCE(s.shards, 0), 'bytes', COALESCE(s.bytes, 0)) \
+    ORDER BY n.groupid) FROM pg_dist_node n LEFT JOIN (SELECT nodename, nodeport, count(*) AS shards, \
+    sum(shard_size)::bigint AS bytes FROM citus_shards GROUP BY 1, 2) s \
+    ON s.nodename = n.nodename AND s.nodeport = n.nodeport), '[]')";
 
 const REFRESHES: &str = "COALESCE((SELECT json_agg(json_build_object('name', d.name, \
     'target', d.target_schema || '.' || d.target_table, 'mode', d.mode, 'state', l.state, 'last_start', l.started_at, \
@@ -109,11 +131,12 @@ pub async fn read_status(conn: &mut PgConnection) -> Result<WarehouseStatus, sql
         None => "'[]'::json".into(),
     };
     let refreshes = if schemas.refreshes { REFRESHES } else { "'[]'::json" };
+    let nodes = if schemas.citus { NODES } else { "'[]'::json" };
     let query = format!(
         "SELECT json_build_object('sources', COALESCE((SELECT json_agg(json_build_object('name', s.srvname, \
          'wrapper', w.fdwname, 'tables', (SELECT count(*) FROM pg_foreign_table t WHERE t.ftserver = s.oid)) \
          ORDER BY s.srvname) FROM pg_foreign_server s JOIN pg_foreign_data_wrapper w ON w.oid = s.srvfdw), '[]'), \
-         'jobs', {jobs}, 'partitions', {partitions}, 'refreshes', {refreshes})"
+         'jobs', {jobs}, 'partitions', {partitions}, 'refreshes', {refreshes}, 'nodes', {nodes})"
     );
     let Json(status): Json<WarehouseStatus> = sqlx::query_scalar(AssertSqlSafe(query)).fetch_one(&mut *conn).await?;
     Ok(status)
