@@ -2,11 +2,14 @@
 //! (their own data dirs and ports), registered by `127.0.0.1:<port>`, the stack's tables laid
 //! out (a partitioned, pg_partman-managed table distributed, a reference table), answers equal
 //! to the single-node ones, an idempotent second `up`, scale 2 → 3 (rebalanced) and 3 → 2
-//! (drained first) with every row kept, and `down` stopping every server.
+//! (drained first) with every row kept and every insert a writer made meanwhile there, and
+//! `down` stopping every server.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use pgwarehouse::local::cluster::Binaries;
 use sqlx::{Connection, PgConnection};
@@ -49,14 +52,35 @@ impl Stack {
 
     /// `pgwarehouse local <command>` with `workers` workers; its output.
     fn local(&self, command: &str, workers: u32) -> String {
-        std::fs::write(&self.manifest, MANIFEST.replace("WORKERS", &workers.to_string())).unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_pgwarehouse"))
-            .args(["local", command, "-f", &self.manifest, "--data-dir", &self.data])
-            .output()
-            .unwrap();
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        assert!(out.status.success(), "local {command}: {text}");
-        text
+        local(&self.manifest, &self.data, command, workers)
+    }
+
+    /// `local up` with `workers` workers while a writer inserts rows one by one, ids from
+    /// `first`: the output and every id whose INSERT was acknowledged.
+    async fn up_while_writing(&self, workers: u32, first: i64) -> (String, Vec<i64>) {
+        let mut conn = self.connect(self.ports().0).await;
+        let writing = Arc::new(AtomicBool::new(true));
+        let still = writing.clone();
+        let writer = tokio::spawn(async move {
+            let mut acknowledged = Vec::new();
+            for id in first..first + 100_000 {
+                if !still.load(Ordering::Relaxed) {
+                    break;
+                }
+                let insert = sqlx::query("INSERT INTO metric_values VALUES ($1, extract(epoch FROM now())::int8, 1)")
+                    .bind(id)
+                    .execute(&mut conn)
+                    .await;
+                if insert.is_ok() {
+                    acknowledged.push(id);
+                }
+            }
+            acknowledged
+        });
+        let (manifest, data) = (self.manifest.clone(), self.data.clone());
+        let output = tokio::task::spawn_blocking(move || local(&manifest, &data, "up", workers)).await.unwrap();
+        writing.store(false, Ordering::Relaxed);
+        (output, writer.await.unwrap())
     }
 
     fn state(&self) -> serde_json::Value {
@@ -76,6 +100,27 @@ impl Stack {
         let workers = state["workers"].as_array().map(|w| w.iter().map(|p| p.as_u64().unwrap()).collect());
         (state["port"].as_u64().unwrap(), workers.unwrap_or_default())
     }
+}
+
+fn local(manifest: &str, data: &str, command: &str, workers: u32) -> String {
+    std::fs::write(manifest, MANIFEST.replace("WORKERS", &workers.to_string())).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_pgwarehouse"))
+        .args(["local", command, "-f", manifest, "--data-dir", data])
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "local {command}: {text}");
+    text
+}
+
+/// Every id in `ids` is in `metric_values`, once.
+async fn all_there(db: &mut PgConnection, ids: &[i64]) {
+    let found: i64 = sqlx::query_scalar("SELECT count(*) FROM metric_values WHERE id = ANY ($1)")
+        .bind(ids)
+        .fetch_one(db)
+        .await
+        .unwrap();
+    assert_eq!(found, ids.len() as i64, "every acknowledged insert is there");
 }
 
 impl Drop for Stack {
@@ -109,7 +154,7 @@ async fn shard_ports(db: &mut PgConnection) -> Vec<i64> {
 
 const CHECK: &str = "SELECT count(*) || '/' || sum(value) || '/' || sum(id) FROM metric_values";
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn a_coordinator_and_workers_spread_the_warehouse_and_scale_without_losing_a_row() {
     let stack = Stack::new();
     let up = stack.local("up", 2);
@@ -181,14 +226,22 @@ async fn a_coordinator_and_workers_spread_the_warehouse_and_scale_without_losing
     }
 
     let before: String = scalar(&mut db, CHECK).await;
-    let grown = stack.local("up", 3);
+    let (grown, written) = stack.up_while_writing(3, 1_000_000).await;
+    eprintln!("2 -> 3 workers: {} rows written during the rebalance", written.len());
+    assert!(!written.is_empty());
+    all_there(&mut db, &written).await;
+    sqlx::query("DELETE FROM metric_values WHERE id >= 1000000").execute(&mut db).await.unwrap();
     let (_, three) = stack.ports();
     assert_eq!(three.len(), 3);
     assert!(grown.contains(&format!("added 127.0.0.1:{}", three[2])), "{grown}");
     assert_eq!(scalar::<String>(&mut db, CHECK).await, before, "every row after the rebalance");
     assert_eq!(shard_ports(&mut db).await.len(), 3, "the new worker took shards");
 
-    let shrunk = stack.local("up", 2);
+    let (shrunk, written) = stack.up_while_writing(2, 2_000_000).await;
+    eprintln!("3 -> 2 workers: {} rows written during the drain", written.len());
+    assert!(!written.is_empty());
+    all_there(&mut db, &written).await;
+    sqlx::query("DELETE FROM metric_values WHERE id >= 2000000").execute(&mut db).await.unwrap();
     assert!(shrunk.contains(&format!("removed 127.0.0.1:{}", three[2])), "{shrunk}");
     assert_eq!(scalar::<String>(&mut db, CHECK).await, before, "every row after the drain");
     assert_eq!(shard_ports(&mut db).await, workers_i64);
