@@ -84,6 +84,17 @@ pub struct PartitionLine {
     pub newest: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retention: Option<String>,
+    /// Columnar partitions and bytes in each storage, where the catalogs were read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage: Option<PartitionStorage>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PartitionStorage {
+    pub columnar_partitions: i64,
+    pub columnar_bytes: i64,
+    pub heap_bytes: i64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -149,9 +160,17 @@ impl StackReport {
         }
         writeln!(out, "\nPARTITIONS")?;
         for p in &self.partitions {
+            let storage = match &p.storage {
+                Some(s) if s.columnar_partitions > 0 => format!(
+                    "; {} columnar ({} bytes), heap {} bytes",
+                    s.columnar_partitions, s.columnar_bytes, s.heap_bytes
+                ),
+                Some(s) => format!("; heap {} bytes", s.heap_bytes),
+                None => String::new(),
+            };
             writeln!(
                 out,
-                "  {:<32} {} partition(s), {} .. {}; retention {}",
+                "  {:<32} {} partition(s), {} .. {}; retention {}{storage}",
                 p.table,
                 p.partitions,
                 p.oldest.as_deref().unwrap_or("-"),

@@ -69,6 +69,12 @@ async fn partitions_past_columnar_after_become_columnar_and_read_the_same() {
         }
     }
     assert_eq!(scalar::<String>(&mut db, totals).await, before, "every row reads the same");
+    let status = pgwarehouse::sql::status::read_status(&mut db).await.unwrap();
+    for set in &status.partitions {
+        let converted = partitions(&mut db, &set.table).await.iter().filter(|(_, am, _)| am == "columnar").count();
+        assert_eq!(set.columnar, converted as i64, "{set:?}");
+        assert!(set.columnar_bytes > 0 && set.heap_bytes > 0, "status shows both storages' sizes: {set:?}");
+    }
     let newest_columnar: String = scalar(
         &mut db,
         "SELECT c.oid::regclass::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_am a ON a.oid = c.relam \

@@ -274,3 +274,17 @@ fn table_layouts_are_checked_with_their_paths() {
         "{errors}"
     );
 }
+
+#[test]
+fn local_restore_refuses_a_distributed_stack_and_touches_nothing() {
+    let stack = Stack::new();
+    std::fs::write(&stack.manifest, MANIFEST.replace("WORKERS", "2")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_pgwarehouse"))
+        .args(["local", "restore", "-f", &stack.manifest, "--data-dir", &stack.data])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(text.contains("spec.distributed: local restore brings back one server"), "{text}");
+    assert!(!Path::new(&stack.data).exists(), "nothing was created");
+}

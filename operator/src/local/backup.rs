@@ -185,6 +185,14 @@ pub async fn restore(
     target: Option<&str>,
     out: &mut dyn Write,
 ) -> Result<(), LocalError> {
+    if stack.spec.distributed.is_some() {
+        // The repository holds the coordinator's WAL only: the workers' shards are not in it.
+        return Err(LocalError::Invalid(
+            "spec.distributed: local restore brings back one server, and a distributed stack's shards live on \
+             its workers, which the backups do not cover yet"
+                .into(),
+        ));
+    }
     let (stanza, repository, spec_target, field) = match (&stack.restore, &stack.backup) {
         (Some(r), _) => (r.stanza.clone(), r.repository.clone(), r.target, "spec.bootstrap.restore.target"),
         (None, Some(b)) => (stack.name.clone(), b.repository.clone(), RestoreTarget::Latest, "--target"),
@@ -249,7 +257,6 @@ async fn restore_into(
     let own = local.pgbackrest(stack, options, secrets)?;
     local.password = crate::secrets::random_password().map_err(|e| LocalError::Io(format!("/dev/urandom: {e}")))?;
     write_secret(&local.cluster.dir.join(PASSWORD_FILE), &local.password)?;
-    // A restore brings back the coordinator only: workers are made anew by the next `local up`.
     write_state(local, stack, &[])?;
     // Recovery runs without archiving (the own repository has no stanza yet) and with the
     // settings replay checks raised to the source's; the stanza is made on the promoted server,

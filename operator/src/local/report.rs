@@ -3,7 +3,7 @@
 use chrono::Utc;
 
 use super::{Local, PASSWORD_FILE};
-use crate::report::{self, JobLine, PartitionLine, RefreshLine, SourceLine, StackReport};
+use crate::report::{self, JobLine, PartitionLine, PartitionStorage, RefreshLine, SourceLine, StackReport};
 use crate::sql::status::WarehouseStatus;
 use crate::validate::{ValidatedStack, is_stale, next_run};
 
@@ -44,6 +44,11 @@ pub fn local_report(stack: &ValidatedStack, local: &Local, status: &WarehouseSta
                 oldest: p.oldest.clone(),
                 newest: p.newest.clone(),
                 retention: p.retention.clone(),
+                storage: Some(PartitionStorage {
+                    columnar_partitions: p.columnar,
+                    columnar_bytes: p.columnar_bytes,
+                    heap_bytes: p.heap_bytes,
+                }),
             })
             .collect(),
         refreshes: stack

@@ -101,6 +101,8 @@ pub fn cluster_report(stack: &DataWarehouseStack, now: DateTime<Utc>) -> StackRe
                     .iter()
                     .find(|d| d.table == p.item.name || format!("public.{}", d.table) == p.item.name)
                     .and_then(|d| d.retention.clone()),
+                // The stack's status carries no storage figures yet.
+                storage: None,
             })
             .collect(),
         refreshes: status

@@ -75,6 +75,13 @@ pub struct PartitionStatus {
     pub oldest: Option<String>,
     pub newest: Option<String>,
     pub retention: Option<String>,
+    /// Partitions in columnar storage, and the bytes of each storage (indexes included).
+    #[serde(default)]
+    pub columnar: i64,
+    #[serde(default)]
+    pub columnar_bytes: i64,
+    #[serde(default)]
+    pub heap_bytes: i64,
 }
 
 const EXTENSION_SCHEMAS: &str = "SELECT json_build_object(\
@@ -122,9 +129,13 @@ pub async fn read_status(conn: &mut PgConnection) -> Result<WarehouseStatus, sql
     let partitions = match schemas.partman {
         Some(partman) => format!(
             "COALESCE((SELECT json_agg(json_build_object('table', p.parent_table, 'retention', p.retention, \
-             'partitions', k.n, 'oldest', k.oldest, 'newest', k.newest) ORDER BY p.parent_table) \
-             FROM {}.part_config p LEFT JOIN LATERAL (SELECT count(*) AS n, min(c.relname) AS oldest, max(c.relname) AS newest \
-             FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+             'partitions', k.n, 'oldest', k.oldest, 'newest', k.newest, 'columnar', k.columnar, \
+             'columnar_bytes', k.columnar_bytes, 'heap_bytes', k.heap_bytes) ORDER BY p.parent_table) \
+             FROM {}.part_config p LEFT JOIN LATERAL (SELECT count(*) AS n, min(c.relname) AS oldest, max(c.relname) AS newest, \
+             count(*) FILTER (WHERE a.amname = 'columnar') AS columnar, \
+             COALESCE(sum(pg_total_relation_size(c.oid)) FILTER (WHERE a.amname = 'columnar'), 0)::bigint AS columnar_bytes, \
+             COALESCE(sum(pg_total_relation_size(c.oid)) FILTER (WHERE a.amname = 'heap'), 0)::bigint AS heap_bytes \
+             FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid LEFT JOIN pg_am a ON a.oid = c.relam \
              WHERE i.inhparent = to_regclass(p.parent_table) AND c.relname NOT LIKE '%\\_default') k ON true), '[]')",
             ident(&partman)
         ),
