@@ -123,6 +123,7 @@ const STATUS: &str = "/apis/pgwarehouse.dev/v1alpha1/namespaces/analytics/datawa
 const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/analytics/events";
 const SUPERUSER: &str = "/api/v1/namespaces/analytics/secrets/w-superuser";
 const STATEFULSET: &str = "/apis/apps/v1/namespaces/analytics/statefulsets/w";
+const WORKER_STATEFULSET: &str = "/apis/apps/v1/namespaces/analytics/statefulsets/w-worker";
 
 /// The five server-side applies of a valid stack, in order; returns their bodies.
 async fn expect_objects_applied(api: &mut ApiServer) -> Vec<Value> {
@@ -162,25 +163,48 @@ async fn invalid_spec_fails_with_every_field_and_applies_nothing() {
     assert_eq!((event["type"].as_str(), event["reason"].as_str()), (Some("Warning"), Some("Failed")));
 }
 
+/// Workers going away keep their pods until the coordinator has drained them: the worker
+/// StatefulSet is applied with the replicas running now, never fewer, before any SQL runs.
 #[tokio::test]
-async fn a_distributed_stack_is_refused_in_a_cluster_until_workers_are_rendered() {
+async fn a_distributed_stack_gets_its_workers_and_a_scale_down_keeps_their_pods_until_drained() {
     let stack = stack("distributed: {workers: 2}");
     let (ctx, mut api) = context(Settings::default());
     let stack_json = serde_json::to_value(&stack).unwrap();
+    let running_workers = json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": "w-worker", "namespace": NS},
+        "spec": {"replicas": 3, "selector": {}, "template": {}, "serviceName": "w-workers"}, "status": {"replicas": 3}});
     let scenario = tokio::spawn(async move {
+        api.expect(Method::GET, SUPERUSER, Reply::NotFound).await;
+        api.expect(Method::GET, WORKER_STATEFULSET, Reply::Json(running_workers)).await;
+        let mut applied = expect_objects_applied(&mut api).await;
+        for path in [
+            "/api/v1/namespaces/analytics/configmaps/w-worker-config",
+            "/api/v1/namespaces/analytics/services/w-workers",
+            WORKER_STATEFULSET,
+        ] {
+            applied.push(api.expect(Method::PATCH, path, Reply::Echo).await);
+        }
+        api.expect(Method::GET, STATEFULSET, Reply::Json(statefulset(0))).await;
         let patch = api.expect(Method::PATCH, STATUS, Reply::StackWithStatus(stack_json)).await;
         api.expect(Method::POST, EVENTS, Reply::Echo).await;
         api.done().await;
-        patch
+        (applied, patch)
     });
     reconcile(Arc::new(stack), ctx).await.unwrap();
-    let status = &scenario.await.unwrap()["status"];
-    assert_eq!(status["phase"], "Failed", "nothing applied: no StatefulSet, no Secret");
-    let ready = status["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").unwrap();
-    assert!(
-        ready["message"].as_str().unwrap().starts_with("invalid spec: spec.distributed: Citus worker nodes run under"),
-        "{ready}"
+    let (applied, patch) = scenario.await.unwrap();
+    let (coordinator, workers) = (&applied[4], &applied[7]);
+    assert_eq!(workers["spec"]["replicas"], 3, "held at the running count until the drain");
+    assert_eq!(workers["spec"]["serviceName"], "w-workers");
+    assert_ne!(
+        coordinator["spec"]["selector"], workers["spec"]["selector"],
+        "the coordinator's selector never picks a worker"
     );
+    assert!(
+        applied[5]["data"]["postgresql.conf"].as_str().unwrap().contains("shared_preload_libraries = 'citus'\n"),
+        "{}",
+        applied[5]
+    );
+    assert_eq!(patch["status"]["phase"], "Provisioning");
 }
 
 #[tokio::test]

@@ -53,6 +53,57 @@ pub struct DataWarehouseStackStatus {
     /// step): from then on the pod runs without the step and without the source's repository.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restored: Option<bool>,
+    /// The Citus nodes, with `spec.distributed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distributed: Option<DistributedStatus>,
+}
+
+/// The coordinator and its workers as the coordinator's metadata lists them.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DistributedStatus {
+    /// Active workers out of `spec.distributed.workers`, e.g. `2/2`.
+    pub ready_workers: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<NodeStatus>,
+    /// The latest shard rebalance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rebalance: Option<RebalanceStatus>,
+    /// Workers to be drained and removed once the running rebalance finishes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub draining: Vec<String>,
+}
+
+/// One Citus node.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeStatus {
+    /// `host:port` as the coordinator reaches it.
+    pub name: String,
+    /// coordinator or worker.
+    pub role: String,
+    pub active: bool,
+    /// Shard placements on the node.
+    pub shards: i64,
+    /// Bytes of those placements.
+    pub bytes: i64,
+}
+
+/// A shard rebalance: Citus's background job.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RebalanceStatus {
+    /// scheduled, running, finished, cancelled, failing, failed or cancelling.
+    pub state: String,
+    /// RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<String>,
+    /// RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished: Option<String>,
+    /// Shard moves done, out of `moves`.
+    pub moves_done: i64,
+    pub moves: i64,
 }
 
 /// A refresh and its last run.

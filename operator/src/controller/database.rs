@@ -10,7 +10,7 @@ use sqlx::PgConnection;
 use sqlx::postgres::PgConnectOptions;
 
 use super::{Settings, api_error};
-use crate::render::client_name;
+use crate::render::{client_name, worker_host, worker_statefulset_name};
 use crate::validate::ValidatedStack;
 
 pub const PORT: u16 = 5432;
@@ -26,12 +26,11 @@ pub fn service_host(stack: &ValidatedStack) -> String {
     format!("{}.{}.svc", client_name(stack), stack.namespace_or_default())
 }
 
-/// A loopback port forwarded to the stack's pod for one connection.
-async fn port_forward(client: &Client, stack: &ValidatedStack) -> Result<u16, String> {
+/// A loopback port forwarded to `pod` for one connection.
+async fn port_forward(client: &Client, stack: &ValidatedStack, pod: &str) -> Result<u16, String> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), stack.namespace_or_default());
-    let pod = format!("{}-0", client_name(stack));
     let mut forwarder = pods
-        .portforward(&pod, &[PORT])
+        .portforward(pod, &[PORT])
         .await
         .map_err(|e| format!("port-forward to {pod}: {}", api_error::one_line(&e)))?;
     let mut upstream = forwarder.take_stream(PORT).ok_or_else(|| format!("port-forward to {pod}: no stream"))?;
@@ -52,20 +51,65 @@ async fn address(client: &Client, settings: &Settings, stack: &ValidatedStack) -
             Some((h, Ok(port))) => (h.to_string(), port),
             _ => (host.clone(), PORT),
         }),
-        None if settings.port_forward => Ok(("127.0.0.1".into(), port_forward(client, stack).await?)),
+        None if settings.port_forward => {
+            Ok(("127.0.0.1".into(), port_forward(client, stack, &format!("{}-0", client_name(stack))).await?))
+        }
         None => Ok((service_host(stack), PORT)),
     }
 }
 
+/// Worker `index` by its stable name, or through a port-forward to its pod.
+async fn worker_address(
+    client: &Client,
+    settings: &Settings,
+    stack: &ValidatedStack,
+    index: u32,
+) -> Result<(String, u16), String> {
+    match &settings.database_host_override {
+        Some(_) => Err("the database host override names the coordinator only: Citus workers are reached \
+                        in the cluster or through port-forwards"
+            .into()),
+        None if settings.port_forward => {
+            let pod = format!("{}-{index}", worker_statefulset_name(stack));
+            Ok(("127.0.0.1".into(), port_forward(client, stack, &pod).await?))
+        }
+        None => Ok((worker_host(stack, index), PORT)),
+    }
+}
+
+/// The stack's database on the coordinator.
 pub async fn connect(
     client: &Client,
     settings: &Settings,
     stack: &ValidatedStack,
     password: &str,
 ) -> Result<PgConnection, String> {
-    let (host, port) = tokio::time::timeout(settings.connect_timeout, address(client, settings, stack))
+    let address = tokio::time::timeout(settings.connect_timeout, address(client, settings, stack))
         .await
         .map_err(|_| format!("no port-forward to the pod within {:?}", settings.connect_timeout))??;
+    connect_at(settings, stack, password, address).await
+}
+
+/// The stack's database on worker `index`.
+pub async fn connect_worker(
+    client: &Client,
+    settings: &Settings,
+    stack: &ValidatedStack,
+    password: &str,
+    index: u32,
+) -> Result<PgConnection, String> {
+    let address = tokio::time::timeout(settings.connect_timeout, worker_address(client, settings, stack, index))
+        .await
+        .map_err(|_| format!("no port-forward to worker {index} within {:?}", settings.connect_timeout))??;
+    connect_at(settings, stack, password, address).await
+}
+
+async fn connect_at(
+    settings: &Settings,
+    stack: &ValidatedStack,
+    password: &str,
+    (host, port): (String, u16),
+) -> Result<PgConnection, String> {
     let statement_timeout = format!("{}s", settings.statement_timeout.as_secs());
     let options = PgConnectOptions::new()
         .host(&host)

@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::FIELD_MANAGER;
-use crate::render::Objects;
+use crate::render::{Objects, WorkerObjects};
 
 async fn apply<K>(client: &Client, object: &K) -> Result<(), kube::Error>
 where
@@ -32,5 +32,16 @@ pub async fn apply_objects(client: &Client, objects: &Objects) -> Result<(), kub
     if let Some(claim) = &objects.backup_claim {
         apply(client, claim).await?;
     }
-    apply(client, &objects.statefulset).await
+    apply(client, &objects.statefulset).await?;
+    apply_workers(client, objects.workers.as_ref()).await
+}
+
+/// A distributed stack's worker objects (none on one node).
+pub async fn apply_workers(client: &Client, workers: Option<&WorkerObjects>) -> Result<(), kube::Error> {
+    if let Some(workers) = workers {
+        apply(client, &workers.configmap).await?;
+        apply(client, &workers.service).await?;
+        apply(client, &workers.statefulset).await?;
+    }
+    Ok(())
 }

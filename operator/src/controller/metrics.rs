@@ -14,7 +14,7 @@ use prometheus_client::registry::Registry;
 
 use kube::ResourceExt;
 
-use crate::api::{BackupStatus, DataWarehouseStack, RefreshStatus};
+use crate::api::{BackupStatus, DataWarehouseStack, NodeStatus, RefreshStatus};
 
 type Labels = Vec<(String, String)>;
 
@@ -30,6 +30,9 @@ pub struct Metrics {
     backup_age: Family<Labels, Gauge>,
     archive_failures: Family<Labels, Gauge>,
     archive_failing: Family<Labels, Gauge>,
+    node_shards: Family<Labels, Gauge>,
+    node_bytes: Family<Labels, Gauge>,
+    node_active: Family<Labels, Gauge>,
     /// The controllers' caches of stacks (one per watched namespace).
     stores: Mutex<Vec<Store<DataWarehouseStack>>>,
 }
@@ -73,7 +76,20 @@ impl Default for Metrics {
             archive_failures.clone(),
         );
         registry.register("wal_archive_failing", "1 while WAL archiving fails", archive_failing.clone());
+        let node_shards = Family::<Labels, Gauge>::default();
+        let node_bytes = Family::<Labels, Gauge>::default();
+        let node_active = Family::<Labels, Gauge>::default();
+        registry.register("node_shards", "Shard placements on a Citus node", node_shards.clone());
+        registry.register("node_bytes", "Bytes of the shard placements on a Citus node", node_bytes.clone());
+        registry.register(
+            "node_active",
+            "1 while a Citus node is active in the coordinator's metadata",
+            node_active.clone(),
+        );
         Metrics {
+            node_shards,
+            node_bytes,
+            node_active,
             registry,
             backup_age,
             archive_failures,
@@ -114,6 +130,9 @@ impl Metrics {
             &self.backup_age,
             &self.archive_failures,
             &self.archive_failing,
+            &self.node_shards,
+            &self.node_bytes,
+            &self.node_active,
         ] {
             family.clear();
         }
@@ -127,6 +146,9 @@ impl Metrics {
                 }
                 if let Some(backup) = stack.status.as_ref().and_then(|s| s.backup.as_ref()) {
                     self.record_backup(&stack, backup);
+                }
+                for node in stack.status.iter().flat_map(|s| &s.distributed).flat_map(|d| &d.nodes) {
+                    self.record_node(&stack, node);
                 }
             }
         }
@@ -149,6 +171,15 @@ impl Metrics {
         }
         self.archive_failures.get_or_create(&labels).set(backup.archive.failed_count);
         self.archive_failing.get_or_create(&labels).set(i64::from(backup.archive.failing));
+    }
+
+    fn record_node(&self, stack: &DataWarehouseStack, node: &NodeStatus) {
+        let labels =
+            [stack_labels(stack), vec![("node".into(), node.name.clone()), ("role".into(), node.role.clone())]]
+                .concat();
+        self.node_shards.get_or_create(&labels).set(node.shards);
+        self.node_bytes.get_or_create(&labels).set(node.bytes);
+        self.node_active.get_or_create(&labels).set(i64::from(node.active));
     }
 
     fn record_refresh(&self, stack: &DataWarehouseStack, refresh: &RefreshStatus) {
@@ -244,6 +275,35 @@ mod tests {
             format!("pgwarehouse_refresh_last_run_failed{{{clusters}}} 0"),
             format!("pgwarehouse_refresh_last_run_failed{{{metrics_}}} 1"),
             format!("pgwarehouse_refresh_stale{{{metrics_}}} 1"),
+        ] {
+            assert!(text.contains(&line), "{line}\n{text}");
+        }
+    }
+
+    #[test]
+    fn each_citus_node_reports_its_shards_and_bytes() {
+        let metrics = Metrics::default();
+        let (reader, mut writer) = store::<DataWarehouseStack>();
+        let mut one = stack("one", Some("Ready"));
+        one.status.as_mut().unwrap().distributed = Some(crate::api::DistributedStatus {
+            ready_workers: "1/1".into(),
+            nodes: vec![NodeStatus {
+                name: "one-worker-0.one-workers.ns.svc:5432".into(),
+                role: "worker".into(),
+                active: true,
+                shards: 32,
+                bytes: 4096,
+            }],
+            ..Default::default()
+        });
+        writer.apply_watcher_event(&Event::Apply(one));
+        metrics.count_stacks_in(reader);
+        let text = metrics.encode();
+        let labels = "namespace=\"ns\",stack=\"one\",node=\"one-worker-0.one-workers.ns.svc:5432\",role=\"worker\"";
+        for line in [
+            format!("pgwarehouse_node_shards{{{labels}}} 32"),
+            format!("pgwarehouse_node_bytes{{{labels}}} 4096"),
+            format!("pgwarehouse_node_active{{{labels}}} 1"),
         ] {
             assert!(text.contains(&line), "{line}\n{text}");
         }

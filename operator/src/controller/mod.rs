@@ -10,6 +10,7 @@ mod dereference;
 pub mod health;
 pub mod leader;
 pub mod metrics;
+pub mod nodes;
 pub mod rbac;
 mod reconcile;
 pub mod refresh_now;

@@ -9,7 +9,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use super::status::{self, Outcome, Phase};
-use super::{Context, Error, FIELD_MANAGER, api_error, bootstrap, database, deploy, dereference};
+use super::{Context, Error, FIELD_MANAGER, api_error, bootstrap, database, deploy, dereference, nodes};
 use crate::api::DataWarehouseStack;
 use crate::validate::{ValidatedStack, ValidationErrors, validate};
 use crate::{render, secrets, sql, template};
@@ -54,20 +54,19 @@ async fn converge(stack: &DataWarehouseStack, ctx: &Context) -> Result<Action, E
             return Ok(Action::await_change());
         }
     };
-    if validated.spec.distributed.is_some() {
-        // Honest until the worker StatefulSet is rendered: nothing half-distributed is deployed.
-        let message = "spec.distributed: Citus worker nodes run under `pgwarehouse local up` in this release; \
-                       the controller does not deploy them yet (columnarAfter works without them)";
-        report(stack, None, &Outcome::Invalid(message.into()), ctx).await?;
-        return Ok(Action::await_change());
-    }
     if let Some(conflict) = bootstrap::check(&ctx.client, &validated).await? {
         // Nothing is applied: the data that is there stays as it is.
         report(stack, None, &Outcome::Invalid(conflict), ctx).await?;
         return Ok(Action::await_change());
     }
     let password = dereference::superuser_password(&ctx.client, &validated).await?;
-    deploy::apply_objects(&ctx.client, &render::objects(&validated, &password)).await?;
+    let mut objects = render::objects(&validated, &password);
+    let worker_pods = match validated.spec.distributed {
+        Some(_) => nodes::replicas_to_run(&ctx.client, &validated).await?,
+        None => 0,
+    };
+    objects.workers = render::worker_objects(&validated, worker_pods);
+    deploy::apply_objects(&ctx.client, &objects).await?;
     if !database::pod_ready(&ctx.client, &validated).await? {
         report(stack, Some(&validated), &Outcome::Provisioning, ctx).await?;
         return Ok(Action::requeue(WAIT));
@@ -83,13 +82,18 @@ async fn converge(stack: &DataWarehouseStack, ctx: &Context) -> Result<Action, E
         }
     };
     let database_stage = async {
-        match sql::converge(&mut conn, &validated, &secrets).await {
-            Ok((_, applied)) => match read_warehouse(&mut conn, &validated).await {
-                Ok(warehouse) => Ok((applied, warehouse)),
-                Err(e) => Err(e.to_string()),
-            },
+        let applied = match sql::converge(&mut conn, &validated, &secrets).await {
+            Ok((_, applied)) => applied,
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        let nodes = match validated.spec.distributed {
+            Some(_) => Some(nodes::converge(&ctx.client, &ctx.settings, &validated, &password, &mut conn).await?),
+            None => None,
+        };
+        Ok::<_, kube::Error>(match read_warehouse(&mut conn, &validated).await {
+            Ok(warehouse) => Ok((applied, nodes, warehouse)),
             Err(e) => Err(e.to_string()),
-        }
+        })
     };
     let limit = ctx.settings.database_stage_limit;
     let Ok(report_and_status) = tokio::time::timeout(limit, database_stage).await else {
@@ -97,19 +101,34 @@ async fn converge(stack: &DataWarehouseStack, ctx: &Context) -> Result<Action, E
         report(stack, Some(&validated), &Outcome::DatabaseUnavailable(stalled), ctx).await?;
         return Ok(Action::requeue(WAIT));
     };
+    let report_and_status = report_and_status?;
+    if let Ok((_, Some(found), _)) = &report_and_status
+        && worker_pods > render::wanted_workers(&validated)
+        && nodes::may_shrink(found)
+    {
+        // The coordinator has drained and removed the workers going away: their pods may stop.
+        let wanted = render::worker_objects(&validated, render::wanted_workers(&validated));
+        deploy::apply_workers(&ctx.client, wanted.as_ref()).await?;
+    }
     let refresh_now_started = match (&report_and_status, status::refresh_now_asked(stack)) {
         (Ok(_), Some(_)) => start_refresh_now(stack, &validated, &password, ctx).await,
         _ => false,
     };
-    match report_and_status {
-        Ok((applied, warehouse)) => {
-            let outcome = Outcome::Converged { report: &applied, warehouse: &warehouse, refresh_now_started };
-            report(stack, Some(&validated), &outcome, ctx).await?
+    let nodes_settling = match &report_and_status {
+        Ok((applied, nodes, warehouse)) => {
+            let outcome = Outcome::Converged { report: applied, nodes: nodes.as_ref(), warehouse, refresh_now_started };
+            report(stack, Some(&validated), &outcome, ctx).await?;
+            !matches!(nodes, None | Some(nodes::Nodes::Converged(_)))
+                || warehouse.rebalance.as_ref().is_some_and(|r| r.in_progress())
         }
-        Err(e) => report(stack, Some(&validated), &Outcome::EngineFailed(e), ctx).await?,
-    }
-    // While asked-for refreshes run, look again soon: their outcome reaches the status then.
-    if ctx.refresh_now.running(&key(stack)) {
+        Err(e) => {
+            report(stack, Some(&validated), &Outcome::EngineFailed(e.clone()), ctx).await?;
+            false
+        }
+    };
+    // While asked-for refreshes run or shards move, look again soon: their outcome reaches the
+    // status then.
+    if ctx.refresh_now.running(&key(stack)) || nodes_settling {
         return Ok(Action::requeue(WAIT));
     }
     Ok(Action::requeue(ctx.settings.requeue))

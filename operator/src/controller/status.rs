@@ -5,9 +5,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
 
 use super::database::{PORT, service_host};
+use super::nodes::Nodes;
 use crate::api::{
-    DataWarehouseStack, DataWarehouseStackStatus, Endpoint, ItemStatus, PartitionStatus, RefreshStatus, ScheduleStatus,
-    SourceStatus,
+    DataWarehouseStack, DataWarehouseStackStatus, DistributedStatus, Endpoint, ItemStatus, NodeStatus, PartitionStatus,
+    RebalanceStatus, RefreshStatus, ScheduleStatus, SourceStatus,
 };
 use crate::render::superuser_secret_name;
 use crate::sql::apply::{ApplyReport, ItemOutcome, ItemState};
@@ -47,8 +48,30 @@ pub enum Outcome<'a> {
     EngineFailed(String),
     /// A Kubernetes API call failed (one line: message, reason, code).
     ApiFailed(String),
-    /// The engine ran; `refresh_now_started`: the refreshes the annotation asks for were started.
-    Converged { report: &'a ApplyReport, warehouse: &'a WarehouseStatus, refresh_now_started: bool },
+    /// The engine ran; `nodes`: what the Citus nodes' converge found, for a distributed stack;
+    /// `refresh_now_started`: the refreshes the annotation asks for were started.
+    Converged {
+        report: &'a ApplyReport,
+        nodes: Option<&'a Nodes>,
+        warehouse: &'a WarehouseStatus,
+        refresh_now_started: bool,
+    },
+}
+
+/// Why the nodes are not as declared, if they are not.
+fn nodes_trouble(nodes: Option<&Nodes>) -> Option<(&'static str, String)> {
+    match nodes? {
+        Nodes::WaitingForWorkers { ready, wanted } => {
+            Some(("WorkersNotReady", format!("{ready}/{wanted} worker pod(s) ready")))
+        }
+        Nodes::Failed(e) => Some(("NodesFailed", format!("Citus nodes: {e}"))),
+        Nodes::Converged(report) if !report.problems.is_empty() => Some(("TablesFailed", report.problems.join("; "))),
+        Nodes::Converged(report) if !report.draining_after_rebalance.is_empty() => Some((
+            "DrainWaiting",
+            format!("removing {} once the running rebalance finishes", report.draining_after_rebalance.join(", ")),
+        )),
+        Nodes::Converged(_) => None,
+    }
 }
 
 impl Outcome<'_> {
@@ -58,6 +81,8 @@ impl Outcome<'_> {
             Outcome::Provisioning => Phase::Provisioning,
             Outcome::DatabaseUnavailable(_) | Outcome::EngineFailed(_) | Outcome::ApiFailed(_) => Phase::Degraded,
             Outcome::Converged { report, .. } if report.failed().next().is_some() => Phase::Degraded,
+            Outcome::Converged { nodes: Some(Nodes::WaitingForWorkers { .. }), .. } => Phase::Provisioning,
+            Outcome::Converged { nodes, .. } if nodes_trouble(*nodes).is_some() => Phase::Degraded,
             Outcome::Converged { .. } => Phase::Ready,
         }
     }
@@ -70,11 +95,12 @@ impl Outcome<'_> {
             Outcome::DatabaseUnavailable(e) => format!("the database does not answer: {e}"),
             Outcome::EngineFailed(e) => e.clone(),
             Outcome::ApiFailed(e) => format!("Kubernetes API: {e}"),
-            Outcome::Converged { report, .. } => {
-                let failed: Vec<String> = report
+            Outcome::Converged { report, nodes, .. } => {
+                let mut failed: Vec<String> = report
                     .failed()
                     .map(|i| format!("{}: {}", i.item.label(&i.name), i.message.as_deref().unwrap_or("")))
                     .collect();
+                failed.extend(nodes_trouble(*nodes).map(|(_, message)| message));
                 if failed.is_empty() {
                     format!("{} item(s) converged, {} statement(s) applied", report.items.len(), report.statements)
                 } else {
@@ -103,7 +129,10 @@ fn condition_states(outcome: &Outcome) -> [(&'static str, Option<bool>, &'static
         Outcome::Converged { report, .. } if report.failed().next().is_some() => {
             (Some(true), Some(false), "ItemsFailed")
         }
-        Outcome::Converged { .. } => (Some(true), Some(true), "Converged"),
+        Outcome::Converged { nodes, .. } => match nodes_trouble(*nodes) {
+            Some((reason, _)) => (Some(true), Some(false), reason),
+            None => (Some(true), Some(true), "Converged"),
+        },
     };
     let ready = database == Some(true) && converged == Some(true);
     [
@@ -199,8 +228,23 @@ pub fn build(
         // Item details stay as last seen until the engine runs again.
         ..previous
     };
-    if let (Outcome::Converged { report, warehouse, refresh_now_started }, Some(v)) = (outcome, validated) {
+    if let (Outcome::Converged { report, nodes, warehouse, refresh_now_started }, Some(v)) = (outcome, validated) {
         fill_items(&mut status, v, report, warehouse, clock);
+        if let Some(nodes) = nodes {
+            status.distributed = Some(distributed_status(v, nodes, warehouse));
+            let (ok, reason, message) = match (nodes_trouble(Some(nodes)), &warehouse.rebalance) {
+                (Some((reason, message)), _) => (false, reason, message),
+                (None, Some(r)) if r.in_progress() => (
+                    true,
+                    "Rebalancing",
+                    format!("moving shards to new workers: {}/{} moves done", r.moves_done, r.moves),
+                ),
+                (None, _) => (true, "Converged", distributed_summary(warehouse)),
+            };
+            let condition =
+                set_condition(&previous_conditions, "Distributed", Some(ok), reason, &message, generation, now);
+            status.conditions.push(condition);
+        }
         if let (Some(backup), Some(state)) = (&v.backup, &warehouse.backup) {
             let repository = crate::backup::config::describe(&backup.repository, &crate::render::backup_paths(v));
             status.backup = Some(crate::backup::status::backup_status(repository, state));
@@ -217,6 +261,18 @@ pub fn build(
             status.refresh_now_handled = Some(asked.clone());
         }
     }
+    for kept_type in ["Distributed"] {
+        // Until the nodes are looked at again, the last word on them stands.
+        if validated.is_some_and(|v| v.spec.distributed.is_some())
+            && !status.conditions.iter().any(|c| c.type_ == kept_type)
+            && let Some(kept) = previous_conditions.iter().find(|c| c.type_ == kept_type)
+        {
+            status.conditions.push(kept.clone());
+        }
+    }
+    if validated.is_some_and(|v| v.spec.distributed.is_none()) {
+        status.distributed = None;
+    }
     let backed_up = previous_conditions.iter().find(|c| c.type_ == "BackedUp");
     if validated.is_some_and(|v| v.backup.is_some())
         && let Some(kept) = backed_up.filter(|_| !status.conditions.iter().any(|c| c.type_ == "BackedUp"))
@@ -225,6 +281,42 @@ pub fn build(
         status.conditions.push(kept.clone());
     }
     status
+}
+
+/// The nodes as the coordinator lists them, workers ready out of wanted, the latest rebalance.
+fn distributed_status(stack: &ValidatedStack, nodes: &Nodes, warehouse: &WarehouseStatus) -> DistributedStatus {
+    let active_workers = warehouse.nodes.iter().filter(|n| !n.coordinator && n.active).count();
+    DistributedStatus {
+        ready_workers: format!("{active_workers}/{}", crate::render::wanted_workers(stack)),
+        nodes: warehouse
+            .nodes
+            .iter()
+            .map(|n| NodeStatus {
+                name: n.node.clone(),
+                role: if n.coordinator { "coordinator" } else { "worker" }.into(),
+                active: n.active,
+                shards: n.shards,
+                bytes: n.bytes,
+            })
+            .collect(),
+        rebalance: warehouse.rebalance.as_ref().map(|r| RebalanceStatus {
+            state: r.state.clone(),
+            started: r.started.map(|t| t.to_rfc3339()),
+            finished: r.finished.map(|t| t.to_rfc3339()),
+            moves_done: r.moves_done,
+            moves: r.moves,
+        }),
+        draining: match nodes {
+            Nodes::Converged(report) => report.draining_after_rebalance.clone(),
+            _ => Vec::new(),
+        },
+    }
+}
+
+fn distributed_summary(warehouse: &WarehouseStatus) -> String {
+    let workers: Vec<_> = warehouse.nodes.iter().filter(|n| !n.coordinator).collect();
+    let shards: i64 = workers.iter().map(|n| n.shards).sum();
+    format!("{} worker(s), {shards} shard placement(s) on them", workers.len())
 }
 
 fn fill_items(

@@ -173,15 +173,14 @@ impl Local {
 
     /// The rendered settings, with what differs on a laptop: loopback only, our port and socket dir.
     fn settings(&self, stack: &ValidatedStack) -> BTreeMap<String, String> {
-        let mut settings = server_settings(stack, &self.cluster, self.port);
+        let mut settings = server_settings(config::settings(stack), &self.cluster, self.port);
         settings.extend(self.archive_settings(stack).into_iter().map(|(k, v)| (k.to_string(), v)));
         settings
     }
 }
 
-/// The rendered settings for one server of the stack on this machine.
-fn server_settings(stack: &ValidatedStack, cluster: &Cluster, port: u16) -> BTreeMap<String, String> {
-    let mut settings = config::settings(stack);
+/// `rendered` (a coordinator's or a worker's settings) for one server of the stack on this machine.
+fn server_settings(mut settings: BTreeMap<String, String>, cluster: &Cluster, port: u16) -> BTreeMap<String, String> {
     settings.insert("listen_addresses".into(), "127.0.0.1".into());
     settings.insert("port".into(), port.to_string());
     let socket_dir = cluster.binaries.in_server(&cluster.dir);
@@ -315,7 +314,13 @@ async fn distribute(
 ) -> Result<(), LocalError> {
     let kept = workers::wanted(&local.cluster.dir, &local.cluster.binaries, recorded, wanted, local.port)?;
     for worker in &kept {
-        workers::start(worker, local, server_settings(stack, &worker.cluster, worker.port), out).await?;
+        workers::start(
+            worker,
+            local,
+            server_settings(config::worker_settings(stack), &worker.cluster, worker.port),
+            out,
+        )
+        .await?;
     }
     let ports: Vec<u16> = kept.iter().map(|w| w.port).collect();
     // Recorded before registering: a failure leaves every started server known to `down`.

@@ -93,9 +93,21 @@ pub(super) async fn converge(
     }
     let mut conn = local.connect(&local.database).await?;
     let coordinator = Node { host: "127.0.0.1".into(), port: local.port };
-    distributed::converge(&mut conn, &coordinator, &mut connected, stack, &local.password)
-        .await
-        .map_err(|e| LocalError::Invalid(format!("distributing the warehouse: {e}")))
+    let failed = |e: sqlx::Error| LocalError::Invalid(format!("distributing the warehouse: {e}"));
+    let mut report =
+        distributed::converge(&mut conn, &coordinator, &mut connected, stack, &local.password).await.map_err(failed)?;
+    if !report.draining_after_rebalance.is_empty() {
+        // An earlier `up` was stopped while shards moved: the drain runs once they have, and
+        // only then are the workers it empties stopped.
+        distributed::wait_for_rebalance(&mut conn).await.map_err(failed)?;
+        report = distributed::converge(&mut conn, &coordinator, &mut connected, stack, &local.password)
+            .await
+            .map_err(failed)?;
+    }
+    if report.rebalance_started {
+        distributed::wait_for_rebalance(&mut conn).await.map_err(failed)?;
+    }
+    Ok(report)
 }
 
 /// Stops a worker no longer wanted (its shards already drained) and deletes its directory.

@@ -28,8 +28,23 @@ fn preload_libraries(stack: &ValidatedStack) -> Vec<&'static str> {
     libraries
 }
 
-/// Every setting, by name: the operator's and the user's.
+/// Every setting of the coordinator (the stack's own server), by name: the operator's and the
+/// user's, with WAL archiving when the stack backs up.
 pub fn settings(stack: &ValidatedStack) -> BTreeMap<String, String> {
+    let mut settings = worker_settings(stack);
+    if stack.backup.is_some() {
+        let archive = archive_settings(PGBACKREST, &format!("{CONFIG_MOUNT}/{PGBACKREST_CONF_KEY}"), &stack.name);
+        settings.extend(archive.into_iter().map(|(k, v)| (k.to_string(), v)));
+        // The longest a committed transaction waits for its WAL segment to be archived: the RPO
+        // of a quiet warehouse. The user may choose another.
+        settings.entry("archive_timeout".into()).or_insert_with(|| "60s".into());
+    }
+    settings
+}
+
+/// The settings of a Citus worker: the coordinator's without WAL archiving (backups cover the
+/// coordinator).
+pub fn worker_settings(stack: &ValidatedStack) -> BTreeMap<String, String> {
     let mut settings = stack.spec.postgres.parameters.clone();
     let running_jobs =
         settings.get("cron.max_running_jobs").and_then(|v| v.parse::<u32>().ok()).unwrap_or(CRON_DEFAULT_RUNNING_JOBS);
@@ -51,13 +66,6 @@ pub fn settings(stack: &ValidatedStack) -> BTreeMap<String, String> {
         // self-signed X.509 v1 certificate, which rustls clients (this operator) refuse to
         // parse; nodes talk over the pod network with scram passwords instead.
         settings.entry("citus.node_conninfo".into()).or_insert_with(|| "sslmode=prefer".into());
-    }
-    if stack.backup.is_some() {
-        let archive = archive_settings(PGBACKREST, &format!("{CONFIG_MOUNT}/{PGBACKREST_CONF_KEY}"), &stack.name);
-        settings.extend(archive.into_iter().map(|(k, v)| (k.to_string(), v)));
-        // The longest a committed transaction waits for its WAL segment to be archived: the RPO
-        // of a quiet warehouse. The user may choose another.
-        settings.entry("archive_timeout".into()).or_insert_with(|| "60s".into());
     }
     settings
 }

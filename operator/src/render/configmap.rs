@@ -24,8 +24,13 @@ fn data(stack: &ValidatedStack) -> BTreeMap<String, String> {
 
 /// Changes whenever a config file does; on the pod template it rolls the pod.
 pub fn config_checksum(stack: &ValidatedStack) -> String {
+    checksum(&data(stack))
+}
+
+/// A digest of config files, by name.
+pub(super) fn checksum(data: &BTreeMap<String, String>) -> String {
     let mut digest = Sha256::new();
-    for (key, text) in data(stack) {
+    for (key, text) in data {
         digest.update(key.as_bytes());
         digest.update(text.as_bytes());
     }

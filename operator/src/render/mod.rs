@@ -10,6 +10,7 @@ mod secret;
 mod services;
 mod statefulset;
 mod volumes;
+mod workers;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service};
@@ -21,6 +22,10 @@ pub use secret::{PASSWORD_KEY, USERNAME_KEY, superuser_secret};
 pub use services::{client_service, headless_service};
 pub use statefulset::{POSTGRES_UID, statefulset};
 pub use volumes::DATA_MOUNT;
+pub use workers::{
+    WorkerObjects, coordinator_host, worker_host, worker_objects, worker_selector_labels, worker_statefulset_name,
+    workers_service_name,
+};
 
 use crate::validate::ValidatedStack;
 
@@ -52,9 +57,12 @@ pub struct Objects {
     /// A volume repository's claim.
     pub backup_claim: Option<PersistentVolumeClaim>,
     pub statefulset: StatefulSet,
+    /// A distributed stack's Citus workers.
+    pub workers: Option<WorkerObjects>,
 }
 
-/// Renders every object; `superuser_password` is the existing Secret's, or a new one.
+/// Renders every object as the spec asks; `superuser_password` is the existing Secret's, or a new
+/// one.
 pub fn objects(stack: &ValidatedStack, superuser_password: &str) -> Objects {
     Objects {
         secret: superuser_secret(stack, superuser_password),
@@ -63,7 +71,13 @@ pub fn objects(stack: &ValidatedStack, superuser_password: &str) -> Objects {
         client: client_service(stack),
         backup_claim: backup::backup_claim(stack),
         statefulset: statefulset(stack),
+        workers: worker_objects(stack, wanted_workers(stack)),
     }
+}
+
+/// The worker pods the spec asks for (0 on one node).
+pub fn wanted_workers(stack: &ValidatedStack) -> u32 {
+    stack.spec.distributed.as_ref().map_or(0, |d| d.workers)
 }
 
 impl Objects {
@@ -76,6 +90,9 @@ impl Objects {
             Some(serde_saphyr::to_string(&self.client)),
             self.backup_claim.as_ref().map(serde_saphyr::to_string),
             Some(serde_saphyr::to_string(&self.statefulset)),
+            self.workers.as_ref().map(|w| serde_saphyr::to_string(&w.configmap)),
+            self.workers.as_ref().map(|w| serde_saphyr::to_string(&w.service)),
+            self.workers.as_ref().map(|w| serde_saphyr::to_string(&w.statefulset)),
         ];
         docs.into_iter().flatten().map(|d| format!("---\n{}", d.expect("objects serialize"))).collect()
     }

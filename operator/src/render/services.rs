@@ -1,4 +1,7 @@
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::labels::{metadata, selector_labels};
@@ -17,12 +20,17 @@ fn port() -> ServicePort {
 
 /// Gives the StatefulSet's pod its stable DNS name, ready or not.
 pub fn headless_service(stack: &ValidatedStack) -> Service {
+    headless_service_selecting(metadata(stack, headless_name(stack)), selector_labels(stack))
+}
+
+/// A headless Service giving the pods `selector` picks their stable DNS names, ready or not.
+pub(super) fn headless_service_selecting(metadata: ObjectMeta, selector: BTreeMap<String, String>) -> Service {
     Service {
-        metadata: metadata(stack, headless_name(stack)),
+        metadata,
         spec: Some(ServiceSpec {
             cluster_ip: Some("None".into()),
             publish_not_ready_addresses: Some(true),
-            selector: Some(selector_labels(stack)),
+            selector: Some(selector),
             ports: Some(vec![port()]),
             ..ServiceSpec::default()
         }),

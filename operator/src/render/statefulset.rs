@@ -3,8 +3,8 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource, ExecAction,
-    PersistentVolumeClaim, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SecretKeySelector, SecurityContext,
-    Volume, VolumeMount,
+    PersistentVolumeClaim, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
+    SecretKeySelector, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
@@ -14,6 +14,7 @@ use super::volumes::{CONFIG_MOUNT, DATA_MOUNT, volume_claim};
 use super::{
     CONFIG_KEY, PASSWORD_KEY, client_name, config_checksum, config_name, headless_name, superuser_secret_name,
 };
+use crate::api::StorageSpec;
 use crate::validate::ValidatedStack;
 
 /// The `postgres` user of the stack image (Debian's postgres packages, as in the official image).
@@ -43,7 +44,9 @@ fn pg_isready(period: i32, failures: i32) -> Probe {
     }
 }
 
-fn container(stack: &ValidatedStack) -> Container {
+/// Postgres as the stack image runs it, with the superuser Secret's password; `resources` are the
+/// coordinator's or a worker's.
+pub(super) fn container(stack: &ValidatedStack, resources: Option<ResourceRequirements>) -> Container {
     let postgres = &stack.spec.postgres;
     Container {
         name: "postgres".into(),
@@ -76,7 +79,7 @@ fn container(stack: &ValidatedStack) -> Container {
         }]),
         readiness_probe: Some(pg_isready(5, 3)),
         liveness_probe: Some(Probe { initial_delay_seconds: Some(30), ..pg_isready(10, 6) }),
-        resources: postgres.resources.clone(),
+        resources,
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
             capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Capabilities::default() }),
@@ -95,30 +98,57 @@ fn container(stack: &ValidatedStack) -> Container {
     }
 }
 
-fn data_claim(stack: &ValidatedStack) -> PersistentVolumeClaim {
-    let storage = &stack.spec.postgres.storage;
-    let metadata = ObjectMeta { name: Some("data".into()), labels: Some(labels(stack)), ..ObjectMeta::default() };
+/// The claim template of a pod's data volume.
+pub(super) fn data_claim(storage: &StorageSpec, labels: BTreeMap<String, String>) -> PersistentVolumeClaim {
+    let metadata = ObjectMeta { name: Some("data".into()), labels: Some(labels), ..ObjectMeta::default() };
     volume_claim(metadata, storage.size.clone(), DEFAULT_STORAGE, storage.storage_class_name.clone())
+}
+
+/// Volumes outlive the stack unless `retainOnDelete: false`, and always outlive a scale-down.
+pub(super) fn claim_retention(storage: &StorageSpec) -> StatefulSetPersistentVolumeClaimRetentionPolicy {
+    StatefulSetPersistentVolumeClaimRetentionPolicy {
+        when_deleted: Some(if storage.retain_on_delete.unwrap_or(true) { "Retain" } else { "Delete" }.into()),
+        when_scaled: Some("Retain".into()),
+    }
+}
+
+/// The image's `postgres` user, no privilege escalation, the runtime's seccomp profile.
+pub(super) fn pod_security_context() -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_user: Some(POSTGRES_UID),
+        run_as_group: Some(POSTGRES_UID),
+        fs_group: Some(POSTGRES_UID),
+        run_as_non_root: Some(true),
+        seccomp_profile: Some(k8s_openapi::api::core::v1::SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            ..Default::default()
+        }),
+        ..PodSecurityContext::default()
+    }
+}
+
+/// The pod's configuration files, from the ConfigMap `name`.
+pub(super) fn config_volume(name: String) -> Volume {
+    Volume {
+        name: "config".into(),
+        config_map: Some(ConfigMapVolumeSource { name, ..ConfigMapVolumeSource::default() }),
+        ..Volume::default()
+    }
 }
 
 /// One Postgres pod with its volume; the volume outlives the stack unless `retainOnDelete: false`.
 /// With backups, the agent beside Postgres and the repository's volume; with a restore, the
 /// restore step before the first start.
 pub fn statefulset(stack: &ValidatedStack) -> StatefulSet {
-    let mut postgres = container(stack);
+    let mut postgres = container(stack, stack.spec.postgres.resources.clone());
     let (mounts, env) = backup::postgres_additions(stack);
     postgres.volume_mounts.get_or_insert_default().extend(mounts);
     postgres.env.get_or_insert_default().extend(env);
     let image = postgres.image.clone().unwrap_or_default();
     let agent = backup::agent(stack, &image, &postgres);
     let restore = backup::restore_step(stack, &image, &postgres);
-    let mut volumes = vec![Volume {
-        name: "config".into(),
-        config_map: Some(ConfigMapVolumeSource { name: config_name(stack), ..ConfigMapVolumeSource::default() }),
-        ..Volume::default()
-    }];
+    let mut volumes = vec![config_volume(config_name(stack))];
     volumes.extend(backup::volumes(stack));
-    let retain = stack.spec.postgres.storage.retain_on_delete.unwrap_or(true);
     let mut pod_labels = labels(stack);
     pod_labels.extend(selector_labels(stack));
     StatefulSet {
@@ -127,10 +157,7 @@ pub fn statefulset(stack: &ValidatedStack) -> StatefulSet {
             replicas: Some(1),
             service_name: Some(headless_name(stack)),
             selector: LabelSelector { match_labels: Some(selector_labels(stack)), ..LabelSelector::default() },
-            persistent_volume_claim_retention_policy: Some(StatefulSetPersistentVolumeClaimRetentionPolicy {
-                when_deleted: Some(if retain { "Retain" } else { "Delete" }.into()),
-                when_scaled: Some("Retain".into()),
-            }),
+            persistent_volume_claim_retention_policy: Some(claim_retention(&stack.spec.postgres.storage)),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(pod_labels),
@@ -143,23 +170,13 @@ pub fn statefulset(stack: &ValidatedStack) -> StatefulSet {
                 spec: Some(PodSpec {
                     init_containers: restore.map(|r| vec![r]),
                     containers: std::iter::once(postgres).chain(agent).collect(),
-                    security_context: Some(PodSecurityContext {
-                        run_as_user: Some(POSTGRES_UID),
-                        run_as_group: Some(POSTGRES_UID),
-                        fs_group: Some(POSTGRES_UID),
-                        run_as_non_root: Some(true),
-                        seccomp_profile: Some(k8s_openapi::api::core::v1::SeccompProfile {
-                            type_: "RuntimeDefault".into(),
-                            ..Default::default()
-                        }),
-                        ..PodSecurityContext::default()
-                    }),
+                    security_context: Some(pod_security_context()),
                     termination_grace_period_seconds: Some(60),
                     volumes: Some(volumes),
                     ..PodSpec::default()
                 }),
             },
-            volume_claim_templates: Some(vec![data_claim(stack)]),
+            volume_claim_templates: Some(vec![data_claim(&stack.spec.postgres.storage, labels(stack))]),
             ..StatefulSetSpec::default()
         }),
         ..StatefulSet::default()

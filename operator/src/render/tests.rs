@@ -114,6 +114,10 @@ fn the_stack_image_provides_what_the_statefulset_expects() {
     for library in conf["shared_preload_libraries"].split(',') {
         assert!(["pg_cron", "pg_stat_statements"].contains(&library), "{library} is not provided");
     }
+    // A distributed stack's workers run the same image, which builds Citus from this repository.
+    let distributed = config::worker_settings(&distributed_example());
+    assert!(distributed["shared_preload_libraries"].starts_with("citus,"));
+    assert!(dockerfile.contains("COPY third_party/citus/ ./") && dockerfile.contains("COPY --from=citus-build"));
 }
 
 /// A stack backing up to S3 and bootstrapped from another stack's volume repository.
@@ -204,4 +208,71 @@ fn a_restored_stack_restores_before_postgres_starts_and_keys_stay_in_the_secret(
     assert!(!own.contains("repo1-s3-key"), "no key in the ConfigMap");
     assert!(conf["pgbackrest-restore.conf"].contains("[quickstart]\n"));
     assert!(!conf["pgbackrest-restore.conf"].contains("retention"), "the source's backups are not ours to expire");
+}
+
+fn distributed_example() -> ValidatedStack {
+    let mut stack =
+        load_manifest(include_str!("../../../stack-templates/examples/distributed-warehouse.yaml")).unwrap();
+    stack.metadata.namespace = Some("analytics".into());
+    stack.metadata.uid = Some("8d3c1f2e-0000-4000-8000-000000000002".into());
+    validate(&stack).unwrap()
+}
+
+#[test]
+fn workers_match_their_golden_files_and_only_a_distributed_stack_has_them() {
+    let workers = objects(&distributed_example(), "golden-password").workers.unwrap();
+    golden("worker-configmap", &yaml(&workers.configmap));
+    golden("service-workers", &yaml(&workers.service));
+    golden("statefulset-worker", &yaml(&workers.statefulset));
+    assert!(objects(&quickstart(), "pw").workers.is_none());
+}
+
+#[test]
+fn workers_are_their_own_pods_with_the_stacks_secret_and_hardening() {
+    let stack = distributed_example();
+    let rendered = objects(&stack, "pw");
+    let workers = rendered.workers.as_ref().unwrap();
+    let selector = |s: &StatefulSet| s.spec.as_ref().unwrap().selector.match_labels.clone().unwrap();
+    let (coordinator, worker) = (selector(&rendered.statefulset), selector(&workers.statefulset));
+    assert!(
+        coordinator.iter().any(|(k, v)| worker.get(k).is_some_and(|w| w != v)),
+        "neither selector picks the other's pods: {coordinator:?} {worker:?}"
+    );
+    assert_eq!(workers.service.spec.as_ref().unwrap().selector.as_ref(), Some(&worker));
+    assert_eq!(workers.statefulset.spec.as_ref().unwrap().replicas, Some(2));
+    assert_eq!(worker_objects(&stack, 3).unwrap().statefulset.spec.unwrap().replicas, Some(3));
+    assert_eq!(worker_host(&stack, 1), "distributed-worker-1.distributed-workers.analytics.svc");
+    assert_eq!(coordinator_host(&stack), "distributed-0.distributed-headless.analytics.svc");
+
+    let pod = |s: &StatefulSet| s.spec.as_ref().unwrap().template.spec.clone().unwrap();
+    let (coordinator_pod, worker_pod) = (pod(&rendered.statefulset), pod(&workers.statefulset));
+    assert_eq!(worker_pod.security_context, coordinator_pod.security_context);
+    let (c, w) = (&coordinator_pod.containers[0], &worker_pod.containers[0]);
+    assert_eq!((&w.image, &w.security_context, &w.env), (&c.image, &c.security_context, &c.env), "same image, Secret");
+    assert_eq!(worker_pod.containers.len(), 1, "no backup agent: backups cover the coordinator");
+
+    // Nodes authenticate with scram passwords: nothing renders trust for TCP connections.
+    let yaml = rendered.to_yaml();
+    assert!(yaml.contains("--auth-host=scram-sha-256"), "{yaml}");
+    assert!(!yaml.contains("auth-host=trust") && !yaml.contains("host all all all trust"), "{yaml}");
+    let worker_conf = &workers.configmap.data.as_ref().unwrap()[CONFIG_KEY];
+    assert!(worker_conf.contains("shared_preload_libraries = 'citus,pg_cron,pg_stat_statements'\n"), "{worker_conf}");
+    assert!(worker_conf.contains("wal_level = 'logical'\n"), "{worker_conf}");
+    assert!(!worker_conf.contains("archive_command"), "workers archive no WAL: {worker_conf}");
+}
+
+#[test]
+fn worker_volumes_and_resources_default_to_the_stacks() {
+    let mut stack = distributed_example();
+    stack.spec.postgres.storage.size = Some("50Gi".into());
+    stack.spec.postgres.storage.storage_class_name = Some("fast".into());
+    let claim = |stack: &ValidatedStack| {
+        let set = worker_objects(stack, 1).unwrap().statefulset.spec.unwrap();
+        let spec = set.volume_claim_templates.unwrap()[0].spec.clone().unwrap();
+        (spec.resources.unwrap().requests.unwrap()["storage"].0.clone(), spec.storage_class_name.unwrap())
+    };
+    assert_eq!(claim(&stack), ("50Gi".to_string(), "fast".to_string()));
+    stack.spec.distributed.as_mut().unwrap().storage =
+        Some(crate::api::StorageSpec { size: Some("200Gi".into()), ..Default::default() });
+    assert_eq!(claim(&stack), ("200Gi".to_string(), "fast".to_string()), "a worker's own size, the stack's class");
 }

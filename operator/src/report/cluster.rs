@@ -7,6 +7,7 @@ use kube::{Client, ResourceExt};
 
 use super::{ConditionLine, JobLine, PartitionLine, RefreshLine, SourceLine, StackReport, logins};
 use crate::api::DataWarehouseStack;
+use crate::sql::status::NodeStatus;
 use crate::template;
 use crate::validate::{DEFAULT_DATABASE, next_run};
 
@@ -128,8 +129,18 @@ pub fn cluster_report(stack: &DataWarehouseStack, now: DateTime<Utc>) -> StackRe
                 }
             })
             .collect(),
-        // The controller does not deploy Citus workers yet: a cluster stack has no nodes to show.
-        nodes: Vec::new(),
+        nodes: status
+            .distributed
+            .iter()
+            .flat_map(|d| &d.nodes)
+            .map(|n| NodeStatus {
+                node: n.name.clone(),
+                coordinator: n.role == "coordinator",
+                active: n.active,
+                shards: n.shards,
+                bytes: n.bytes,
+            })
+            .collect(),
         logins: logins(&spec.roles, &host_port, &database),
     }
 }

@@ -44,6 +44,10 @@ pub struct NodesReport {
     pub waiting: Vec<String>,
     /// `spec.tables` entries that cannot be laid out as written, with their field paths.
     pub problems: Vec<String>,
+    /// New workers are being given their share of the shards (in the background).
+    pub rebalance_started: bool,
+    /// Workers no longer wanted whose drain waits for a running rebalance.
+    pub draining_after_rebalance: Vec<String>,
 }
 
 /// Converges the nodes of `stack`: `coordinator` is the stack's own server as the workers reach
@@ -78,7 +82,8 @@ pub async fn converge(
         .filter(|(host, port, group)| *group != 0 && !wanted(host, *port))
         .map(|(host, port, _)| (host.clone(), *port))
         .collect();
-    for (host, port) in &removed {
+    let rebalancing = !removed.is_empty() && rebalance_running(conn).await?;
+    for (host, port) in removed.iter().filter(|_| !rebalancing) {
         // Its shards move to the other workers first: no shard, no row is lost with it.
         let port = port.to_string();
         let drain = Sql::new("SELECT citus_drain_node(")
@@ -90,6 +95,10 @@ pub async fn converge(
         let remove = Sql::new("SELECT citus_remove_node(").param(host).push(", ").param(&port).push("::int)");
         run(conn, &remove, &mut report).await?;
         report.removed.push(format!("{host}:{port}"));
+    }
+    if rebalancing {
+        // A drain moves shards too: it waits for the rebalance rather than fight it for locks.
+        report.draining_after_rebalance = removed.iter().map(|(host, port)| format!("{host}:{port}")).collect();
     }
     for worker in workers.iter() {
         let known = registered.iter().any(|(h, p, _)| *h == worker.node.host && *p == i32::from(worker.node.port));
@@ -106,12 +115,28 @@ pub async fn converge(
     lay_out_tables(conn, stack, &mut report).await?;
     let had_workers = registered.iter().any(|(_, _, group)| *group != 0);
     if had_workers && !report.added.is_empty() {
-        // The new workers take their share of the existing shards.
+        // The new workers take their share of the existing shards, moved by Citus's background
+        // jobs; `citus_rebalance_status()` follows them.
         let sql = Sql::new("SELECT citus_rebalance_start(shard_transfer_mode => 'block_writes')");
         run(conn, &sql, &mut report).await?;
-        run(conn, &Sql::new("SELECT citus_rebalance_wait()"), &mut report).await?;
+        report.rebalance_started = true;
     }
     Ok(report)
+}
+
+/// Whether a shard rebalance is scheduled or moving shards.
+async fn rebalance_running(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT FROM citus_rebalance_status() WHERE state IN ('scheduled', 'running', 'cancelling', 'failing'))",
+    )
+    .fetch_one(conn)
+    .await
+}
+
+/// Waits until the rebalance a converge started has moved every shard (or failed: an error).
+pub async fn wait_for_rebalance(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::raw_sql("SELECT citus_rebalance_wait()").execute(conn).await?;
+    Ok(())
 }
 
 /// The stack's extensions on a worker, citus first; pg_cron only on the coordinator.

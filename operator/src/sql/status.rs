@@ -18,6 +18,9 @@ pub struct WarehouseStatus {
     /// With Citus: the coordinator and the workers, with their shards.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub nodes: Vec<NodeStatus>,
+    /// With Citus: the latest shard rebalance, if any ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rebalance: Option<RebalanceStatus>,
     /// With `spec.backup`: the recorded repository contents and the archiver's counters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<crate::backup::record::BackupState>,
@@ -48,6 +51,23 @@ pub struct NodeStatus {
     pub active: bool,
     pub shards: i64,
     pub bytes: i64,
+}
+
+/// Citus's latest rebalance job: its state and its shard moves done out of all.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RebalanceStatus {
+    pub state: String,
+    pub started: Option<DateTime<Utc>>,
+    pub finished: Option<DateTime<Utc>>,
+    pub moves_done: i64,
+    pub moves: i64,
+}
+
+impl RebalanceStatus {
+    /// Still moving shards (or winding down).
+    pub fn in_progress(&self) -> bool {
+        ["scheduled", "running", "cancelling", "failing"].contains(&self.state.as_str())
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -106,6 +126,12 @@ const NODES: &str = "COALESCE((SELECT json_agg(json_build_object('node', n.noden
     sum(shard_size)::bigint AS bytes FROM citus_shards GROUP BY 1, 2) s \
     ON s.nodename = n.nodename AND s.nodeport = n.nodeport), '[]')";
 
+/// `citus_rebalance_status()`: the latest rebalance job and its tasks counted by state.
+const REBALANCE: &str = "(SELECT json_build_object('state', state, 'started', started_at, 'finished', finished_at, \
+    'moves_done', COALESCE((details->'task_state_counts'->>'done')::bigint, 0), \
+    'moves', COALESCE((SELECT sum(value::bigint) FROM jsonb_each_text(details->'task_state_counts')), 0)) \
+    FROM citus_rebalance_status())";
+
 const REFRESHES: &str = "COALESCE((SELECT json_agg(json_build_object('name', d.name, \
     'target', d.target_schema || '.' || d.target_table, 'mode', d.mode, 'state', l.state, 'last_start', l.started_at, \
     'duration_ms', (extract(epoch FROM l.finished_at - l.started_at) * 1000)::bigint, 'inserted', l.inserted, \
@@ -142,12 +168,13 @@ pub async fn read_status(conn: &mut PgConnection) -> Result<WarehouseStatus, sql
         None => "'[]'::json".into(),
     };
     let refreshes = if schemas.refreshes { REFRESHES } else { "'[]'::json" };
-    let nodes = if schemas.citus { NODES } else { "'[]'::json" };
+    let (nodes, rebalance) = if schemas.citus { (NODES, REBALANCE) } else { ("'[]'::json", "NULL::json") };
     let query = format!(
         "SELECT json_build_object('sources', COALESCE((SELECT json_agg(json_build_object('name', s.srvname, \
          'wrapper', w.fdwname, 'tables', (SELECT count(*) FROM pg_foreign_table t WHERE t.ftserver = s.oid)) \
          ORDER BY s.srvname) FROM pg_foreign_server s JOIN pg_foreign_data_wrapper w ON w.oid = s.srvfdw), '[]'), \
-         'jobs', {jobs}, 'partitions', {partitions}, 'refreshes', {refreshes}, 'nodes', {nodes})"
+         'jobs', {jobs}, 'partitions', {partitions}, 'refreshes', {refreshes}, 'nodes', {nodes}, \
+         'rebalance', {rebalance})"
     );
     let Json(status): Json<WarehouseStatus> = sqlx::query_scalar(AssertSqlSafe(query)).fetch_one(&mut *conn).await?;
     Ok(status)

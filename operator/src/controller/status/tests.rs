@@ -26,7 +26,7 @@ fn transition_times_move_only_when_a_condition_changes() {
     let second = build(
         &stack,
         Some(&validated),
-        &Outcome::Converged { report: &report, warehouse: &warehouse, refresh_now_started: true },
+        &Outcome::Converged { report: &report, nodes: None, warehouse: &warehouse, refresh_now_started: true },
         &at(200),
     );
     let times: Vec<(&str, &str, i64)> = second
@@ -39,7 +39,7 @@ fn transition_times_move_only_when_a_condition_changes() {
     let third = build(
         &stack,
         Some(&validated),
-        &Outcome::Converged { report: &report, warehouse: &warehouse, refresh_now_started: true },
+        &Outcome::Converged { report: &report, nodes: None, warehouse: &warehouse, refresh_now_started: true },
         &at(300),
     );
     assert!(third.conditions.iter().all(|c| c.last_transition_time.0.as_second() == 200), "no transition, no new time");
@@ -61,7 +61,7 @@ fn outcomes_map_to_phases() {
         ..ApplyReport::default()
     };
     let warehouse = WarehouseStatus::default();
-    let outcome = Outcome::Converged { report: &report, warehouse: &warehouse, refresh_now_started: true };
+    let outcome = Outcome::Converged { report: &report, nodes: None, warehouse: &warehouse, refresh_now_started: true };
     assert_eq!(outcome.phase(), Phase::Degraded);
     assert_eq!(outcome.message(), "1 item(s) failed: source/cp: boom");
 }
@@ -97,13 +97,13 @@ fn a_new_refresh_now_value_is_asked_once_and_recorded_when_converged() {
     };
     let unconverged = build(&stack, Some(&validated), &Outcome::Provisioning, &at(100));
     assert_eq!(unconverged.refresh_now_handled, None, "only a converged reconcile runs them");
-    let busy = Outcome::Converged { report: &report, warehouse: &warehouse, refresh_now_started: false };
+    let busy = Outcome::Converged { report: &report, nodes: None, warehouse: &warehouse, refresh_now_started: false };
     let still_running = build(&stack, Some(&validated), &busy, &at(150));
     assert_eq!(still_running.refresh_now_handled, None, "not started (the earlier run goes on): asked still");
     let status = build(
         &stack,
         Some(&validated),
-        &Outcome::Converged { report: &report, warehouse: &warehouse, refresh_now_started: true },
+        &Outcome::Converged { report: &report, nodes: None, warehouse: &warehouse, refresh_now_started: true },
         &at(200),
     );
     assert_eq!(status.refresh_now_handled.as_deref(), Some("2026-11-25T10:00"));
@@ -146,7 +146,7 @@ fn backups_fill_status_and_the_backed_up_condition_which_outlives_an_unreachable
     let status = build(
         &stack,
         Some(&validated),
-        &Outcome::Converged { report: &report, warehouse: &warehouse, refresh_now_started: true },
+        &Outcome::Converged { report: &report, nodes: None, warehouse: &warehouse, refresh_now_started: true },
         &at(100),
     );
     let backup = status.backup.clone().unwrap();
@@ -179,9 +179,91 @@ fn a_restore_is_complete_once_the_restored_database_converged() {
     stack.status = Some(starting);
     assert!(!restore_completed(&stack));
     let (report, warehouse) = (ApplyReport::default(), WarehouseStatus::default());
-    let converged = Outcome::Converged { report: &report, warehouse: &warehouse, refresh_now_started: false };
+    let converged =
+        Outcome::Converged { report: &report, nodes: None, warehouse: &warehouse, refresh_now_started: false };
     stack.status = Some(build(&stack, Some(&validated), &converged, &at(200)));
     assert!(restore_completed(&stack));
     let later = build(&stack, Some(&validated), &Outcome::DatabaseUnavailable("x".into()), &at(300));
     assert_eq!(later.restored, Some(true), "kept whatever happens next");
+}
+
+#[test]
+fn a_distributed_stack_reports_its_nodes_workers_and_rebalance() {
+    let mut stack = load_manifest(
+        "kind: DataWarehouseStack\nmetadata: {name: w, namespace: ns}\nspec: {distributed: {workers: 2}}\n",
+    )
+    .unwrap();
+    stack.metadata.generation = Some(1);
+    let validated = validate(&stack).unwrap();
+    let report = ApplyReport::default();
+    let node = |name: &str, coordinator: bool, shards: i64| crate::sql::status::NodeStatus {
+        node: name.into(),
+        coordinator,
+        active: true,
+        shards,
+        bytes: shards * 8192,
+    };
+    let mut warehouse = WarehouseStatus {
+        nodes: vec![node("w-0.w-headless.ns.svc:5432", true, 1), node("w-worker-0.w-workers.ns.svc:5432", false, 17)],
+        ..WarehouseStatus::default()
+    };
+    let condition = |status: &DataWarehouseStackStatus| {
+        let c = status.conditions.iter().find(|c| c.type_ == "Distributed").unwrap();
+        (c.status.clone(), c.reason.clone(), c.message.clone())
+    };
+
+    let waiting = Nodes::WaitingForWorkers { ready: 1, wanted: 2 };
+    let outcome = Outcome::Converged {
+        report: &report,
+        nodes: Some(&waiting),
+        warehouse: &warehouse,
+        refresh_now_started: false,
+    };
+    assert_eq!(outcome.phase(), Phase::Provisioning);
+    let status = build(&stack, Some(&validated), &outcome, &at(100));
+    assert_eq!(condition(&status), ("False".into(), "WorkersNotReady".into(), "1/2 worker pod(s) ready".into()));
+    assert_eq!(status.conditions[0].status, "False", "not Ready while workers are missing");
+    assert_eq!(status.distributed.as_ref().unwrap().ready_workers, "1/2");
+
+    warehouse.nodes.push(node("w-worker-1.w-workers.ns.svc:5432", false, 15));
+    warehouse.rebalance = Some(crate::sql::status::RebalanceStatus {
+        state: "running".into(),
+        started: None,
+        finished: None,
+        moves_done: 3,
+        moves: 8,
+    });
+    let converged = Nodes::Converged(crate::sql::distributed::NodesReport::default());
+    let outcome = Outcome::Converged {
+        report: &report,
+        nodes: Some(&converged),
+        warehouse: &warehouse,
+        refresh_now_started: false,
+    };
+    assert_eq!(outcome.phase(), Phase::Ready, "a rebalance moves shards while queries run");
+    let status = build(&stack, Some(&validated), &outcome, &at(200));
+    assert_eq!(
+        condition(&status),
+        ("True".into(), "Rebalancing".into(), "moving shards to new workers: 3/8 moves done".into())
+    );
+    let distributed = status.distributed.unwrap();
+    assert_eq!(distributed.ready_workers, "2/2");
+    assert_eq!(
+        distributed.nodes.iter().map(|n| (n.role.as_str(), n.shards)).collect::<Vec<_>>(),
+        [("coordinator", 1), ("worker", 17), ("worker", 15)]
+    );
+    assert_eq!(distributed.rebalance.unwrap().moves_done, 3);
+
+    let failed = Nodes::Failed("worker 1: connection refused".into());
+    let outcome =
+        Outcome::Converged { report: &report, nodes: Some(&failed), warehouse: &warehouse, refresh_now_started: false };
+    assert_eq!(outcome.phase(), Phase::Degraded);
+    assert!(outcome.message().contains("Citus nodes: worker 1: connection refused"), "{}", outcome.message());
+    stack.status = Some(build(&stack, Some(&validated), &outcome, &at(300)));
+    let unreachable = build(&stack, Some(&validated), &Outcome::DatabaseUnavailable("x".into()), &at(400));
+    assert_eq!(
+        condition(&unreachable).1,
+        "NodesFailed",
+        "the last word on the nodes stands while the database is away"
+    );
 }

@@ -86,3 +86,24 @@ fn a_stack_the_operator_has_not_seen_says_so() {
     assert_eq!(report.phase.as_deref(), Some("Pending (the operator has not reported yet)"));
     assert_eq!(report.url, "(not provisioned yet)");
 }
+
+#[test]
+fn a_distributed_stack_lists_its_nodes() {
+    let stack: DataWarehouseStack = serde_saphyr::from_str(
+        "apiVersion: pgwarehouse.dev/v1alpha1\nkind: DataWarehouseStack\nmetadata: {name: w, namespace: ns}\n\
+         spec: {distributed: {workers: 1}}\nstatus:\n  phase: Ready\n  distributed:\n    readyWorkers: 1/1\n    nodes:\n\
+         \x20   - {name: 'w-0.w-headless.ns.svc:5432', role: coordinator, active: true, shards: 0, bytes: 0}\n\
+         \x20   - {name: 'w-worker-0.w-workers.ns.svc:5432', role: worker, active: true, shards: 32, bytes: 262144}\n",
+    )
+    .unwrap();
+    let mut text = Vec::new();
+    cluster_report(&stack, Utc::now()).print(&mut text).unwrap();
+    let text = String::from_utf8(text).unwrap();
+    assert!(
+        text.contains(
+            "\nNODES\n  w-0.w-headless.ns.svc:5432   coordinator  active    0 shard(s), 0 bytes\n  \
+             w-worker-0.w-workers.ns.svc:5432 worker       active    32 shard(s), 262144 bytes\n"
+        ),
+        "{text}"
+    );
+}
