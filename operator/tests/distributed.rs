@@ -37,22 +37,28 @@ struct Stack {
     _work: tempfile::TempDir,
     manifest: String,
     data: String,
+    /// The manifest, `WORKERS` standing for the worker count.
+    template: &'static str,
 }
 
 impl Stack {
     fn new() -> Stack {
+        Stack::of(MANIFEST)
+    }
+
+    fn of(template: &'static str) -> Stack {
         let binaries = Binaries::find().expect("PostgreSQL binaries (PGW_PG_BINDIR)");
         let work =
             tempfile::Builder::new().prefix("pgw-citus-").tempdir_in(binaries.on_host(Path::new("/tmp"))).unwrap();
         std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let manifest = work.path().join("stack.yaml").display().to_string();
         let data = work.path().join("stack").display().to_string();
-        Stack { _work: work, manifest, data }
+        Stack { _work: work, manifest, data, template }
     }
 
     /// `pgwarehouse local <command>` with `workers` workers; its output.
     fn local(&self, command: &str, workers: u32) -> String {
-        local(&self.manifest, &self.data, command, workers)
+        local(self.template, &self.manifest, &self.data, command, workers)
     }
 
     /// `local up` with `workers` workers while a writer inserts rows one by one, ids from
@@ -77,8 +83,9 @@ impl Stack {
             }
             acknowledged
         });
-        let (manifest, data) = (self.manifest.clone(), self.data.clone());
-        let output = tokio::task::spawn_blocking(move || local(&manifest, &data, "up", workers)).await.unwrap();
+        let (template, manifest, data) = (self.template, self.manifest.clone(), self.data.clone());
+        let output =
+            tokio::task::spawn_blocking(move || local(template, &manifest, &data, "up", workers)).await.unwrap();
         writing.store(false, Ordering::Relaxed);
         (output, writer.await.unwrap())
     }
@@ -102,15 +109,22 @@ impl Stack {
     }
 }
 
-fn local(manifest: &str, data: &str, command: &str, workers: u32) -> String {
-    std::fs::write(manifest, MANIFEST.replace("WORKERS", &workers.to_string())).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_pgwarehouse"))
-        .args(["local", command, "-f", manifest, "--data-dir", data])
-        .output()
-        .unwrap();
+fn local(template: &str, manifest: &str, data: &str, command: &str, workers: u32) -> String {
+    std::fs::write(manifest, template.replace("WORKERS", &workers.to_string())).unwrap();
+    let mut args = vec!["local", command, "-f", manifest, "--data-dir", data];
+    // Tests run side by side: each stack's first `up` takes a port of its own, not 5433.
+    let port = free_port().to_string();
+    if command == "up" && !Path::new(data).exists() {
+        args.extend(["--port", &port]);
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_pgwarehouse")).args(&args).output().unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "local {command}: {text}");
     text
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Every id in `ids` is in `metric_values`, once.
@@ -287,4 +301,88 @@ fn local_restore_refuses_a_distributed_stack_and_touches_nothing() {
     assert!(!out.status.success());
     assert!(text.contains("spec.distributed: local restore brings back one server"), "{text}");
     assert!(!Path::new(&stack.data).exists(), "nothing was created");
+}
+
+const REFRESHED: &str = r#"kind: DataWarehouseStack
+metadata: {name: refreshed}
+spec:
+  template: datawarehouse
+  distributed: {workers: WORKERS, shardCount: 4}
+  migrations:
+  - name: 001_staging
+    sql: |
+      CREATE TABLE staging (id int8 PRIMARY KEY, v text NOT NULL, updated_at timestamptz NOT NULL);
+      INSERT INTO staging SELECT g, 'v' || g, '2026-01-01'::timestamptz + g * interval '1 minute' FROM generate_series(1, 200) g;
+      CREATE TABLE kinds (id int8 PRIMARY KEY, name text NOT NULL);
+  refreshes:
+  - {name: appended, target: public.appended, query: "SELECT id, v, updated_at FROM public.staging", mode: append,
+     incremental: {column: updated_at}, schedule: "@hourly"}
+  - {name: upserted, target: public.upserted, query: "SELECT id, v FROM public.staging", mode: upsert, key: [id],
+     deleteMissing: true, schedule: "@hourly"}
+  - {name: replaced, target: public.replaced, query: "SELECT id, v FROM public.staging WHERE id % 2 = 0", mode: replace,
+     schedule: "@hourly"}
+  - {name: kinds, target: public.kinds_copy, query: "SELECT id, name FROM public.kinds", mode: replace, schedule: "@hourly"}
+  tables:
+  - {table: public.appended, distribute: {column: id}}
+  - {table: public.upserted, distribute: {column: id}}
+  - {table: public.replaced, distribute: {column: id}}
+  - {table: public.kinds_copy, reference: true}
+"#;
+
+/// Refreshes write into distributed and reference tables in every mode, as the refresh role
+/// (which reaches the workers with a password only the coordinator's superuser can read); a
+/// second `up` issues no statement.
+#[tokio::test]
+async fn refreshes_write_into_distributed_and_reference_targets_in_every_mode() {
+    let stack = Stack::of(REFRESHED);
+    stack.local("up", 2);
+    let again = stack.local("up", 2);
+    assert!(again.contains("0 statement(s)\n- workers on"), "{again}");
+    assert!(again.contains("tables laid out none, 0 statement(s)"), "{again}");
+    let (port, _) = stack.ports();
+    let mut db = stack.connect(port).await;
+    let kinds: Vec<String> = sqlx::query_scalar(
+        "SELECT logicalrelid::text || ':' || partmethod::text FROM pg_dist_partition \
+         WHERE logicalrelid::text IN ('appended', 'upserted', 'replaced', 'kinds_copy') ORDER BY 1",
+    )
+    .fetch_all(&mut db)
+    .await
+    .unwrap();
+    assert_eq!(kinds, ["appended:h", "kinds_copy:n", "replaced:h", "upserted:h"]);
+    sqlx::query("INSERT INTO kinds VALUES (1, 'one'), (2, 'two')").execute(&mut db).await.unwrap();
+
+    let refresh = || stack.local("refresh", 2);
+    let first = refresh();
+    assert!(!first.contains("failed"), "{first}");
+    let sums = |table: &str| format!("SELECT count(*)::text || '/' || COALESCE(sum(id), 0)::text FROM {table}");
+    for (table, expected) in
+        [("appended", "200/20100"), ("upserted", "200/20100"), ("replaced", "100/10100"), ("kinds_copy", "2/3")]
+    {
+        assert_eq!(scalar::<String>(&mut db, &sums(table)).await, expected, "{table} after the first run");
+    }
+
+    // New, changed and removed source rows: append takes the new ones past its mark, upsert
+    // mirrors the source, replace rewrites.
+    sqlx::raw_sql(
+        "INSERT INTO staging SELECT g, 'v' || g, '2027-01-01'::timestamptz + g * interval '1 minute' FROM generate_series(201, 210) g; \
+         UPDATE staging SET v = 'changed' WHERE id = 5; DELETE FROM staging WHERE id = 7",
+    )
+    .execute(&mut db)
+    .await
+    .unwrap();
+    let second = refresh();
+    assert!(!second.contains("failed"), "{second}");
+    for (table, expected) in [("appended", "210/22155"), ("upserted", "209/22148"), ("replaced", "105/11130")] {
+        assert_eq!(scalar::<String>(&mut db, &sums(table)).await, expected, "{table} after the second run");
+    }
+    let changed: String = scalar(&mut db, "SELECT v FROM upserted WHERE id = 5").await;
+    assert_eq!(changed, "changed");
+    let runs: Vec<String> =
+        sqlx::query_scalar("SELECT DISTINCT state FROM pgwarehouse.refresh_runs").fetch_all(&mut db).await.unwrap();
+    assert_eq!(runs, ["succeeded"]);
+    let owner: String = scalar(&mut db, "SELECT tableowner::text FROM pg_tables WHERE tablename = 'upserted'").await;
+    assert_eq!(owner, "pgwarehouse_refresh");
+    let readable: bool =
+        scalar(&mut db, "SELECT has_table_privilege('pgwarehouse_refresh', 'pg_dist_authinfo', 'SELECT')").await;
+    assert!(!readable, "the refresh role cannot read the passwords");
 }

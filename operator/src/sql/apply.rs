@@ -82,7 +82,7 @@ pub async fn apply(conn: &mut PgConnection, plan: &Plan) -> ApplyReport {
         } else {
             tracing::debug!(item = %unit.item.label(&unit.name), statements = %redacted(unit), "applying");
             let started = std::time::Instant::now();
-            let result = run_unit(conn, unit, &mut report.round_trips).await;
+            let result = run_unit(conn, unit, plan.coordinator_only, &mut report.round_trips).await;
             let elapsed = started.elapsed();
             if elapsed >= SLOW_UNIT {
                 let elapsed_ms = elapsed.as_millis() as u64;
@@ -136,11 +136,32 @@ fn describe(error: &sqlx::Error) -> String {
 }
 
 /// One transaction; consecutive statements without parameters go as one script (one round trip).
-async fn run_unit(conn: &mut PgConnection, unit: &Unit, round_trips: &mut usize) -> Result<(), sqlx::Error> {
+/// `distributed`: Citus keeps the operator's own machinery off the workers (each such statement
+/// runs with DDL propagation off, the others with the session's setting).
+async fn run_unit(
+    conn: &mut PgConnection,
+    unit: &Unit,
+    distributed: bool,
+    round_trips: &mut usize,
+) -> Result<(), sqlx::Error> {
     let mut tx = conn.begin().await?;
     *round_trips += 1;
     let bookkeeping = ledger::render(&unit.ledger);
-    let statements: Vec<&Sql> = unit.changes.iter().map(|c| &c.sql).chain(&bookkeeping).collect();
+    let mut propagating = true;
+    let toggles = [
+        Sql::new("SET LOCAL citus.enable_ddl_propagation = off"),
+        Sql::new("SET LOCAL citus.enable_ddl_propagation = DEFAULT"),
+    ];
+    let mut statements: Vec<&Sql> = Vec::new();
+    for change in &unit.changes {
+        let local = distributed && unit.coordinator_only(change);
+        if local == propagating {
+            statements.push(&toggles[usize::from(!local)]);
+            propagating = !local;
+        }
+        statements.push(&change.sql);
+    }
+    statements.extend(&bookkeeping);
     let mut script = String::new();
     if statements.iter().any(|s| s.secrets().next().is_some()) {
         // A failing statement is otherwise written to the server log with its secret inside.

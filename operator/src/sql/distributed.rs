@@ -9,6 +9,7 @@ use serde::Serialize;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
 use crate::sql::quote::Sql;
+use crate::sql::refresh::REFRESH_ROLE;
 use crate::validate::ValidatedStack;
 
 /// Shards of a table distributed without `shardCount` (Citus's own default).
@@ -65,6 +66,7 @@ pub async fn converge(
         authinfo(&mut worker.conn, password, &mut report).await?;
     }
     authinfo(conn, password, &mut report).await?;
+    refresh_role_login(conn, workers, &mut report).await?;
 
     let registered: Vec<(String, i32, i32)> =
         sqlx::query_as("SELECT nodename::text, nodeport, groupid FROM pg_dist_node").fetch_all(&mut *conn).await?;
@@ -179,6 +181,68 @@ async fn authinfo(conn: &mut PgConnection, password: &str, report: &mut NodesRep
         run(conn, &sql, report).await?;
     }
     Ok(())
+}
+
+/// The refresh role on every node, able to log in with a password that only the coordinator's
+/// `pg_dist_authinfo` holds (readable by superusers only): refreshes write into distributed
+/// tables as that role, and Citus reaches the workers as the current user. A new password is
+/// made only when a node lacks the role's login or the coordinator lacks its password.
+async fn refresh_role_login(
+    conn: &mut PgConnection,
+    workers: &mut [Worker],
+    report: &mut NodesReport,
+) -> Result<(), sqlx::Error> {
+    const LOGIN: &str = "SELECT rolcanlogin FROM pg_roles WHERE rolname = $1";
+    let Some(coordinator_login) =
+        sqlx::query_scalar::<_, bool>(LOGIN).bind(REFRESH_ROLE).fetch_optional(&mut *conn).await?
+    else {
+        return Ok(());
+    };
+    let recorded: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT FROM pg_dist_authinfo WHERE nodeid = 0 AND rolename = $1 AND authinfo LIKE 'password=%')",
+    )
+    .bind(REFRESH_ROLE)
+    .fetch_one(&mut *conn)
+    .await?;
+    let mut workers_login = true;
+    for worker in workers.iter_mut() {
+        let login: Option<bool> = sqlx::query_scalar(LOGIN).bind(REFRESH_ROLE).fetch_optional(&mut worker.conn).await?;
+        workers_login &= login == Some(true);
+    }
+    if coordinator_login && recorded && workers_login {
+        return Ok(());
+    }
+    let secret = crate::secrets::random_password().map_err(sqlx::Error::Io)?;
+    let info = format!("password={}", conninfo_value(&secret));
+    let login = |exists: bool| {
+        Sql::new(if exists { "ALTER ROLE " } else { "CREATE ROLE " })
+            .ident(REFRESH_ROLE)
+            .push(" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS PASSWORD ")
+            .secret(&secret)
+    };
+    let record = Sql::new("INSERT INTO pg_dist_authinfo (nodeid, rolename, authinfo) VALUES (0, ")
+        .literal(REFRESH_ROLE)
+        .push(", ")
+        .secret(&info)
+        .push(") ON CONFLICT (rolename, nodeid) DO UPDATE SET authinfo = EXCLUDED.authinfo");
+    for worker in workers.iter_mut() {
+        let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = $1)")
+            .bind(REFRESH_ROLE)
+            .fetch_one(&mut worker.conn)
+            .await?;
+        run_on_this_node(&mut worker.conn, &login(exists), report).await?;
+        run(&mut worker.conn, &record, report).await?;
+    }
+    run_on_this_node(conn, &login(true), report).await?;
+    run(conn, &record, report).await
+}
+
+/// A role statement for this node alone: each node gets it directly, so Citus must not copy it.
+async fn run_on_this_node(conn: &mut PgConnection, sql: &Sql, report: &mut NodesReport) -> Result<(), sqlx::Error> {
+    let mut tx = conn.begin().await?;
+    sqlx::raw_sql("SET LOCAL citus.enable_ddl_propagation = off").execute(&mut *tx).await?;
+    run(&mut tx, sql, report).await?;
+    tx.commit().await
 }
 
 /// A libpq connection-string value, quoted.

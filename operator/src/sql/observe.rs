@@ -38,8 +38,12 @@ pub struct Observed {
     pub columnar_api: Option<String>,
     /// Whether `pgwarehouse.refresh_apply` is as installed (see [`refresh::apply_intact`]).
     pub refresh_api_intact: bool,
-    /// Whether the refresh role has exactly the attributes it is made with; none when missing.
+    /// Whether the refresh role has none of the attributes that reach past its own tables
+    /// (superuser, createdb, createrole, inherit, replication, bypassrls); none when missing.
     pub refresh_role_plain: Option<bool>,
+    /// Whether the refresh role may log in (only a distributed stack's, to reach the workers).
+    #[serde(default)]
+    pub refresh_role_login: bool,
     #[serde(default)]
     pub managed: Managed,
     /// Each refresh query that is new or changed (all of them after an upgrade of the refresh
@@ -287,8 +291,9 @@ SELECT json_build_object(
   'refresh_api', obj_description(to_regprocedure('pgwarehouse.refresh(text)'), 'pg_proc'),
   'refresh_api_intact', @INTACT@,
   'columnar_api', obj_description(to_regprocedure('pgwarehouse.columnar_convert()'), 'pg_proc'),
-  'refresh_role_plain', (SELECT NOT (rolsuper OR rolcanlogin OR rolcreatedb OR rolcreaterole OR rolinherit OR rolreplication OR rolbypassrls)
-      FROM pg_roles WHERE rolname = @REFRESH_ROLE@)
+  'refresh_role_plain', (SELECT NOT (rolsuper OR rolcreatedb OR rolcreaterole OR rolinherit OR rolreplication OR rolbypassrls)
+      FROM pg_roles WHERE rolname = @REFRESH_ROLE@),
+  'refresh_role_login', COALESCE((SELECT rolcanlogin FROM pg_roles WHERE rolname = @REFRESH_ROLE@), false)
 )"#;
 
 // Roles: those the spec names ($1) and, once the ledger exists, those it recorded.

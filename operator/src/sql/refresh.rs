@@ -30,10 +30,11 @@
 use crate::sql::quote::{Sql, literal};
 
 /// Written as the function's comment; a different one means the function is replaced.
-pub const API_VERSION: &str = "pgwarehouse refresh api 3";
+pub const API_VERSION: &str = "pgwarehouse refresh api 4";
 
-/// The role every refresh runs as and that owns every refresh target: it cannot log in and is
-/// no superuser, so no trigger, default or function a run reaches can act as one.
+/// The role every refresh runs as and that owns every refresh target: it cannot log in (on a
+/// distributed stack only with a password no one but the coordinator's superuser can read, to
+/// reach the workers as Citus requires) and is no superuser, so no trigger, default or function a run reaches can act as one.
 pub const REFRESH_ROLE: &str = "pgwarehouse_refresh";
 
 const DEFINITIONS: &str = "CREATE TABLE IF NOT EXISTS pgwarehouse.refreshes (\
@@ -80,6 +81,7 @@ DECLARE
   s_keys text;
   t_keys text;
   t_keys_set text;
+  on_citus boolean := false;
 BEGIN
   n_inserted := 0; n_updated := 0; n_deleted := 0;
   SELECT string_agg(format('%I', c->>'name'), ', ' ORDER BY o) INTO cols
@@ -128,7 +130,20 @@ BEGIN
         old_row, new_row) END,
       CASE WHEN incremental_column IS NULL THEN 'NULL::text' ELSE format('t.%I', incremental_column) END)
       INTO n_inserted, n_updated, written_high;
-    IF delete_missing THEN
+    IF delete_missing AND to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL THEN
+      EXECUTE 'SELECT EXISTS (SELECT FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid OPERATOR(pg_catalog.=) $1::regclass)'
+        INTO on_citus USING target;
+    END IF;
+    IF delete_missing AND on_citus THEN
+      -- A Citus table cannot be joined with a local one in a correlated subquery: the keys to
+      -- delete are found first (the distribution column, part of every key, is never NULL).
+      EXECUTE format('CREATE TEMP TABLE pgwarehouse_refresh_gone ON COMMIT DROP AS SELECT %s FROM %s t '
+                     'EXCEPT SELECT %s FROM pg_temp.pgwarehouse_refresh_source s', t_keys, target, s_keys);
+      EXECUTE format('DELETE FROM %s t WHERE (%s) IN (SELECT * FROM pg_temp.pgwarehouse_refresh_gone)', target, t_keys);
+      GET DIAGNOSTICS n_deleted = ROW_COUNT;
+      DROP TABLE pg_temp.pgwarehouse_refresh_gone;
+      DROP TABLE pg_temp.pgwarehouse_refresh_source;
+    ELSIF delete_missing THEN
       -- Keys match as the unique index matches them (NULLS NOT DISTINCT): the hashable equality
       -- decides for keys without NULLs, the NULL-safe comparison for the others.
       EXECUTE format('DELETE FROM %s t WHERE NOT EXISTS (SELECT FROM pg_temp.pgwarehouse_refresh_source s WHERE (%s) = (%s)) '
@@ -246,12 +261,16 @@ pub fn install(database: &str) -> Vec<Sql> {
     ]
 }
 
-/// Creates the refresh role, or takes back any attribute someone gave it.
-pub fn role(exists: bool) -> Sql {
+/// Creates the refresh role, or takes back any attribute someone gave it. A distributed stack's
+/// keeps its LOGIN, which the nodes' converge gives it with a password (Citus reaches the
+/// workers as the current user); anywhere else it cannot log in.
+pub fn role(exists: bool, distributed: bool) -> Sql {
     let verb = if exists { "ALTER ROLE " } else { "CREATE ROLE " };
+    let login = if distributed && exists { "" } else { " NOLOGIN" };
     Sql::new(verb)
         .ident(REFRESH_ROLE)
-        .push(" NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS")
+        .push(login)
+        .push(" NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS")
 }
 
 /// What one run did, as `pgwarehouse refresh` prints it.

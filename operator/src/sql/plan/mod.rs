@@ -93,6 +93,13 @@ pub struct Unit {
 }
 
 impl Unit {
+    /// Whether a change makes the operator's own machinery, which runs on a Citus coordinator and
+    /// nowhere else: the ledger, its functions, sources (servers, user mappings, foreign tables)
+    /// and pg_cron jobs.
+    pub fn coordinator_only(&self, change: &Change) -> bool {
+        matches!(self.item, ItemKind::Source | ItemKind::Schedule) || ["ledger", "function"].contains(&change.kind)
+    }
+
     fn new(item: ItemKind, name: impl Into<String>) -> Unit {
         Unit { item, name: name.into(), changes: Vec::new(), ledger: Vec::new(), blocked: None }
     }
@@ -114,6 +121,11 @@ impl Unit {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Plan {
     pub units: Vec<Unit>,
+    /// A distributed stack: the operator's own machinery (see [`Unit::coordinator_only`]) is
+    /// created on the coordinator only, where it runs; Citus is told not to copy it to the
+    /// workers. Everything else (migrations, extensions, partitions, roles, grants, table owners)
+    /// propagates as Citus propagates it.
+    pub coordinator_only: bool,
 }
 
 /// One entry of `plan --output json`.
@@ -269,7 +281,7 @@ pub fn plan(stack: &ValidatedStack, observed: &Observed, secrets: &Secrets) -> R
             }
         }
     }
-    Ok(Plan { units })
+    Ok(Plan { units, coordinator_only: stack.spec.distributed.is_some() })
 }
 
 /// The item that a secret reference's field belongs to: `spec.sources[2]...` → that source.

@@ -20,7 +20,10 @@ use crate::validate::{LEDGER_SCHEMA, Schedule, ValidatedRefresh};
 /// missing, older, or were altered.
 pub(super) fn api(planner: &Planner) -> Option<Unit> {
     let observed = planner.observed;
-    let role_plain = observed.refresh_role_plain == Some(true);
+    // A distributed stack's refresh role logs in to the workers (its password only in the
+    // coordinator's pg_dist_authinfo); anywhere else it never logs in.
+    let distributed = planner.stack.spec.distributed.is_some();
+    let role_plain = observed.refresh_role_plain == Some(true) && (distributed || !observed.refresh_role_login);
     let current = observed.refresh_api.as_deref() == Some(refresh::API_VERSION) && observed.refresh_api_intact;
     if planner.stack.refreshes.is_empty() || (current && role_plain) {
         return None;
@@ -28,7 +31,7 @@ pub(super) fn api(planner: &Planner) -> Option<Unit> {
     let mut unit = Unit::new(ItemKind::Ledger, "refresh");
     if !role_plain {
         let action = if observed.refresh_role_plain.is_some() { Action::Alter } else { Action::Create };
-        unit.change(action, "role", REFRESH_ROLE, refresh::role(observed.refresh_role_plain.is_some()));
+        unit.change(action, "role", REFRESH_ROLE, refresh::role(observed.refresh_role_plain.is_some(), distributed));
     }
     for sql in refresh::install(&observed.database) {
         unit.change(Action::Create, "function", "pgwarehouse.refresh", sql);
