@@ -111,7 +111,8 @@ impl Stack {
 
 fn local(template: &str, manifest: &str, data: &str, command: &str, workers: u32) -> String {
     std::fs::write(manifest, template.replace("WORKERS", &workers.to_string())).unwrap();
-    let mut args = vec!["local", command, "-f", manifest, "--data-dir", data];
+    let secrets = concat!(env!("CARGO_MANIFEST_DIR"), "/../stack-templates/examples/secrets");
+    let mut args = vec!["local", command, "-f", manifest, "--data-dir", data, "--secrets-dir", secrets];
     // Tests run side by side: each stack's first `up` takes a port of its own, not 5433.
     let port = free_port().to_string();
     if command == "up" && !Path::new(data).exists() {
@@ -322,6 +323,8 @@ spec:
   - {name: replaced, target: public.replaced, query: "SELECT id, v FROM public.staging WHERE id % 2 = 0", mode: replace,
      schedule: "@hourly"}
   - {name: kinds, target: public.kinds_copy, query: "SELECT id, name FROM public.kinds", mode: replace, schedule: "@hourly"}
+  roles:
+  - {name: analyst, passwordSecretRef: {name: analyst, key: password}, grants: [{schema: public, privileges: [SELECT]}]}
   tables:
   - {table: public.appended, distribute: {column: id}}
   - {table: public.upserted, distribute: {column: id}}
@@ -385,4 +388,17 @@ async fn refreshes_write_into_distributed_and_reference_targets_in_every_mode() 
     let readable: bool =
         scalar(&mut db, "SELECT has_table_privilege('pgwarehouse_refresh', 'pg_dist_authinfo', 'SELECT')").await;
     assert!(!readable, "the refresh role cannot read the passwords");
+
+    // A BI login reads the distributed tables: the coordinator reaches the workers as it.
+    let analyst = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../stack-templates/examples/secrets/analyst/password"
+    ))
+    .unwrap();
+    let mut bi = PgConnection::connect(&format!("postgres://analyst:{}@127.0.0.1:{port}/warehouse", analyst.trim()))
+        .await
+        .unwrap();
+    assert_eq!(scalar::<String>(&mut bi, &sums("upserted")).await, "209/22148");
+    let denied = sqlx::query("SELECT count(*) FROM pg_dist_authinfo").fetch_one(&mut bi).await.unwrap_err();
+    assert!(denied.to_string().contains("permission denied"), "{denied}");
 }

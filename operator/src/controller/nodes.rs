@@ -9,6 +9,7 @@ use sqlx::PgConnection;
 
 use super::{Settings, database};
 use crate::render::{coordinator_host, wanted_workers, worker_statefulset_name};
+use crate::secrets::Secrets;
 use crate::sql::distributed::{self, Node, NodesReport, Worker};
 use crate::validate::ValidatedStack;
 
@@ -46,6 +47,7 @@ pub async fn converge(
     settings: &Settings,
     stack: &ValidatedStack,
     password: &str,
+    secrets: &Secrets,
     conn: &mut PgConnection,
 ) -> Result<Nodes, kube::Error> {
     let wanted = wanted_workers(stack);
@@ -72,7 +74,7 @@ pub async fn converge(
     if let Err(e) = sqlx::raw_sql("SET statement_timeout = 0").execute(&mut *conn).await {
         return Ok(Nodes::Failed(e.to_string()));
     }
-    let result = distributed::converge(conn, &coordinator, &mut workers, stack, password).await;
+    let result = distributed::converge(conn, &coordinator, &mut workers, stack, password, secrets).await;
     let restored = sqlx::raw_sql("RESET statement_timeout").execute(&mut *conn).await;
     Ok(match (result, restored) {
         (Ok(report), Ok(_)) => Nodes::Converged(report),

@@ -87,7 +87,9 @@ async fn converge(stack: &DataWarehouseStack, ctx: &Context) -> Result<Action, E
             Err(e) => return Ok(Err(e.to_string())),
         };
         let nodes = match validated.spec.distributed {
-            Some(_) => Some(nodes::converge(&ctx.client, &ctx.settings, &validated, &password, &mut conn).await?),
+            Some(_) => {
+                Some(nodes::converge(&ctx.client, &ctx.settings, &validated, &password, &secrets, &mut conn).await?)
+            }
             None => None,
         };
         Ok::<_, kube::Error>(match read_warehouse(&mut conn, &validated).await {

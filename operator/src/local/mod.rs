@@ -289,7 +289,7 @@ pub async fn up(
             writeln!(out, "  FAILED {}: {}", failed.item.label(&failed.name), failed.message.as_deref().unwrap_or(""));
     }
     if let Some(distributed) = &stack.spec.distributed {
-        distribute(&local, stack, distributed.workers as usize, &recorded_workers, out).await?;
+        distribute(&local, stack, secrets, distributed.workers as usize, &recorded_workers, out).await?;
     }
     if let Some(pgbackrest) = &pgbackrest {
         backup::first_full_backup(&local, stack, pgbackrest, out).await?;
@@ -308,6 +308,7 @@ fn write_state(local: &Local, stack: &ValidatedStack, workers: &[u16]) -> Result
 async fn distribute(
     local: &Local,
     stack: &ValidatedStack,
+    secrets: &Secrets,
     wanted: usize,
     recorded: &[u16],
     out: &mut dyn Write,
@@ -327,7 +328,7 @@ async fn distribute(
     let mut known = ports.clone();
     known.extend(recorded.iter().skip(kept.len()));
     write_state(local, stack, &known)?;
-    let report = workers::converge(local, &kept, stack).await?;
+    let report = workers::converge(local, &kept, stack, secrets).await?;
     for retired in
         &workers::recorded(&local.cluster.dir, &local.cluster.binaries, recorded)[kept.len().min(recorded.len())..]
     {

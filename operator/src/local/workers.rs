@@ -9,6 +9,7 @@ use std::path::Path;
 
 use super::cluster::{Binaries, Cluster};
 use super::{Local, LocalError, create_database, free_port_besides, io};
+use crate::secrets::Secrets;
 use crate::sql::distributed::{self, Node, NodesReport, Worker};
 use crate::validate::ValidatedStack;
 
@@ -85,6 +86,7 @@ pub(super) async fn converge(
     local: &Local,
     workers: &[LocalWorker],
     stack: &ValidatedStack,
+    secrets: &Secrets,
 ) -> Result<NodesReport, LocalError> {
     let mut connected = Vec::new();
     for worker in workers {
@@ -94,13 +96,14 @@ pub(super) async fn converge(
     let mut conn = local.connect(&local.database).await?;
     let coordinator = Node { host: "127.0.0.1".into(), port: local.port };
     let failed = |e: sqlx::Error| LocalError::Invalid(format!("distributing the warehouse: {e}"));
-    let mut report =
-        distributed::converge(&mut conn, &coordinator, &mut connected, stack, &local.password).await.map_err(failed)?;
+    let mut report = distributed::converge(&mut conn, &coordinator, &mut connected, stack, &local.password, secrets)
+        .await
+        .map_err(failed)?;
     if !report.draining_after_rebalance.is_empty() {
         // An earlier `up` was stopped while shards moved: the drain runs once they have, and
         // only then are the workers it empties stopped.
         distributed::wait_for_rebalance(&mut conn).await.map_err(failed)?;
-        report = distributed::converge(&mut conn, &coordinator, &mut connected, stack, &local.password)
+        report = distributed::converge(&mut conn, &coordinator, &mut connected, stack, &local.password, secrets)
             .await
             .map_err(failed)?;
     }

@@ -8,6 +8,7 @@
 use serde::Serialize;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
+use crate::secrets::Secrets;
 use crate::sql::quote::Sql;
 use crate::sql::refresh::REFRESH_ROLE;
 use crate::validate::ValidatedStack;
@@ -59,13 +60,21 @@ pub async fn converge(
     workers: &mut [Worker],
     stack: &ValidatedStack,
     password: &str,
+    secrets: &Secrets,
 ) -> Result<NodesReport, sqlx::Error> {
     let mut report = NodesReport::default();
     for worker in workers.iter_mut() {
         worker_extensions(&mut worker.conn, stack, &mut report).await?;
-        authinfo(&mut worker.conn, password, &mut report).await?;
+        authinfo(&mut worker.conn, None, password, &mut report).await?;
     }
-    authinfo(conn, password, &mut report).await?;
+    authinfo(conn, None, password, &mut report).await?;
+    // A BI role's queries reach the workers as that role, with its password.
+    for role in &stack.spec.roles {
+        let secret = role.password_secret_ref.as_ref().map(|r| secrets.get(r)).filter(|p| !p.is_empty());
+        if let Some(secret) = secret {
+            authinfo(conn, Some(&role.name), secret, &mut report).await?;
+        }
+    }
     refresh_role_login(conn, workers, &mut report).await?;
 
     let registered: Vec<(String, i32, i32)> =
@@ -167,15 +176,29 @@ async fn worker_extensions(
     Ok(())
 }
 
-/// The superuser's password for connections between nodes (every node, this role).
-async fn authinfo(conn: &mut PgConnection, password: &str, report: &mut NodesReport) -> Result<(), sqlx::Error> {
+/// The password `role` (the current user when none) connects to the other nodes with; written
+/// only when it differs.
+async fn authinfo(
+    conn: &mut PgConnection,
+    role: Option<&str>,
+    password: &str,
+    report: &mut NodesReport,
+) -> Result<(), sqlx::Error> {
     let info = format!("password={}", conninfo_value(password));
-    let current: Option<String> =
-        sqlx::query_scalar("SELECT authinfo FROM pg_dist_authinfo WHERE nodeid = 0 AND rolename = current_user")
-            .fetch_optional(&mut *conn)
-            .await?;
+    let current: Option<String> = sqlx::query_scalar(
+        "SELECT authinfo FROM pg_dist_authinfo WHERE nodeid = 0 AND rolename = COALESCE($1, current_user)",
+    )
+    .bind(role)
+    .fetch_optional(&mut *conn)
+    .await?;
     if current.as_deref() != Some(info.as_str()) {
-        let sql = Sql::new("INSERT INTO pg_dist_authinfo (nodeid, rolename, authinfo) VALUES (0, current_user, ")
+        let sql = Sql::new("INSERT INTO pg_dist_authinfo (nodeid, rolename, authinfo) VALUES (0, ");
+        let sql = match role {
+            Some(name) => sql.literal(name),
+            None => sql.push("current_user"),
+        };
+        let sql = sql
+            .push(", ")
             .secret(&info)
             .push(") ON CONFLICT (rolename, nodeid) DO UPDATE SET authinfo = EXCLUDED.authinfo");
         run(conn, &sql, report).await?;
