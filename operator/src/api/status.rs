@@ -206,6 +206,14 @@ pub struct PartitionStatus {
     pub oldest: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub newest: Option<String>,
+    /// Partitions converted to columnar storage (`columnarAfter`).
+    #[serde(default)]
+    pub columnar_partitions: i64,
+    /// Bytes of the columnar partitions and of the heap ones, indexes included.
+    #[serde(default)]
+    pub columnar_bytes: i64,
+    #[serde(default)]
+    pub heap_bytes: i64,
 }
 
 /// Backups and WAL archiving, as the database and the repository last reported them.

@@ -368,6 +368,9 @@ fn fill_items(
                 partitions: found.map(|f| f.partitions).unwrap_or(0),
                 oldest: found.and_then(|f| f.oldest.clone()),
                 newest: found.and_then(|f| f.newest.clone()),
+                columnar_partitions: found.map_or(0, |f| f.columnar),
+                columnar_bytes: found.map_or(0, |f| f.columnar_bytes),
+                heap_bytes: found.map_or(0, |f| f.heap_bytes),
             }
         })
         .collect();

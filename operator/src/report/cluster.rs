@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use kube::api::Api;
 use kube::{Client, ResourceExt};
 
-use super::{ConditionLine, JobLine, PartitionLine, RefreshLine, SourceLine, StackReport, logins};
+use super::{ConditionLine, JobLine, PartitionLine, PartitionStorage, RefreshLine, SourceLine, StackReport, logins};
 use crate::api::DataWarehouseStack;
 use crate::sql::status::NodeStatus;
 use crate::template;
@@ -102,8 +102,12 @@ pub fn cluster_report(stack: &DataWarehouseStack, now: DateTime<Utc>) -> StackRe
                     .iter()
                     .find(|d| d.table == p.item.name || format!("public.{}", d.table) == p.item.name)
                     .and_then(|d| d.retention.clone()),
-                // The stack's status carries no storage figures yet.
-                storage: None,
+                // An operator before these figures reported none.
+                storage: (p.columnar_bytes + p.heap_bytes > 0).then(|| PartitionStorage {
+                    columnar_partitions: p.columnar_partitions,
+                    columnar_bytes: p.columnar_bytes,
+                    heap_bytes: p.heap_bytes,
+                }),
             })
             .collect(),
         refreshes: status

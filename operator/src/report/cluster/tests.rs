@@ -107,3 +107,14 @@ fn a_distributed_stack_lists_its_nodes() {
         "{text}"
     );
 }
+
+#[test]
+fn partition_storage_comes_from_the_status() {
+    let mut stack: DataWarehouseStack = serde_saphyr::from_str(STACK).unwrap();
+    let partitions = &mut stack.status.as_mut().unwrap().partitions[0];
+    (partitions.columnar_partitions, partitions.columnar_bytes, partitions.heap_bytes) = (2, 16384, 98304);
+    let mut text = Vec::new();
+    cluster_report(&stack, Utc::now()).print(&mut text).unwrap();
+    let text = String::from_utf8(text).unwrap();
+    assert!(text.contains("retention 30 days; 2 columnar (16384 bytes), heap 98304 bytes\n"), "{text}");
+}
