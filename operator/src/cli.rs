@@ -342,19 +342,10 @@ async fn execute(cli: Cli) -> Result<(), CliError> {
             }
             refreshes_failed(&runs)
         }
-        Command::Render { file } => {
-            print!("{}", render::objects(&load_stack(&file)?, REDACTED_PASSWORD).to_yaml());
-            Ok(())
-        }
-        Command::Crd => {
-            print!("{}", crd::crd_yaml());
-            Ok(())
-        }
+        Command::Render { file } => write_out(&render::objects(&load_stack(&file)?, REDACTED_PASSWORD).to_yaml()),
+        Command::Crd => write_out(&crd::crd_yaml()),
         Command::Local { command } => run_local(command).await,
-        Command::Rbac { name } => {
-            print!("{}", crate::controller::rbac::cluster_role_yaml(&name));
-            Ok(())
-        }
+        Command::Rbac { name } => write_out(&crate::controller::rbac::cluster_role_yaml(&name)),
         Command::Status { name, namespace, output } => {
             let client = kube::Client::try_default().await.map_err(CliError::Kube)?;
             let namespace = namespace.unwrap_or_else(|| client.default_namespace().to_string());
@@ -453,6 +444,15 @@ async fn connect(database: &Database) -> Result<PgConnection, CliError> {
 
 fn display_name(stack: &ValidatedStack, file: &Path) -> String {
     if stack.name.is_empty() { file.display().to_string() } else { stack.name.clone() }
+}
+
+/// Writes a document to stdout; a reader that stopped early (`| head`, `| grep -q`) is no error.
+fn write_out(text: &str) -> Result<(), CliError> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        result => Ok(result?),
+    }
 }
 
 fn print_stack_report(report: &StackReport, output: Output) -> Result<(), CliError> {

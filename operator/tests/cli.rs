@@ -271,3 +271,20 @@ async fn no_secret_is_written_at_any_log_level_even_by_a_slow_unit() {
     .expect("the rotated password is in force");
     support::exec(&mut analyst, "SELECT 1").await;
 }
+
+/// `pgwarehouse crd | grep -q ...`: a reader that stops early ends the command quietly.
+#[test]
+fn a_reader_that_stops_early_is_no_error() {
+    use std::io::Read;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pgwarehouse"))
+        .arg("crd")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 16];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+}
