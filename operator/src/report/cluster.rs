@@ -103,7 +103,7 @@ pub fn cluster_report(stack: &DataWarehouseStack, now: DateTime<Utc>) -> StackRe
                     .find(|d| d.table == p.item.name || format!("public.{}", d.table) == p.item.name)
                     .and_then(|d| d.retention.clone()),
                 // An operator before these figures reported none.
-                storage: (p.columnar_bytes + p.heap_bytes > 0).then(|| PartitionStorage {
+                storage: (p.columnar_bytes + p.heap_bytes > 0).then_some(PartitionStorage {
                     columnar_partitions: p.columnar_partitions,
                     columnar_bytes: p.columnar_bytes,
                     heap_bytes: p.heap_bytes,
