@@ -140,6 +140,15 @@ async fn expect_objects_applied(api: &mut ApiServer) -> Vec<Value> {
     bodies
 }
 
+/// The pod is not ready yet: the status patch and the Event that follow, and nothing after them.
+async fn expect_provisioning(mut api: ApiServer, stack_json: Value) -> (Value, Value) {
+    api.expect(Method::GET, STATEFULSET, Reply::Json(statefulset(0))).await;
+    let patch = api.expect(Method::PATCH, STATUS, Reply::StackWithStatus(stack_json)).await;
+    let event = api.expect(Method::POST, EVENTS, Reply::Echo).await;
+    api.done().await;
+    (patch, event)
+}
+
 #[tokio::test]
 async fn invalid_spec_fails_with_every_field_and_applies_nothing() {
     let stack = stack("schedules: [{name: s, schedule: 5 minutes, command: SELECT 1}]\nroles: [{name: postgres}]");
@@ -184,10 +193,7 @@ async fn a_distributed_stack_gets_its_workers_and_a_scale_down_keeps_their_pods_
         ] {
             applied.push(api.expect(Method::PATCH, path, Reply::Echo).await);
         }
-        api.expect(Method::GET, STATEFULSET, Reply::Json(statefulset(0))).await;
-        let patch = api.expect(Method::PATCH, STATUS, Reply::StackWithStatus(stack_json)).await;
-        api.expect(Method::POST, EVENTS, Reply::Echo).await;
-        api.done().await;
+        let (patch, _) = expect_provisioning(api, stack_json).await;
         (applied, patch)
     });
     reconcile(Arc::new(stack), ctx).await.unwrap();
@@ -215,10 +221,7 @@ async fn new_stack_gets_its_objects_and_status_provisioning() {
     let scenario = tokio::spawn(async move {
         api.expect(Method::GET, SUPERUSER, Reply::NotFound).await;
         let applied = expect_objects_applied(&mut api).await;
-        api.expect(Method::GET, STATEFULSET, Reply::Json(statefulset(0))).await;
-        let patch = api.expect(Method::PATCH, STATUS, Reply::StackWithStatus(stack_json)).await;
-        let event = api.expect(Method::POST, EVENTS, Reply::Echo).await;
-        api.done().await;
+        let (patch, event) = expect_provisioning(api, stack_json).await;
         (applied, patch, event)
     });
     reconcile(Arc::new(stack), ctx).await.unwrap();
@@ -247,10 +250,7 @@ async fn a_completed_restore_leaves_the_pod_and_the_source_claim_alone() {
     let scenario = tokio::spawn(async move {
         api.expect(Method::GET, SUPERUSER, Reply::Json(secret("w-superuser", "password", "pw"))).await;
         let applied = expect_objects_applied(&mut api).await;
-        api.expect(Method::GET, STATEFULSET, Reply::Json(statefulset(0))).await;
-        let patch = api.expect(Method::PATCH, STATUS, Reply::StackWithStatus(stack_json)).await;
-        api.expect(Method::POST, EVENTS, Reply::Echo).await;
-        api.done().await;
+        let (patch, _) = expect_provisioning(api, stack_json).await;
         (applied, patch)
     });
     reconcile(Arc::new(stack), ctx).await.unwrap();
