@@ -402,3 +402,77 @@ async fn refreshes_write_into_distributed_and_reference_targets_in_every_mode() 
     let denied = sqlx::query("SELECT count(*) FROM pg_dist_authinfo").fetch_one(&mut bi).await.unwrap_err();
     assert!(denied.to_string().contains("permission denied"), "{denied}");
 }
+
+const GROWN: &str = r#"kind: DataWarehouseStack
+metadata: {name: grown}
+spec:
+  template: datawarehouse
+  distributed: {workers: WORKERS, shardCount: 4}
+  migrations:
+  - name: 001_events
+    sql: |
+      CREATE TABLE events (id int8 PRIMARY KEY, at timestamptz NOT NULL DEFAULT now(), kind text);
+      INSERT INTO events SELECT g, now(), 'seed' FROM generate_series(1, 50000) g;
+"#;
+
+/// A table that already holds rows is distributed online (`create_distributed_table_concurrently`)
+/// while a writer keeps inserting: every acknowledged row is there. Removing its `tables` entry
+/// later leaves it distributed with every row where it is.
+#[tokio::test]
+async fn a_table_with_rows_is_distributed_online_and_pruning_its_entry_moves_nothing() {
+    let stack = Stack::of(GROWN);
+    stack.local("up", 2);
+    let (port, _) = stack.ports();
+    let mut db = stack.connect(port).await;
+    let laid_out = format!("{GROWN}  tables:\n  - {{table: public.events, distribute: {{column: id}}}}\n");
+    let laid_out: &'static str = Box::leak(laid_out.into_boxed_str());
+
+    let mut writer_db = stack.connect(port).await;
+    let writing = Arc::new(AtomicBool::new(true));
+    let still = writing.clone();
+    let writer = tokio::spawn(async move {
+        let mut acknowledged = Vec::new();
+        for id in 1_000_000..1_100_000i64 {
+            if !still.load(Ordering::Relaxed) {
+                break;
+            }
+            if sqlx::query("INSERT INTO events (id, kind) VALUES ($1, 'live')")
+                .bind(id)
+                .execute(&mut writer_db)
+                .await
+                .is_ok()
+            {
+                acknowledged.push(id);
+            }
+        }
+        acknowledged
+    });
+    let (manifest, data) = (stack.manifest.clone(), stack.data.clone());
+    let out = tokio::task::spawn_blocking(move || local(laid_out, &manifest, &data, "up", 2)).await.unwrap();
+    writing.store(false, Ordering::Relaxed);
+    let written = writer.await.unwrap();
+    assert!(out.contains("tables laid out \"public\".\"events\", 1 statement(s)"), "{out}");
+    assert!(!written.is_empty());
+    let found: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE id = ANY ($1)")
+        .bind(&written)
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(found, written.len() as i64, "every insert acknowledged while the rows moved is there");
+    let seeded: i64 = scalar(&mut db, "SELECT count(*) FROM events WHERE kind = 'seed'").await;
+    assert_eq!(seeded, 50_000);
+    let placed: i64 = scalar(
+        &mut db,
+        "SELECT count(DISTINCT nodeport)::int8 FROM citus_shards WHERE table_name = 'events'::regclass",
+    )
+    .await;
+    assert_eq!(placed, 2, "on both workers");
+
+    let total: i64 = scalar(&mut db, "SELECT count(*) FROM events").await;
+    let pruned = local(GROWN, &stack.manifest, &stack.data, "up", 2);
+    assert!(pruned.contains("tables laid out none, 0 statement(s)"), "{pruned}");
+    let still_distributed: bool =
+        scalar(&mut db, "SELECT EXISTS (SELECT FROM pg_dist_partition WHERE logicalrelid = 'events'::regclass)").await;
+    assert!(still_distributed, "a removed entry leaves the table as it is laid out");
+    assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM events").await, total);
+}

@@ -66,6 +66,9 @@ pub fn worker_settings(stack: &ValidatedStack) -> BTreeMap<String, String> {
         // self-signed X.509 v1 certificate, which rustls clients (this operator) refuse to
         // parse; nodes talk over the pod network with scram passwords instead.
         settings.entry("citus.node_conninfo".into()).or_insert_with(|| "sslmode=prefer".into());
+        // Postgres 15.20 / 17.8 and later name the libraries a logical decoding slot may use;
+        // Citus's online moves (create_distributed_table_concurrently) decode through its own.
+        settings.entry("output_plugin_libraries".into()).or_insert_with(|| "pgoutput, test_decoding, citus".into());
     }
     settings
 }
@@ -101,6 +104,8 @@ mod tests {
         let single = settings(&stack(""));
         assert_eq!(single["shared_preload_libraries"], "pg_cron,pg_stat_statements");
         assert!(!single.contains_key("wal_level"));
+        assert_eq!(distributed["output_plugin_libraries"], "pgoutput, test_decoding, citus");
+        assert!(!single.contains_key("output_plugin_libraries"));
     }
 
     #[test]

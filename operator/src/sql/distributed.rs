@@ -311,8 +311,13 @@ async fn lay_out_tables(
                 continue;
             }
         }
+        // A table that already holds rows keeps taking writes while its rows move to the shards.
+        let online =
+            layout.distribute.is_some() && holds_rows(conn, &layout.table).await? && can_move_online(conn).await?;
+        let create =
+            if online { "SELECT create_distributed_table_concurrently(" } else { "SELECT create_distributed_table(" };
         let sql = match &layout.distribute {
-            Some(d) => Sql::new("SELECT create_distributed_table(")
+            Some(d) => Sql::new(create)
                 .param(&name)
                 .push("::regclass, ")
                 .param(&d.column)
@@ -327,6 +332,24 @@ async fn lay_out_tables(
         report.laid_out.push(name);
     }
     Ok(())
+}
+
+/// Whether `table` (`schema.table`, `public.` when unqualified) has a row.
+async fn holds_rows(conn: &mut PgConnection, table: &str) -> Result<bool, sqlx::Error> {
+    let (schema, name) = table.split_once('.').unwrap_or(("public", table));
+    let sql = Sql::new("SELECT EXISTS (SELECT FROM ").qualified(schema, name).push(")");
+    sqlx::query_scalar(AssertSqlSafe(sql.expose().0)).fetch_one(conn).await
+}
+
+/// Whether rows can move to shards online: a worker to move them to, and Citus's decoder
+/// allowed (Postgres versions before `output_plugin_libraries` allow every library).
+async fn can_move_online(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT FROM pg_dist_node WHERE groupid <> 0 AND isactive) \
+         AND COALESCE('citus' = ANY (string_to_array(replace(current_setting('output_plugin_libraries', true), ' ', ''), ',')), true)",
+    )
+    .fetch_one(conn)
+    .await
 }
 
 /// `schema.table`, `public.` when unqualified; `default`/`none` as they are.
