@@ -5,7 +5,9 @@
 //! (`PGW_BENCH_CITUS_ROWS`, default 10,000,000). Reported: sizes; the "most active series"
 //! aggregate over the last 7 and 30 days, warm (median of 3) and cold (every server restarted
 //! with the page cache dropped, when this runs as root), each as a ratio to heap; and the time a
-//! single-row lookup takes through the coordinator against the same lookup on one server.
+//! single-row lookup takes through the coordinator against the same lookup on one server; and a
+//! third worker's rebalance (rows moved per second) against a binary COPY of the same rows from
+//! the coordinator into the new worker.
 //! Ratios, all sides run in this process on this machine.
 
 use std::path::Path;
@@ -18,7 +20,7 @@ const DAY: i64 = 86_400;
 const END: i64 = 1_780_000_000 - 1_780_000_000 % DAY;
 const TABLES: [&str; 3] = ["heap_hist", "columnar_hist", "dist_hist"];
 
-fn manifest() -> String {
+fn manifest(workers: u32) -> String {
     let mut partitions = String::new();
     for table in TABLES {
         let using = if table == "columnar_hist" { " USING columnar" } else { "" };
@@ -30,7 +32,7 @@ fn manifest() -> String {
     }
     format!(
         "kind: DataWarehouseStack\nmetadata: {{name: bench}}\nspec:\n  template: datawarehouse\n  \
-         extensions: [{{name: citus_columnar}}]\n  distributed: {{workers: 2, shardCount: 8}}\n  migrations:\n  \
+         extensions: [{{name: citus_columnar}}]\n  distributed: {{workers: {workers}, shardCount: 8}}\n  migrations:\n  \
          - name: 001_history\n    sql: |\n{partitions}\
          \x20     CREATE INDEX ON heap_hist (id, \"time\");\n      CREATE INDEX ON dist_hist (id, \"time\");\n  \
          tables:\n  - {{table: public.dist_hist, distribute: {{column: id}}}}\n"
@@ -114,7 +116,7 @@ async fn main() {
     let rows: i64 = std::env::var("PGW_BENCH_CITUS_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000_000);
     let work = tempfile::Builder::new().prefix("pgw-bench-citus-").tempdir_in("/tmp").unwrap();
     let dir = work.path();
-    std::fs::write(dir.join("bench.yaml"), manifest()).unwrap();
+    std::fs::write(dir.join("bench.yaml"), manifest(2)).unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     local(dir, "up", Some(port));
     let mut db = connect(dir, port).await;
@@ -214,6 +216,54 @@ async fn main() {
         through_coordinator.as_secs_f64() * 1e3,
         (through_coordinator.as_secs_f64() - one_server.as_secs_f64()) * 1e3
     );
+
+    rebalance_against_copy(dir, &mut db).await;
     drop(db);
     local(dir, "down", None);
+}
+
+/// Adds a third worker (`local up` rebalances and waits) and sets the rows per second the
+/// rebalance moved against a binary COPY of the same rows into a table on the new worker.
+async fn rebalance_against_copy(dir: &Path, db: &mut PgConnection) {
+    use futures::StreamExt;
+
+    std::fs::write(dir.join("bench.yaml"), manifest(3)).unwrap();
+    local(dir, "up", None);
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("stack/pgwarehouse-local.json")).unwrap()).unwrap();
+    let new_port = u16::try_from(state["workers"][2].as_u64().unwrap()).unwrap();
+    let seconds: f64 = sqlx::query_scalar(
+        "SELECT extract(epoch FROM finished_at - started_at)::float8 FROM citus_rebalance_status() WHERE state = 'finished'",
+    )
+    .fetch_one(&mut *db)
+    .await
+    .unwrap();
+    // The series whose shards now live on the new worker, and their rows.
+    let moved_ids = format!(
+        "SELECT id FROM generate_series(0::int8, 4999) id WHERE get_shard_id_for_distribution_column('dist_hist', id) IN \
+         (SELECT shardid FROM citus_shards WHERE table_name = 'dist_hist'::regclass AND nodeport = {new_port})"
+    );
+    let rows = scalar_i64(db, &format!("SELECT count(*) FROM heap_hist WHERE id IN ({moved_ids})")).await;
+
+    let mut worker = connect(dir, new_port).await;
+    exec(&mut worker, "CREATE TABLE copy_floor (id int8 NOT NULL, \"time\" int8 NOT NULL, value float8 NOT NULL)")
+        .await;
+    let started = Instant::now();
+    let mut copy_in = worker.copy_in_raw("COPY copy_floor FROM STDIN (FORMAT binary)").await.unwrap();
+    let copy = format!("COPY (SELECT * FROM heap_hist WHERE id IN ({moved_ids})) TO STDOUT (FORMAT binary)");
+    let mut copy_out = db.copy_out_raw(&copy).await.unwrap();
+    while let Some(chunk) = copy_out.next().await {
+        copy_in.send(chunk.unwrap()).await.unwrap();
+    }
+    drop(copy_out);
+    let copied = copy_in.finish().await.unwrap();
+    let floor = started.elapsed().as_secs_f64();
+    assert_eq!(copied, u64::try_from(rows).unwrap());
+    println!(
+        "citus: adding a third worker moved {rows} rows in {seconds:.1} s ({:.0} rows/s); a binary COPY of them {floor:.1} s \
+         ({:.0} rows/s): the rebalance at {:.2}x the floor's time",
+        rows as f64 / seconds,
+        rows as f64 / floor,
+        seconds / floor
+    );
 }
