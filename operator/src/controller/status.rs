@@ -261,26 +261,25 @@ pub fn build(
             status.refresh_now_handled = Some(asked.clone());
         }
     }
-    for kept_type in ["Distributed"] {
-        // Until the nodes are looked at again, the last word on them stands.
-        if validated.is_some_and(|v| v.spec.distributed.is_some())
-            && !status.conditions.iter().any(|c| c.type_ == kept_type)
-            && let Some(kept) = previous_conditions.iter().find(|c| c.type_ == kept_type)
-        {
-            status.conditions.push(kept.clone());
-        }
-    }
     if validated.is_some_and(|v| v.spec.distributed.is_none()) {
         status.distributed = None;
     }
-    let backed_up = previous_conditions.iter().find(|c| c.type_ == "BackedUp");
-    if validated.is_some_and(|v| v.backup.is_some())
-        && let Some(kept) = backed_up.filter(|_| !status.conditions.iter().any(|c| c.type_ == "BackedUp"))
+    // Until the database answers again, the last word on backups and on the nodes stands.
+    keep_condition(&mut status, &previous_conditions, "BackedUp", validated.is_some_and(|v| v.backup.is_some()));
+    let distributed = validated.is_some_and(|v| v.spec.distributed.is_some());
+    keep_condition(&mut status, &previous_conditions, "Distributed", distributed);
+    status
+}
+
+/// Carries the previous condition `type_` over when this reconcile did not set it and the spec
+/// still asks for what it reports.
+fn keep_condition(status: &mut DataWarehouseStackStatus, previous: &[Condition], type_: &str, wanted: bool) {
+    if wanted
+        && !status.conditions.iter().any(|c| c.type_ == type_)
+        && let Some(kept) = previous.iter().find(|c| c.type_ == type_)
     {
-        // Until the database answers again, the last word on backups stands.
         status.conditions.push(kept.clone());
     }
-    status
 }
 
 /// The nodes as the coordinator lists them, workers ready out of wanted, the latest rebalance.

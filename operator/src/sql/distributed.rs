@@ -236,28 +236,22 @@ async fn refresh_role_login(
         return Ok(());
     }
     let secret = crate::secrets::random_password().map_err(sqlx::Error::Io)?;
-    let info = format!("password={}", conninfo_value(&secret));
     let login = |exists: bool| {
         Sql::new(if exists { "ALTER ROLE " } else { "CREATE ROLE " })
             .ident(REFRESH_ROLE)
             .push(" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS PASSWORD ")
             .secret(&secret)
     };
-    let record = Sql::new("INSERT INTO pg_dist_authinfo (nodeid, rolename, authinfo) VALUES (0, ")
-        .literal(REFRESH_ROLE)
-        .push(", ")
-        .secret(&info)
-        .push(") ON CONFLICT (rolename, nodeid) DO UPDATE SET authinfo = EXCLUDED.authinfo");
     for worker in workers.iter_mut() {
         let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = $1)")
             .bind(REFRESH_ROLE)
             .fetch_one(&mut worker.conn)
             .await?;
         run_on_this_node(&mut worker.conn, &login(exists), report).await?;
-        run(&mut worker.conn, &record, report).await?;
+        authinfo(&mut worker.conn, Some(REFRESH_ROLE), &secret, report).await?;
     }
     run_on_this_node(conn, &login(true), report).await?;
-    run(conn, &record, report).await
+    authinfo(conn, Some(REFRESH_ROLE), &secret, report).await
 }
 
 /// A role statement for this node alone: each node gets it directly, so Citus must not copy it.
@@ -356,11 +350,10 @@ async fn can_move_online(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
 fn qualified_name(name: &str) -> String {
     match name {
         "default" | "none" => name.to_string(),
-        _ if name.contains('.') => {
-            let (schema, table) = name.split_once('.').expect("has a dot");
+        _ => {
+            let (schema, table) = name.split_once('.').unwrap_or(("public", name));
             crate::sql::quote::qualified(schema, table)
         }
-        _ => crate::sql::quote::qualified("public", name),
     }
 }
 
