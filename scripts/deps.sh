@@ -2,14 +2,15 @@
 # Installs what the tests and the local mode need from Debian: PostgreSQL 15 with pg_cron,
 # pg_partman and postgres_fdw (in the server package), and debootstrap for the PostgreSQL 17
 # root, lua5.4 for the Argo CD health check test, prometheus (with promtool) for the
-# prometheus_fdw tests, pgbackrest for backups and restores. Does nothing when all are present.
+# prometheus_fdw tests, pgbackrest for backups and restores, patroni and etcd-server for stacks of
+# more than one instance (local mode's lock store is etcd on loopback). Does nothing when all are present.
 #
 # PostgreSQL's packages (server, client, headers, pg_cron, pg_partman) are installed together,
 # at one version, before any server starts: installing the headers later (the FDW build needs
 # them) would upgrade the server's binaries under a running `local up` server.
 set -euo pipefail
 postgres_set=(postgresql-15 postgresql-client-15 postgresql-server-dev-15 postgresql-15-cron postgresql-15-partman)
-packages=("${postgres_set[@]}" debootstrap lua5.4 prometheus pgbackrest python3-venv)
+packages=("${postgres_set[@]}" debootstrap lua5.4 prometheus pgbackrest python3-venv patroni etcd-server)
 installed_version() { dpkg-query -W -f='${Status} ${Version}' "$1" 2>/dev/null | sed -n 's/^install ok installed //p' || true; }
 missing=()
 for p in "${packages[@]}"; do

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Builds (once) a Debian trixie root holding PostgreSQL 17 + pg_cron 1.6 + pg_partman 5.x and
-# pgBackRest, so the real-Postgres suite can run on the newer generation beside the host's
+# pgBackRest and Patroni (4.x), so the real-Postgres suite can run on the newer generation beside the host's
 # bookworm PostgreSQL 15. Prints the root's path. Reused when already complete.
 set -euo pipefail
 root=${PGW_PG17_ROOT:-/var/cache/pgwarehouse/trixie-pg17}
 mirror=${PGW_DEBIAN_MIRROR:-http://deb.debian.org/debian}
-packages=(postgresql-17 postgresql-17-cron postgresql-17-partman pgbackrest)
+packages=(postgresql-17 postgresql-17-cron postgresql-17-partman pgbackrest patroni)
 if [ -f "$root/.pgwarehouse-ready" ]; then
   # A root built before a package joined the list gets it now.
   missing=()

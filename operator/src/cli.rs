@@ -179,6 +179,17 @@ pub enum LocalCommand {
         #[arg(long)]
         target: Option<String>,
     },
+    /// Hand the primary role of a stack of more than one instance to a replica (Patroni's
+    /// switchover): --to names it, else the healthiest replica is chosen.
+    Switchover {
+        #[command(flatten)]
+        input: Input,
+        #[command(flatten)]
+        place: Place,
+        /// The member to promote (`<stack>-N`).
+        #[arg(long, value_name = "MEMBER")]
+        to: Option<String>,
+    },
     /// Stop the local server; data stays unless --purge.
     Down {
         #[command(flatten)]
@@ -396,6 +407,10 @@ async fn run_local(command: LocalCommand) -> Result<(), CliError> {
             };
             local::restore(&stack, &secrets, &options, target.as_deref(), &mut out).await?;
             Ok(local::status(&stack, &options, &mut out).await?)
+        }
+        LocalCommand::Switchover { input, place, to } => {
+            let stack = load_stack(&input.file)?;
+            Ok(local::switchover(&stack, &place.options(), to.as_deref(), &mut out).await?)
         }
         LocalCommand::Down { input, place, purge } => {
             let stack = load_stack(&input.file)?;

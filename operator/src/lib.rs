@@ -9,6 +9,7 @@ pub mod cli;
 pub mod controller;
 pub mod crd;
 pub mod field_errors;
+pub mod ha;
 pub mod local;
 pub mod render;
 pub mod report;

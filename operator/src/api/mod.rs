@@ -184,6 +184,46 @@ pub struct PostgresSpec {
     /// `shared_preload_libraries`, `cron.database_name`, `port`) are refused.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub parameters: BTreeMap<String, String>,
+    /// Postgres servers (default 1). More than one runs them under Patroni: one primary,
+    /// streaming replicas, automatic failover; the client Service follows the primary and
+    /// `<stack>-ro` the replicas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instances: Option<u32>,
+    /// Synchronous replication with more than one instance (default `off`): `on` waits for one
+    /// replica before a commit returns, so a failover loses no acknowledged commit; `quorum`
+    /// waits for any one of them (Patroni's quorum commit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synchronous: Option<Synchronous>,
+    /// Patroni's failure detection: how soon a lost primary is replaced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover: Option<FailoverSpec>,
+}
+
+/// Whether commits wait for a replica.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Synchronous {
+    #[default]
+    Off,
+    On,
+    Quorum,
+}
+
+/// Patroni's timing: the leader lock lives `ttlSeconds`, each member checks every
+/// `loopWaitSeconds`, and gives up on the lock store after `retryTimeoutSeconds`. Patroni
+/// requires `loopWaitSeconds + 2 × retryTimeoutSeconds ≤ ttlSeconds`.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FailoverSpec {
+    /// Default 30: a lost primary is replaced within about ttl + loop wait.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_seconds: Option<u32>,
+    /// Default 10.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loop_wait_seconds: Option<u32>,
+    /// Default 10.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_timeout_seconds: Option<u32>,
 }
 
 /// Persistent storage of the data directory.

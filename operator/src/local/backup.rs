@@ -130,7 +130,7 @@ pub async fn backup(
     kind: BackupKind,
     out: &mut dyn Write,
 ) -> Result<(), LocalError> {
-    let local = Local::running(stack, options)?;
+    let local = Local::running(stack, options).await?;
     let pgbackrest = local.pgbackrest(stack, options, secrets)?.ok_or_else(|| no_repository("spec.backup"))?;
     pgbackrest.stanza_create()?;
     let took = pgbackrest.backup(kind)?;
@@ -257,7 +257,7 @@ async fn restore_into(
     let own = local.pgbackrest(stack, options, secrets)?;
     local.password = crate::secrets::random_password().map_err(|e| LocalError::Io(format!("/dev/urandom: {e}")))?;
     write_secret(&local.cluster.dir.join(PASSWORD_FILE), &local.password)?;
-    write_state(local, stack, &[])?;
+    write_state(local, stack, &[], None)?;
     // Recovery runs without archiving (the own repository has no stanza yet) and with the
     // settings replay checks raised to the source's; the stanza is made on the promoted server,
     // which then restarts with the stack's own settings, archiving into it.

@@ -5,6 +5,7 @@
 
 mod backup;
 pub mod cluster;
+pub mod ha;
 mod report;
 mod workers;
 
@@ -81,6 +82,9 @@ struct State {
     /// The Citus workers' ports, worker 0 first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     workers: Vec<u16>,
+    /// More than one instance: etcd's and each Patroni member's ports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ha: Option<ha::HaState>,
 }
 
 /// A local warehouse: its cluster, port and superuser.
@@ -134,9 +138,20 @@ impl Local {
         Ok((local, state))
     }
 
-    /// The local warehouse of `stack`, which must be up.
-    fn running(stack: &ValidatedStack, options: &LocalOptions) -> Result<Local, LocalError> {
-        let (local, state) = Local::open(stack, options)?;
+    /// The local warehouse of `stack`, which must be up; with more than one instance, its primary.
+    async fn running(stack: &ValidatedStack, options: &LocalOptions) -> Result<Local, LocalError> {
+        let (mut local, state) = Local::open(stack, options)?;
+        if let Some(ha_state) = state.as_ref().and_then(|s| s.ha.as_ref()) {
+            let members = ha::instances(stack, &local.cluster.dir, ha_state).await?;
+            let primary = members.iter().find(|m| m.is_primary() && m.state == "running");
+            local.port = primary.and_then(|p| p.port).ok_or_else(|| {
+                LocalError::Connect(format!(
+                    "no primary among {}",
+                    members.iter().map(|m| format!("{} ({} {})", m.name, m.role, m.state)).collect::<Vec<_>>().join(", ")
+                ))
+            })?;
+            return Ok(local);
+        }
         if state.is_none() || !local.cluster.initialized() {
             return Err(LocalError::NotCreated(local.cluster.dir.display().to_string()));
         }
@@ -230,6 +245,18 @@ pub async fn up(
         local.cluster.binaries.major(),
         local.cluster.binaries.on_host(&local.cluster.binaries.bindir).display()
     );
+    let recorded_ha = state.as_ref().and_then(|s| s.ha.clone());
+    match (stack.highly_available(), recorded_ha) {
+        (true, recorded) => return up_highly_available(stack, secrets, options, local, recorded, out).await,
+        (false, Some(_)) => {
+            return Err(LocalError::Invalid(format!(
+                "spec.postgres.instances: {} runs its instances under Patroni; going back to one instance is \
+                 not supported locally (`local down --purge` and up again, or keep instances)",
+                local.cluster.dir.display()
+            )));
+        }
+        (false, None) => {}
+    }
     let running = local.cluster.running();
     let replaced = running && local.cluster.binaries_replaced();
     if replaced {
@@ -246,7 +273,7 @@ pub async fn up(
         let _ = writeln!(out, "- initialized {}", local.cluster.dir.display());
     }
     let recorded_workers = state.map(|s| s.workers).unwrap_or_default();
-    write_state(&local, stack, &recorded_workers)?;
+    write_state(&local, stack, &recorded_workers, None)?;
     let pgbackrest = local.pgbackrest(stack, options, secrets)?;
     let restart = local.cluster.configure(&local.settings(stack))? || replaced;
     if running && restart {
@@ -261,6 +288,58 @@ pub async fn up(
         let _ = writeln!(out, "- archiving WAL to {repository} (stanza {:?})", stack.name);
     }
 
+    let report = converge_databases(&local, stack, secrets, options, out).await?;
+    if let Some(distributed) = &stack.spec.distributed {
+        distribute(&local, stack, secrets, distributed.workers as usize, &recorded_workers, out).await?;
+    }
+    if let Some(pgbackrest) = &pgbackrest {
+        backup::first_full_backup(&local, stack, pgbackrest, out).await?;
+    }
+    Ok((local, report))
+}
+
+/// Runs the stack on `instances` servers under Patroni (etcd on loopback), then converges the
+/// warehouse through the primary.
+async fn up_highly_available(
+    stack: &ValidatedStack,
+    secrets: &Secrets,
+    options: &LocalOptions,
+    mut local: Local,
+    recorded: Option<ha::HaState>,
+    out: &mut dyn Write,
+) -> Result<(Local, ApplyReport), LocalError> {
+    let dir = local.cluster.dir.clone();
+    if local.cluster.initialized() {
+        return Err(LocalError::Invalid(format!(
+            "spec.postgres.instances: {} holds a one-instance server (data/); moving it under Patroni is \
+             not supported locally: pass another --data-dir",
+            dir.display()
+        )));
+    }
+    crate::secrets::create_private_dir(&dir).map_err(io(&dir))?;
+    local.cluster.give_to_postgres()?;
+    if local.password.is_empty() {
+        local.password = crate::secrets::random_password().map_err(|e| LocalError::Io(format!("/dev/urandom: {e}")))?;
+        write_secret(&dir.join(PASSWORD_FILE), &local.password)?;
+    }
+    let first_port = recorded.as_ref().and_then(|r| r.members.first()).map_or(local.port, |m| m.postgres);
+    let placed = ha::place(recorded, stack.instances() as usize, first_port)?;
+    local.port = first_port;
+    write_state(&local, stack, &[], Some(&placed))?;
+    let primary = ha::start(stack, &local.cluster.binaries, &dir, &placed, &local.password, out).await?;
+    local.port = primary.port.unwrap_or(local.port);
+    let report = converge_databases(&local, stack, secrets, options, out).await?;
+    Ok((local, report))
+}
+
+/// Creates the warehouse database (and seeds) once and converges the warehouse in it.
+async fn converge_databases(
+    local: &Local,
+    stack: &ValidatedStack,
+    secrets: &Secrets,
+    options: &LocalOptions,
+    out: &mut dyn Write,
+) -> Result<ApplyReport, LocalError> {
     let mut admin = local.connect("postgres").await?;
     for database in std::iter::once(&local.database).chain(options.seeds.iter().map(|(db, _)| db)) {
         let created = create_database(&mut admin, database).await?;
@@ -288,17 +367,17 @@ pub async fn up(
         let _ =
             writeln!(out, "  FAILED {}: {}", failed.item.label(&failed.name), failed.message.as_deref().unwrap_or(""));
     }
-    if let Some(distributed) = &stack.spec.distributed {
-        distribute(&local, stack, secrets, distributed.workers as usize, &recorded_workers, out).await?;
-    }
-    if let Some(pgbackrest) = &pgbackrest {
-        backup::first_full_backup(&local, stack, pgbackrest, out).await?;
-    }
-    Ok((local, report))
+    Ok(report)
 }
 
-fn write_state(local: &Local, stack: &ValidatedStack, workers: &[u16]) -> Result<(), LocalError> {
-    let state = State { stack: stack.name.clone(), port: local.port, workers: workers.to_vec() };
+fn write_state(
+    local: &Local,
+    stack: &ValidatedStack,
+    workers: &[u16],
+    ha: Option<&ha::HaState>,
+) -> Result<(), LocalError> {
+    let state =
+        State { stack: stack.name.clone(), port: local.port, workers: workers.to_vec(), ha: ha.cloned() };
     let path = local.cluster.dir.join(STATE_FILE);
     std::fs::write(&path, serde_json::to_string(&state).expect("state serializes")).map_err(io(&path))
 }
@@ -327,14 +406,14 @@ async fn distribute(
     // Recorded before registering: a failure leaves every started server known to `down`.
     let mut known = ports.clone();
     known.extend(recorded.iter().skip(kept.len()));
-    write_state(local, stack, &known)?;
+    write_state(local, stack, &known, None)?;
     let report = workers::converge(local, &kept, stack, secrets).await?;
     for retired in
         &workers::recorded(&local.cluster.dir, &local.cluster.binaries, recorded)[kept.len().min(recorded.len())..]
     {
         workers::retire(retired)?;
     }
-    write_state(local, stack, &ports)?;
+    write_state(local, stack, &ports, None)?;
     let listed = |items: &[String]| if items.is_empty() { "none".to_string() } else { items.join(", ") };
     let _ = writeln!(
         out,
@@ -372,6 +451,14 @@ async fn create_database(admin: &mut PgConnection, name: &str) -> Result<bool, L
 /// Prints where the local warehouse is and what it does.
 pub async fn status(stack: &ValidatedStack, options: &LocalOptions, out: &mut dyn Write) -> Result<(), LocalError> {
     let (local, state) = Local::open(stack, options)?;
+    if let Some(ha_state) = state.as_ref().and_then(|s| s.ha.as_ref()) {
+        let members = ha::instances(stack, &local.cluster.dir, ha_state).await?;
+        print_instances(&members, out).map_err(|e| LocalError::Io(e.to_string()))?;
+        let local = Local::running(stack, options).await?;
+        let mut conn = local.connect(&local.database).await?;
+        let status = sql::status::read_status(&mut conn).await.map_err(|e| LocalError::Connect(e.to_string()))?;
+        return local_report(stack, &local, &status).print(out).map_err(|e| LocalError::Io(e.to_string()));
+    }
     if state.is_none() || !local.cluster.initialized() {
         return Err(LocalError::NotCreated(local.cluster.dir.display().to_string()));
     }
@@ -401,13 +488,46 @@ pub async fn status(stack: &ValidatedStack, options: &LocalOptions, out: &mut dy
     report.print(out).map_err(|e| LocalError::Io(e.to_string()))
 }
 
+/// The instances of a stack run by Patroni: one line each.
+fn print_instances(members: &[crate::ha::ClusterMember], out: &mut dyn Write) -> std::io::Result<()> {
+    writeln!(out, "INSTANCES")?;
+    writeln!(out, "  {:<24} {:<14} {:<10} {:>8} {:>12}", "NAME", "ROLE", "STATE", "TIMELINE", "LAG BYTES")?;
+    for m in members {
+        let timeline = m.timeline.map_or("-".to_string(), |t| t.to_string());
+        let lag = if m.is_primary() { "-".to_string() } else { m.lag_bytes().map_or("unknown".into(), |l| l.to_string()) };
+        let role = if m.is_primary() { "primary" } else { m.role.as_str() };
+        writeln!(out, "  {:<24} {:<14} {:<10} {timeline:>8} {lag:>12}", m.name, role, m.state)?;
+    }
+    writeln!(out)
+}
+
+/// A planned switchover of a local stack run by Patroni, to `to` or any healthy replica.
+pub async fn switchover(
+    stack: &ValidatedStack,
+    options: &LocalOptions,
+    to: Option<&str>,
+    out: &mut dyn Write,
+) -> Result<(), LocalError> {
+    let (local, state) = Local::open(stack, options)?;
+    let Some(ha_state) = state.and_then(|s| s.ha) else {
+        return Err(LocalError::Invalid(format!(
+            "{} runs one instance: set spec.postgres.instances above 1 for replicas to switch over to",
+            stack.name
+        )));
+    };
+    let started = std::time::Instant::now();
+    let primary = ha::switchover(stack, &local.cluster.dir, &ha_state, to).await?;
+    let _ = writeln!(out, "- {primary} is the primary ({:.1} s)", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
 /// Runs the local warehouse's refreshes now (all, or those named).
 pub async fn refresh(
     stack: &ValidatedStack,
     options: &LocalOptions,
     names: &[String],
 ) -> Result<Vec<sql::refresh::RunFigures>, LocalError> {
-    let local = Local::running(stack, options)?;
+    let local = Local::running(stack, options).await?;
     let mut conn = local.connect(&local.database).await?;
     Ok(sql::refresh::run_now(&mut conn, stack, names).await?)
 }
@@ -425,6 +545,10 @@ pub async fn down(
     let Some(state) = state else {
         return Err(LocalError::NotCreated(local.cluster.dir.display().to_string()));
     };
+    if let Some(ha_state) = &state.ha {
+        ha::stop(stack, &local.cluster.dir, ha_state, out).await;
+        return finish_down(&local, purge, out);
+    }
     // The server listens where it was started, whatever port this command was given.
     local.port = state.port;
     if local.cluster.running() {
@@ -444,6 +568,10 @@ pub async fn down(
             let _ = writeln!(out, "- stopped the worker on 127.0.0.1:{}", worker.port);
         }
     }
+    finish_down(&local, purge, out)
+}
+
+fn finish_down(local: &Local, purge: bool, out: &mut dyn Write) -> Result<(), LocalError> {
     if purge {
         std::fs::remove_dir_all(&local.cluster.dir).map_err(io(&local.cluster.dir))?;
         let _ = writeln!(out, "- deleted {}", local.cluster.dir.display());

@@ -6,6 +6,7 @@ mod backup;
 pub mod config;
 mod configmap;
 mod labels;
+pub mod patroni;
 mod secret;
 mod services;
 mod statefulset;

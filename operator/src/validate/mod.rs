@@ -127,6 +127,15 @@ impl ValidatedStack {
         self.namespace.as_deref().unwrap_or("default")
     }
 
+    /// The Postgres servers the spec asks for; more than one runs under Patroni.
+    pub fn instances(&self) -> u32 {
+        self.spec.postgres.instances.unwrap_or(1)
+    }
+
+    pub fn highly_available(&self) -> bool {
+        self.instances() > 1
+    }
+
     pub fn needs_pg_cron(&self) -> bool {
         self.extensions.iter().any(|e| e.name == "pg_cron")
     }
@@ -323,6 +332,7 @@ pub fn validate(stack: &DataWarehouseStack) -> Result<ValidatedStack, Validation
     let refreshes = spec.refreshes.iter().enumerate().filter_map(|(i, r)| refresh(&mut report, i, r)).collect();
 
     distributed(&mut report, spec);
+    high_availability(&mut report, spec);
 
     let backup = spec.backup.as_ref().map(|b| backup::backup(&mut report, b));
     let restore = spec
@@ -630,6 +640,57 @@ fn distributed(report: &mut Report, spec: &DataWarehouseStackSpec) {
             (None, true) => {}
             (Some(_), true) => report.error(&path, "is either distributed or a reference table, not both"),
             (None, false) => report.error(&path, "says nothing: set distribute: {column: ...} or reference: true"),
+        }
+    }
+}
+
+/// Most Postgres servers a stack runs (one primary, the rest replicas).
+pub const MAX_INSTANCES: u32 = 9;
+
+fn high_availability(report: &mut Report, spec: &DataWarehouseStackSpec) {
+    let postgres = &spec.postgres;
+    let instances = postgres.instances.unwrap_or(1);
+    if !(1..=MAX_INSTANCES).contains(&instances) {
+        report.error("spec.postgres.instances", format!("{instances} is not from 1 to {MAX_INSTANCES}"));
+    }
+    let timing = crate::render::patroni::Timing::of(postgres);
+    if let Some(failover) = &postgres.failover {
+        for (field, value) in [
+            ("ttlSeconds", failover.ttl_seconds),
+            ("loopWaitSeconds", failover.loop_wait_seconds),
+            ("retryTimeoutSeconds", failover.retry_timeout_seconds),
+        ] {
+            if value == Some(0) {
+                report.error(format!("spec.postgres.failover.{field}"), "must be at least 1");
+            }
+        }
+        if timing.loop_wait + 2 * timing.retry_timeout > timing.ttl {
+            report.error(
+                "spec.postgres.failover",
+                format!(
+                    "loopWaitSeconds + 2 × retryTimeoutSeconds ({} + 2 × {}) exceeds ttlSeconds ({}): Patroni \
+                     requires the leader lock to outlive a loop and two retries",
+                    timing.loop_wait, timing.retry_timeout, timing.ttl
+                ),
+            );
+        }
+    }
+    if instances > 1 {
+        if spec.backup.as_ref().is_some_and(|b| b.repository.volume.is_some()) {
+            report.error(
+                "spec.backup.repository.volume",
+                format!(
+                    "is a ReadWriteOnce volume, which pods on different nodes cannot share: with {instances} \
+                     instances the repository must be s3 (backups and WAL follow the primary)"
+                ),
+            );
+        }
+        if spec.distributed.is_some() {
+            report.error(
+                "spec.postgres.instances",
+                "more than one instance is not supported on a distributed stack yet: Citus reaches its \
+                 coordinator by the first pod's name",
+            );
         }
     }
 }
