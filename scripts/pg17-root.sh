@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # Builds (once) a Debian trixie root holding PostgreSQL 17 + pg_cron 1.6 + pg_partman 5.x and
-# pgBackRest and Patroni (4.x), so the real-Postgres suite can run on the newer generation beside the host's
+# pgBackRest and Patroni 4 (python3-etcd for its etcd3 lock store), so the real-Postgres suite can run on the newer generation beside the host's
 # bookworm PostgreSQL 15. Prints the root's path. Reused when already complete.
 set -euo pipefail
 root=${PGW_PG17_ROOT:-/var/cache/pgwarehouse/trixie-pg17}
 mirror=${PGW_DEBIAN_MIRROR:-http://deb.debian.org/debian}
-packages=(postgresql-17 postgresql-17-cron postgresql-17-partman pgbackrest patroni)
+packages=(postgresql-17 postgresql-17-cron postgresql-17-partman pgbackrest patroni python3-etcd)
+# Patroni, run inside the root, tells whether its postmaster runs from /proc (psutil) and takes
+# its locks in /dev/shm (Python's multiprocessing): the root gets the host's /proc and a /dev/shm.
+mount_kernel_files() {
+  mountpoint -q "$root/proc" || mount -t proc proc "$root/proc"
+  mountpoint -q "$root/dev/shm" || mount -t tmpfs -o mode=1777,size=64m shm "$root/dev/shm"
+}
 if [ -f "$root/.pgwarehouse-ready" ]; then
   # A root built before a package joined the list gets it now.
   missing=()
@@ -19,6 +25,7 @@ if [ -f "$root/.pgwarehouse-ready" ]; then
       "${missing[@]}" >&2
     chroot "$root" apt-get clean >&2
   fi
+  mount_kernel_files
   echo "$root"
   exit 0
 fi
@@ -41,4 +48,5 @@ chroot "$work" apt-get clean >&2
 touch "$work/.pgwarehouse-ready"
 rm -rf "$root"
 mv "$work" "$root"
+mount_kernel_files
 echo "$root"

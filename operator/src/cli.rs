@@ -3,6 +3,7 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use sqlx::PgConnection;
@@ -102,6 +103,21 @@ pub enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
+    },
+    /// Hand a stack's primary role to a replica (Patroni's switchover, run by the operator):
+    /// writes the annotation pgwarehouse.dev/switchover-to and waits until it is done.
+    Switchover {
+        /// The DataWarehouseStack's name.
+        name: String,
+        /// Its namespace (default: the kubeconfig context's).
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+        /// The replica's pod to promote (default: the healthiest replica).
+        #[arg(long, value_name = "POD")]
+        to: Option<String>,
+        /// How long to wait for the operator, in seconds.
+        #[arg(long, default_value_t = 180)]
+        timeout: u64,
     },
     /// Run the controller against the cluster of the current kubeconfig or service account.
     Run(crate::controller::RunOptions),
@@ -273,6 +289,8 @@ pub enum CliError {
     Agent(#[from] crate::backup::agent::AgentError),
     #[error("{0} refresh(es) failed")]
     RefreshesFailed(usize),
+    #[error("{0}")]
+    Timeout(String),
 }
 
 /// The whole program: `pgwarehouse` and its kubectl-plugin name `kubectl-pgwarehouse` are this.
@@ -353,7 +371,7 @@ async fn execute(cli: Cli) -> Result<(), CliError> {
             }
             refreshes_failed(&runs)
         }
-        Command::Render { file } => write_out(&render::objects(&load_stack(&file)?, REDACTED_PASSWORD).to_yaml()),
+        Command::Render { file } => write_out(&render::objects(&load_stack(&file)?, &redacted_passwords()).to_yaml()),
         Command::Crd => write_out(&crd::crd_yaml()),
         Command::Local { command } => run_local(command).await,
         Command::Rbac { name } => write_out(&crate::controller::rbac::cluster_role_yaml(&name)),
@@ -363,8 +381,59 @@ async fn execute(cli: Cli) -> Result<(), CliError> {
             let report = report::fetch_cluster_report(&client, &namespace, &name).await.map_err(CliError::Kube)?;
             print_stack_report(&report, output)
         }
+        Command::Switchover { name, namespace, to, timeout } => {
+            let client = kube::Client::try_default().await.map_err(CliError::Kube)?;
+            let namespace = namespace.unwrap_or_else(|| client.default_namespace().to_string());
+            let primary = switchover(&client, &namespace, &name, to.as_deref(), Duration::from_secs(timeout)).await?;
+            println!("{primary} is the primary of {namespace}/{name}");
+            Ok(())
+        }
         Command::Run(options) => crate::controller::run(options).await.map_err(CliError::Kube),
         Command::Agent { command } => Ok(crate::backup::agent::run(command).await?),
+    }
+}
+
+/// Asks the operator for a switchover (a request of its own: the target and the time) and waits
+/// until the stack's status says it was made.
+async fn switchover(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    to: Option<&str>,
+    timeout: Duration,
+) -> Result<String, CliError> {
+    use crate::api::DataWarehouseStack;
+    use crate::controller::patroni::SWITCHOVER_TO;
+    let api: kube::Api<DataWarehouseStack> = kube::Api::namespaced(client.clone(), namespace);
+    let request = format!("{} {}", to.unwrap_or("any"), chrono::Utc::now().to_rfc3339());
+    let patch = serde_json::json!({"metadata": {"annotations": {SWITCHOVER_TO: request}}});
+    api.patch(name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch))
+        .await
+        .map_err(CliError::Kube)?;
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let stack = api.get(name).await.map_err(CliError::Kube)?;
+        let status = stack.status.unwrap_or_default();
+        if status.switchover_handled.as_deref() == Some(request.as_str())
+            && let Some(primary) = status.primary
+        {
+            return Ok(primary);
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(CliError::Timeout(format!(
+                "the operator has not switched {namespace}/{name} over within {timeout:?} (its log says why)"
+            )));
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// `pgwarehouse render` shows where each generated password goes, never one.
+fn redacted_passwords() -> render::StackPasswords {
+    render::StackPasswords {
+        superuser: REDACTED_PASSWORD.into(),
+        replication: REDACTED_PASSWORD.into(),
+        rewind: REDACTED_PASSWORD.into(),
     }
 }
 

@@ -33,6 +33,9 @@ pub struct StackReport {
     /// Citus nodes, when the warehouse is distributed.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub nodes: Vec<crate::sql::status::NodeStatus>,
+    /// The Postgres servers Patroni runs, with more than one instance.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub instances: Vec<crate::api::InstanceStatus>,
     pub logins: Vec<LoginLine>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backup: Option<crate::api::BackupStatus>,
@@ -207,6 +210,14 @@ impl StackReport {
                 let role = if n.coordinator { "coordinator" } else { "worker" };
                 let state = if n.active { "active" } else { "inactive" };
                 writeln!(out, "  {:<28} {role:<12} {state:<9} {} shard(s), {} bytes", n.node, n.shards, n.bytes)?;
+            }
+        }
+        if !self.instances.is_empty() {
+            writeln!(out, "\nINSTANCES")?;
+            for i in &self.instances {
+                let timeline = i.timeline.map_or("-".to_string(), |t| format!("timeline {t}"));
+                let lag = i.lag_bytes.map(|l| format!(", {l} bytes behind")).unwrap_or_default();
+                writeln!(out, "  {:<28} {:<12} {:<10} {timeline}{lag}", i.pod, i.role, i.state)?;
             }
         }
         if let Some(b) = &self.backup {

@@ -5,8 +5,9 @@
 //! and postmaster together, (d) SIGSTOP of the primary's Patroni for ttl + 20 s. After each:
 //! exactly one primary, every acknowledged id present, every other member streaming again within
 //! 120 s (the old primary rewound), the write gap printed. Last, a `* * * * *` pg_cron job runs on
-//! the primary and its launcher runs on no replica; a parameter change reaches every member, and
-//! one needing a restart restarts the replicas first and ends with a switchover.
+//! the primary and its launcher runs on no replica, only the primary's backup agent would back up;
+//! a parameter change reaches every member, and one needing a restart restarts the replicas first
+//! and ends with a switchover.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -105,8 +106,11 @@ fn start_writer(conninfo: String, log: Log, stop: Arc<std::sync::atomic::AtomicB
         let mut client: Option<tokio_postgres::Client> = None;
         while !stop.load(std::sync::atomic::Ordering::Relaxed) {
             if client.is_none() {
-                match tokio::time::timeout(Duration::from_secs(3), tokio_postgres::connect(&conninfo, tokio_postgres::NoTls))
-                    .await
+                match tokio::time::timeout(
+                    Duration::from_secs(3),
+                    tokio_postgres::connect(&conninfo, tokio_postgres::NoTls),
+                )
+                .await
                 {
                     Ok(Ok((c, connection))) => {
                         tokio::spawn(connection);
@@ -158,7 +162,8 @@ impl Harness {
         let mut text = String::new();
         for member in self.stack.members() {
             let log = std::fs::read_to_string(member.dir.join("patroni.log")).unwrap_or_default();
-            let lines: Vec<&str> = log.lines().filter(|l| !l.contains("no action.") && !l.contains("waiting for WAL")).collect();
+            let lines: Vec<&str> =
+                log.lines().filter(|l| !l.contains("no action.") && !l.contains("waiting for WAL")).collect();
             text.push_str(&format!("--- {}\n{}\n", member.name, lines[lines.len().saturating_sub(15)..].join("\n")));
         }
         text
@@ -183,8 +188,8 @@ impl Harness {
         let (primary, cluster) = wait_for_members(&self.rests, 2, Duration::from_secs(120))
             .await
             .unwrap_or_else(|e| panic!("{scenario}: {e}\n{}", self.logs()));
-        let primaries: Vec<_> = cluster.iter().filter(|m| m.is_primary()).map(|m| m.name.clone()).collect();
-        assert_eq!(primaries, [primary.name.clone()], "{scenario}: exactly one primary");
+        let primaries: Vec<&str> = cluster.iter().filter(|m| m.is_primary()).map(|m| m.name.as_str()).collect();
+        assert_eq!(primaries, [primary.name.as_str()], "{scenario}: exactly one primary");
         // A few writes on the new primary, so the gap is closed.
         let count = self.log.lock().unwrap().len();
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -321,6 +326,12 @@ async fn three_instances_fail_over_switch_over_and_lose_no_acknowledged_insert()
         }
         assert!(Instant::now() < deadline, "the * * * * * job ran on the new primary within 90 s");
         tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+
+    // The backup agent beside each member: only the primary's backs up.
+    for member in h.stack.members() {
+        let leads = pgwarehouse::backup::agent::leads(Some(&member.rest().base)).await;
+        assert_eq!(leads, member.name == primary.name, "backup agent of {}", member.name);
     }
 
     // Converge through Patroni: a reloadable parameter reaches every member without a restart;

@@ -29,6 +29,8 @@ pub use status::*;
     printcolumn = r#"{"name":"Jobs","type":"integer","jsonPath":".status.activeJobs"}"#,
     printcolumn = r#"{"name":"Refreshes","type":"string","jsonPath":".status.readyRefreshes"}"#,
     printcolumn = r#"{"name":"Workers","type":"string","jsonPath":".status.distributed.readyWorkers"}"#,
+    printcolumn = r#"{"name":"Primary","type":"string","jsonPath":".status.primary"}"#,
+    printcolumn = r#"{"name":"Instances","type":"string","jsonPath":".status.readyInstances"}"#,
     printcolumn = r#"{"name":"Last backup","type":"date","jsonPath":".status.backup.lastBackupTime"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]

@@ -56,6 +56,34 @@ pub struct DataWarehouseStackStatus {
     /// The Citus nodes, with `spec.distributed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub distributed: Option<DistributedStatus>,
+    /// The last value of the annotation `pgwarehouse.dev/switchover-to` acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub switchover_handled: Option<String>,
+    /// The pod Patroni runs as primary, with more than one instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary: Option<String>,
+    /// The primary and its streaming replicas out of `postgres.instances`, e.g. `3/3`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_instances: Option<String>,
+    /// Each Postgres pod as Patroni reports it, with more than one instance.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub instances: Vec<InstanceStatus>,
+}
+
+/// One Postgres pod run by Patroni.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceStatus {
+    pub pod: String,
+    /// primary or replica (Patroni's pod label).
+    pub role: String,
+    /// Patroni's state of its Postgres: running, streaming, starting, stopped, ...
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeline: Option<i64>,
+    /// Bytes of WAL a replica is behind the primary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_bytes: Option<i64>,
 }
 
 /// The coordinator and its workers as the coordinator's metadata lists them.

@@ -31,6 +31,10 @@ pub struct AgentOptions {
     /// The server's port (which names its socket).
     #[arg(long, default_value_t = 5432)]
     pub port: u16,
+    /// Patroni's REST API beside the server, on a stack of more than one instance: only the
+    /// leader's agent creates the stanza and backs up; the others idle.
+    #[arg(long, value_name = "URL")]
+    pub patroni_api: Option<String>,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -115,8 +119,28 @@ fn retry_delay(failures: u32) -> Duration {
     Duration::from_secs(10).saturating_mul(1 << failures.saturating_sub(1).min(6)).min(Duration::from_secs(600))
 }
 
+/// Whether this pod's agent backs up: always on one instance; under Patroni, while its member is
+/// the leader (asked each time: the leader moves).
+pub async fn leads(patroni_api: Option<&str>) -> bool {
+    let Some(api) = patroni_api else { return true };
+    match crate::ha::Rest::new(api).is_primary().await {
+        Ok(primary) => primary,
+        Err(e) => {
+            tracing::warn!(error = %e, "asking Patroni whether this pod leads");
+            false
+        }
+    }
+}
+
+/// How often an agent beside a replica asks whether its member became the leader.
+const FOLLOWER_POLL: Duration = Duration::from_secs(15);
+
 async fn backup_loop(options: &AgentOptions, full: &str, differential: &str, database: &str) -> Result<(), AgentError> {
     let pgbackrest = pgbackrest(options)?;
+    let patroni = options.patroni_api.as_deref();
+    while !leads(patroni).await {
+        tokio::time::sleep(FOLLOWER_POLL).await;
+    }
     // The server may still be starting (or restoring): retry until the stanza is there.
     let mut failures = 0;
     loop {
@@ -136,6 +160,12 @@ async fn backup_loop(options: &AgentOptions, full: &str, differential: &str, dat
     // once, say while Postgres restarts, must not turn the loop into a busy one).
     let mut failures = 0;
     loop {
+        if !leads(patroni).await {
+            // A switchover made this pod a replica: what was due is the new leader's to take.
+            due = None;
+            tokio::time::sleep(FOLLOWER_POLL).await;
+            continue;
+        }
         let p = pgbackrest.clone();
         match blocking(move || p.info()).await {
             Ok(info) => {

@@ -65,12 +65,12 @@ mod tests {
         let text = "kind: DataWarehouseStack\nmetadata: {name: copy}\nspec:\n  bootstrap:\n    restore:\n      \
                     repository: {volume: {}}\n      stack: quickstart\n";
         let stack = validate(&load_manifest(text).unwrap()).unwrap();
-        let rendered = crate::render::objects(&stack, "pw").statefulset;
+        let rendered = crate::render::objects(&stack, &crate::render::StackPasswords::default()).statefulset;
         assert_eq!(restore_conflict(&stack, None, false), None, "a new stack");
         assert_eq!(restore_conflict(&stack, Some(&rendered), true), None, "its own restored pod, restarted");
         let mut plain = stack.clone();
         plain.restore = None;
-        let running = crate::render::objects(&plain, "pw").statefulset;
+        let running = crate::render::objects(&plain, &crate::render::StackPasswords::default()).statefulset;
         let refused = restore_conflict(&stack, Some(&running), true).unwrap();
         assert!(refused.starts_with("spec.bootstrap.restore: the stack already runs"), "{refused}");
         let left = restore_conflict(&stack, None, true).unwrap();

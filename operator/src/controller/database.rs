@@ -5,7 +5,8 @@
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
-use kube::api::Api;
+use kube::ResourceExt;
+use kube::api::{Api, ListParams};
 use sqlx::PgConnection;
 use sqlx::postgres::PgConnectOptions;
 
@@ -52,9 +53,27 @@ async fn address(client: &Client, settings: &Settings, stack: &ValidatedStack) -
             _ => (host.clone(), PORT),
         }),
         None if settings.port_forward => {
-            Ok(("127.0.0.1".into(), port_forward(client, stack, &format!("{}-0", client_name(stack))).await?))
+            Ok(("127.0.0.1".into(), port_forward(client, stack, &primary_pod(client, stack).await?).await?))
         }
         None => Ok((service_host(stack), PORT)),
+    }
+}
+
+/// The pod the client Service selects: the only one, or the one Patroni labels primary.
+async fn primary_pod(client: &Client, stack: &ValidatedStack) -> Result<String, String> {
+    if !stack.highly_available() {
+        return Ok(format!("{}-0", client_name(stack)));
+    }
+    let pods: Api<Pod> = Api::namespaced(client.clone(), stack.namespace_or_default());
+    let selector = crate::render::role_selector(stack, crate::render::patroni::PRIMARY_ROLE)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let listed = pods.list(&ListParams::default().labels(&selector)).await.map_err(|e| api_error::one_line(&e))?;
+    match listed.items.as_slice() {
+        [one] => Ok(one.name_any()),
+        found => Err(format!("{} pods are labelled primary: waiting for Patroni", found.len())),
     }
 }
 
@@ -104,6 +123,14 @@ pub async fn connect_worker(
     connect_at(settings, stack, password, address).await
 }
 
+async fn create_database(options: PgConnectOptions, database: &str) -> Result<PgConnection, sqlx::Error> {
+    use sqlx::Executor;
+    let mut admin = crate::sql::connection::connect(options.clone().database("postgres")).await?;
+    let create = format!("CREATE DATABASE {}", crate::sql::quote::ident(database));
+    admin.execute(sqlx::AssertSqlSafe(create)).await?;
+    crate::sql::connection::connect(options).await
+}
+
 async fn connect_at(
     settings: &Settings,
     stack: &ValidatedStack,
@@ -119,8 +146,12 @@ async fn connect_at(
         .database(&stack.database)
         .application_name("pgwarehouse-operator")
         .options([("statement_timeout", statement_timeout.as_str())]);
-    match tokio::time::timeout(settings.connect_timeout, crate::sql::connection::connect(options)).await {
+    match tokio::time::timeout(settings.connect_timeout, crate::sql::connection::connect(options.clone())).await {
         Ok(Ok(conn)) => Ok(conn),
+        // Patroni's bootstrap (initdb) makes no warehouse database, unlike the image's entrypoint.
+        Ok(Err(sqlx::Error::Database(e))) if stack.highly_available() && e.code().as_deref() == Some("3D000") => {
+            create_database(options, &stack.database).await.map_err(|e| format!("{host}:{port}: {e}"))
+        }
         Ok(Err(e)) => Err(format!("{host}:{port}: {e}")),
         Err(_) => Err(format!("{host}:{port}: no answer within {:?}", settings.connect_timeout)),
     }

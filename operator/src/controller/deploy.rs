@@ -25,6 +25,11 @@ where
 }
 
 pub async fn apply_objects(client: &Client, objects: &Objects) -> Result<(), kube::Error> {
+    if let Some(ha) = &objects.ha {
+        apply(client, &ha.service_account).await?;
+        apply(client, &ha.role).await?;
+        apply(client, &ha.role_binding).await?;
+    }
     apply(client, &objects.secret).await?;
     apply(client, &objects.configmap).await?;
     apply(client, &objects.headless).await?;
@@ -33,6 +38,10 @@ pub async fn apply_objects(client: &Client, objects: &Objects) -> Result<(), kub
         apply(client, claim).await?;
     }
     apply(client, &objects.statefulset).await?;
+    if let Some(ha) = &objects.ha {
+        apply(client, &ha.replicas_service).await?;
+        apply(client, &ha.disruption_budget).await?;
+    }
     apply_workers(client, objects.workers.as_ref()).await
 }
 

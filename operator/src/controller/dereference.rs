@@ -10,19 +10,29 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Client, ResourceExt};
 
 use crate::api::{DataWarehouseStack, SecretKeyRef};
-use crate::render::{PASSWORD_KEY, superuser_secret_name};
+use crate::render::{
+    PASSWORD_KEY, REPLICATION_PASSWORD_KEY, REWIND_PASSWORD_KEY, StackPasswords, superuser_secret_name,
+};
 use crate::secrets::{SecretSource, no_such_secret, random_password};
 use crate::validate::ValidatedStack;
 
-/// The superuser password in the stack's Secret, or a new one when there is no Secret yet.
-pub async fn superuser_password(client: &Client, stack: &ValidatedStack) -> Result<String, kube::Error> {
+/// The passwords in the stack's Secret; each one missing (no Secret yet, or a stack that just
+/// gained replicas) is generated, once.
+pub async fn stack_passwords(client: &Client, stack: &ValidatedStack) -> Result<StackPasswords, kube::Error> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), stack.namespace_or_default());
     let existing = secrets.get_opt(&superuser_secret_name(stack)).await?;
-    let value = existing.as_ref().and_then(|s| s.data.as_ref()?.get(PASSWORD_KEY)).map(|b| b.0.clone());
-    match value.map(String::from_utf8) {
-        Some(Ok(password)) if !password.is_empty() => Ok(password),
-        _ => Ok(random_password().expect("the kernel provides random bytes")),
-    }
+    let read = |key: &str| {
+        let value = existing.as_ref().and_then(|s| s.data.as_ref()?.get(key)).map(|b| b.0.clone());
+        match value.map(String::from_utf8) {
+            Some(Ok(password)) if !password.is_empty() => password,
+            _ => random_password().expect("the kernel provides random bytes"),
+        }
+    };
+    Ok(StackPasswords {
+        superuser: read(PASSWORD_KEY),
+        replication: read(REPLICATION_PASSWORD_KEY),
+        rewind: read(REWIND_PASSWORD_KEY),
+    })
 }
 
 /// The Secrets a stack names, fetched once per reconcile.

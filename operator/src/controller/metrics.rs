@@ -14,7 +14,7 @@ use prometheus_client::registry::Registry;
 
 use kube::ResourceExt;
 
-use crate::api::{BackupStatus, DataWarehouseStack, NodeStatus, RefreshStatus};
+use crate::api::{BackupStatus, DataWarehouseStack, InstanceStatus, NodeStatus, RefreshStatus};
 
 type Labels = Vec<(String, String)>;
 
@@ -33,6 +33,8 @@ pub struct Metrics {
     node_shards: Family<Labels, Gauge>,
     node_bytes: Family<Labels, Gauge>,
     node_active: Family<Labels, Gauge>,
+    instance_primary: Family<Labels, Gauge>,
+    instance_lag: Family<Labels, Gauge>,
     /// The controllers' caches of stacks (one per watched namespace).
     stores: Mutex<Vec<Store<DataWarehouseStack>>>,
 }
@@ -86,7 +88,17 @@ impl Default for Metrics {
             "1 while a Citus node is active in the coordinator's metadata",
             node_active.clone(),
         );
+        let instance_primary = Family::<Labels, Gauge>::default();
+        let instance_lag = Family::<Labels, Gauge>::default();
+        registry.register(
+            "instance_primary",
+            "1 for the pod Patroni runs as primary, 0 for a replica",
+            instance_primary.clone(),
+        );
+        registry.register("instance_lag_bytes", "Bytes of WAL a replica is behind its primary", instance_lag.clone());
         Metrics {
+            instance_primary,
+            instance_lag,
             node_shards,
             node_bytes,
             node_active,
@@ -133,6 +145,8 @@ impl Metrics {
             &self.node_shards,
             &self.node_bytes,
             &self.node_active,
+            &self.instance_primary,
+            &self.instance_lag,
         ] {
             family.clear();
         }
@@ -149,6 +163,9 @@ impl Metrics {
                 }
                 for node in stack.status.iter().flat_map(|s| &s.distributed).flat_map(|d| &d.nodes) {
                     self.record_node(&stack, node);
+                }
+                for instance in stack.status.iter().flat_map(|s| &s.instances) {
+                    self.record_instance(&stack, instance);
                 }
             }
         }
@@ -180,6 +197,14 @@ impl Metrics {
         self.node_shards.get_or_create(&labels).set(node.shards);
         self.node_bytes.get_or_create(&labels).set(node.bytes);
         self.node_active.get_or_create(&labels).set(i64::from(node.active));
+    }
+
+    fn record_instance(&self, stack: &DataWarehouseStack, instance: &InstanceStatus) {
+        let labels = [stack_labels(stack), vec![("pod".into(), instance.pod.clone())]].concat();
+        self.instance_primary.get_or_create(&labels).set(i64::from(instance.role == "primary"));
+        if let Some(lag) = instance.lag_bytes {
+            self.instance_lag.get_or_create(&labels).set(lag);
+        }
     }
 
     fn record_refresh(&self, stack: &DataWarehouseStack, refresh: &RefreshStatus) {
@@ -306,6 +331,32 @@ mod tests {
             format!("pgwarehouse_node_active{{{labels}}} 1"),
         ] {
             assert!(text.contains(&line), "{line}\n{text}");
+        }
+    }
+
+    #[test]
+    fn each_instance_reports_whether_it_is_primary_and_its_lag() {
+        let metrics = Metrics::default();
+        let (reader, mut writer) = store::<DataWarehouseStack>();
+        let mut one = stack("one", Some("Ready"));
+        let instance = |pod: &str, role: &str, lag: Option<i64>| InstanceStatus {
+            pod: pod.into(),
+            role: role.into(),
+            state: "streaming".into(),
+            timeline: Some(2),
+            lag_bytes: lag,
+        };
+        one.status.as_mut().unwrap().instances =
+            vec![instance("one-0", "primary", None), instance("one-1", "replica", Some(8192))];
+        writer.apply_watcher_event(&Event::Apply(one));
+        metrics.count_stacks_in(reader);
+        let text = metrics.encode();
+        for line in [
+            "pgwarehouse_instance_primary{namespace=\"ns\",stack=\"one\",pod=\"one-0\"} 1",
+            "pgwarehouse_instance_primary{namespace=\"ns\",stack=\"one\",pod=\"one-1\"} 0",
+            "pgwarehouse_instance_lag_bytes{namespace=\"ns\",stack=\"one\",pod=\"one-1\"} 8192",
+        ] {
+            assert!(text.contains(line), "{line}\n{text}");
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The operator's permissions, kept in one place: `pgwarehouse rbac` prints them and the chart
-//! uses that output. No pods/exec: the operator talks SQL over the network.
+//! uses that output. No pods/exec: the operator talks SQL and Patroni's REST API over the network.
+//! To grant Patroni's Role the API server requires the operator to hold every rule in it.
 
 use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -23,7 +24,13 @@ pub fn cluster_role(name: &str) -> ClusterRole {
             rule("pgwarehouse.dev", &["datawarehousestacks"], READ),
             rule("pgwarehouse.dev", &["datawarehousestacks/status"], &["get", "patch"]),
             rule("apps", &["statefulsets"], READ_APPLY),
-            rule("", &["services", "configmaps"], READ_APPLY),
+            rule("", &["services"], READ_APPLY),
+            // Patroni's lock and configuration ConfigMaps and its pod labels: what its Role grants.
+            rule("", &["configmaps"], &["get", "list", "watch", "create", "patch", "update"]),
+            rule("", &["pods"], &["get", "list", "watch", "patch", "update"]),
+            rule("", &["serviceaccounts"], READ_APPLY),
+            rule("rbac.authorization.k8s.io", &["roles", "rolebindings"], READ_APPLY),
+            rule("policy", &["poddisruptionbudgets"], READ_APPLY),
             // A volume repository's claim is applied; a restore checks that no data claim is left.
             rule("", &["persistentvolumeclaims"], READ_APPLY),
             // Referenced Secrets are read and watched (rotation); the superuser Secret is applied.
@@ -42,7 +49,7 @@ pub fn cluster_role_yaml(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn the_role_grants_what_the_controller_calls_and_nothing_to_pods() {
+    fn the_role_grants_what_the_controller_calls_and_never_deletes() {
         let role = super::cluster_role("r");
         let rules = role.rules.unwrap();
         let allows = |resource: &str, verb: &str| {
@@ -60,10 +67,38 @@ mod tests {
             ("secrets", "watch"),
             ("events", "create"),
             ("leases", "update"),
+            ("pods", "list"),
+            ("serviceaccounts", "patch"),
+            ("roles", "patch"),
+            ("rolebindings", "patch"),
+            ("poddisruptionbudgets", "patch"),
         ] {
             assert!(allows(resource, verb), "{resource} {verb}");
         }
-        assert!(!rules.iter().any(|r| r.resources.as_ref().unwrap().iter().any(|x| x.starts_with("pods"))));
+        assert!(!rules.iter().any(|r| r.resources.as_ref().unwrap().iter().any(|x| x.starts_with("pods/"))), "no exec");
         assert!(!rules.iter().any(|r| r.verbs.iter().any(|v| v == "delete" || v == "*")), "the operator never deletes");
+        assert!(!rules.iter().any(|r| r.verbs.iter().any(|v| v == "escalate" || v == "bind")));
+    }
+
+    #[test]
+    fn patronis_role_grants_nothing_the_operator_does_not_hold() {
+        let held = super::cluster_role("r").rules.unwrap();
+        for granted in crate::render::patroni_rules() {
+            for group in granted.api_groups.as_ref().unwrap() {
+                for resource in granted.resources.as_ref().unwrap() {
+                    for verb in &granted.verbs {
+                        let covered = held.iter().any(|r| {
+                            r.api_groups.as_ref().unwrap().contains(group)
+                                && r.resources.as_ref().unwrap().contains(resource)
+                                && r.verbs.contains(verb)
+                        });
+                        assert!(
+                            covered,
+                            "Patroni's Role grants {verb} on {resource} ({group:?}), which the operator lacks"
+                        );
+                    }
+                }
+            }
+        }
     }
 }

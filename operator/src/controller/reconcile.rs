@@ -9,7 +9,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use super::status::{self, Outcome, Phase};
-use super::{Context, Error, FIELD_MANAGER, api_error, bootstrap, database, deploy, dereference, nodes};
+use super::{Context, Error, FIELD_MANAGER, api_error, bootstrap, database, deploy, dereference, nodes, patroni};
 use crate::api::DataWarehouseStack;
 use crate::validate::{ValidatedStack, ValidationErrors, validate};
 use crate::{render, secrets, sql, template};
@@ -59,8 +59,9 @@ async fn converge(stack: &DataWarehouseStack, ctx: &Context) -> Result<Action, E
         report(stack, None, &Outcome::Invalid(conflict), ctx).await?;
         return Ok(Action::await_change());
     }
-    let password = dereference::superuser_password(&ctx.client, &validated).await?;
-    let mut objects = render::objects(&validated, &password);
+    let passwords = dereference::stack_passwords(&ctx.client, &validated).await?;
+    let mut objects = render::objects(&validated, &passwords);
+    let password = passwords.superuser;
     let worker_pods = match validated.spec.distributed {
         Some(_) => nodes::replicas_to_run(&ctx.client, &validated).await?,
         None => 0,
@@ -71,6 +72,8 @@ async fn converge(stack: &DataWarehouseStack, ctx: &Context) -> Result<Action, E
         report(stack, Some(&validated), &Outcome::Provisioning, ctx).await?;
         return Ok(Action::requeue(WAIT));
     }
+    let seen = converge_patroni(stack, &validated, ctx).await;
+    let stack = &seen;
     let found = dereference::referenced_secrets(&ctx.client, &validated).await?;
     // A Secret that is not there holds back only the items that name it.
     let secrets = secrets::resolve_available(&validated, &found);
@@ -136,6 +139,36 @@ async fn converge(stack: &DataWarehouseStack, ctx: &Context) -> Result<Action, E
     Ok(Action::requeue(ctx.settings.requeue))
 }
 
+/// Under Patroni: the shared configuration converged through the leader, then a switchover the
+/// annotation asks for. Returns the stack as the status should record it (the request handled).
+async fn converge_patroni(stack: &DataWarehouseStack, validated: &ValidatedStack, ctx: &Context) -> DataWarehouseStack {
+    let mut seen = stack.clone();
+    if !validated.highly_available() {
+        return seen;
+    }
+    match patroni::converge(&ctx.client, &ctx.settings, validated).await {
+        Ok(done) if done != Default::default() => tracing::info!(
+            stack = %stack.name_any(),
+            changed = ?done.changed,
+            restarted = ?done.restarted,
+            switched_to = ?done.switched_to,
+            "Patroni's configuration converged"
+        ),
+        Ok(_) => {}
+        Err(error) => tracing::warn!(stack = %stack.name_any(), %error, "Patroni's configuration"),
+    }
+    if let Some(asked) = patroni::switchover_asked(stack) {
+        match patroni::switchover(&ctx.client, &ctx.settings, validated, asked).await {
+            Ok(primary) => {
+                tracing::info!(stack = %stack.name_any(), %primary, "switched over");
+                seen.status.get_or_insert_default().switchover_handled = Some(asked.clone());
+            }
+            Err(error) => tracing::warn!(stack = %stack.name_any(), %asked, %error, "switchover"),
+        }
+    }
+    seen
+}
+
 /// Starts the stack's refreshes in the background on a connection of their own; false when the
 /// stack's earlier ones still run (the annotation's value is then handled by a later reconcile).
 async fn start_refresh_now(
@@ -177,7 +210,15 @@ async fn report(
     ctx: &Context,
 ) -> Result<(), Error> {
     let now = Time(k8s_openapi::jiff::Timestamp::now());
-    let new = status::build(stack, validated, outcome, &now);
+    // Patroni's account of the pods; a failed read leaves the last one standing.
+    let instances = match validated {
+        Some(v) => super::instances::observe(&ctx.client, v).await.unwrap_or_else(|error| {
+            tracing::warn!(stack = %stack.name_any(), error = %api_error::one_line(&error), "reading the pods");
+            None
+        }),
+        None => None,
+    };
+    let new = status::build(stack, validated, outcome, instances.as_ref(), &now);
     let previous = stack.status.as_ref();
     let phase = outcome.phase();
     let ready_message = |s: Option<&crate::api::DataWarehouseStackStatus>| {

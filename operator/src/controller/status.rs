@@ -5,6 +5,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
 
 use super::database::{PORT, service_host};
+use super::instances::Instances;
 use super::nodes::Nodes;
 use crate::api::{
     DataWarehouseStack, DataWarehouseStackStatus, DistributedStatus, Endpoint, ItemStatus, NodeStatus, PartitionStatus,
@@ -199,6 +200,7 @@ pub fn build(
     stack: &DataWarehouseStack,
     validated: Option<&ValidatedStack>,
     outcome: &Outcome,
+    instances: Option<&Instances>,
     now: &Time,
 ) -> DataWarehouseStackStatus {
     let clock = chrono::DateTime::from_timestamp(now.0.as_second(), now.0.subsec_nanosecond().unsigned_abs())
@@ -264,10 +266,23 @@ pub fn build(
     if validated.is_some_and(|v| v.spec.distributed.is_none()) {
         status.distributed = None;
     }
+    if let Some(instances) = instances {
+        status.primary = instances.primary().map(String::from);
+        status.ready_instances = Some(instances.ready());
+        status.instances = instances.members.clone();
+        let (ok, reason, message) = instances.condition();
+        let condition =
+            set_condition(&previous_conditions, "HighlyAvailable", Some(ok), reason, &message, generation, now);
+        status.conditions.push(condition);
+    } else if validated.is_some_and(|v| !v.highly_available()) {
+        (status.primary, status.ready_instances, status.instances) = (None, None, Vec::new());
+    }
     // Until the database answers again, the last word on backups and on the nodes stands.
     keep_condition(&mut status, &previous_conditions, "BackedUp", validated.is_some_and(|v| v.backup.is_some()));
     let distributed = validated.is_some_and(|v| v.spec.distributed.is_some());
     keep_condition(&mut status, &previous_conditions, "Distributed", distributed);
+    let highly_available = validated.is_some_and(|v| v.highly_available());
+    keep_condition(&mut status, &previous_conditions, "HighlyAvailable", highly_available);
     status
 }
 

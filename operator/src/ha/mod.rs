@@ -36,8 +36,7 @@ fn text(value: &Value) -> String {
 pub fn config_patch(current: &Value, desired: &Value) -> Option<(Value, Vec<String>)> {
     fn walk(current: &Value, desired: &Value, path: &str, changed: &mut Vec<String>) -> Option<Value> {
         let (Some(desired), current) = (desired.as_object(), current.as_object()) else {
-            return (text(current) != text(desired) || current.is_null() != desired.is_null())
-                .then(|| desired.clone());
+            return (text(current) != text(desired) || current.is_null() != desired.is_null()).then(|| desired.clone());
         };
         let empty = Map::new();
         let current = current.unwrap_or(&empty);
@@ -91,7 +90,9 @@ async fn streaming_enough(primary: &ClusterMember, cluster: &[ClusterMember], re
         Ok(config) => !matches!(config.get("synchronous_mode"), None | Some(Value::Null) | Some(Value::Bool(false))),
         Err(_) => return false,
     };
-    !synchronous || replicas == 0 || streaming.iter().any(|m| matches!(m.role.as_str(), "sync_standby" | "quorum_standby"))
+    !synchronous
+        || replicas == 0
+        || streaming.iter().any(|m| matches!(m.role.as_str(), "sync_standby" | "quorum_standby"))
 }
 
 /// Waits until one member is a running primary and `replicas` others stream from it (one of them
@@ -113,12 +114,16 @@ pub async fn wait_for_members(
         }
         if Instant::now() > deadline {
             let seen = match cluster {
-                Ok(cluster) => cluster.iter().map(|m| format!("{} {} {}", m.name, m.role, m.state)).collect::<Vec<_>>().join(", "),
+                Ok(cluster) => {
+                    cluster.iter().map(|m| format!("{} {} {}", m.name, m.role, m.state)).collect::<Vec<_>>().join(", ")
+                }
                 Err(e) => e.to_string(),
             };
             return Err(RestError {
                 url: members.first().map(|m| m.base.clone()).unwrap_or_default(),
-                message: format!("no primary with {replicas} streaming replica(s) within {timeout:?} (members: {seen})"),
+                message: format!(
+                    "no primary with {replicas} streaming replica(s) within {timeout:?} (members: {seen})"
+                ),
             });
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -174,9 +179,8 @@ pub async fn restart_pending(members: &[Rest], report: &mut HaReport) -> Result<
         .min_by_key(|m| (m.role != "sync_standby", m.lag_bytes().unwrap_or(u64::MAX)))
         .map(|m| m.name.clone());
     if let Some(candidate) = candidate {
-        primary_rest.switchover(&primary.name, Some(&candidate)).await?;
+        hand_over(members, &primary_rest, &primary.name, Some(&candidate), replicas).await?;
         report.switched_to = Some(candidate);
-        wait_for_members(members, replicas, Duration::from_secs(120)).await?;
     }
     let old = cluster_from_any(members).await?;
     if old.iter().any(|m| m.name == primary.name && m.pending_restart) {
@@ -202,10 +206,41 @@ pub async fn switchover(members: &[Rest], to: Option<&str>) -> Result<String, Re
             message: format!("{to:?} is not a replica of this stack (replicas: {})", replicas.join(", ")),
         });
     }
-    member_rest(leader).ok_or_else(|| unreachable(leader))?.switchover(&leader.name, to).await?;
+    let leader_rest = member_rest(leader).ok_or_else(|| unreachable(leader))?;
     let replicas = cluster.iter().filter(|m| !m.is_primary()).count();
-    let (primary, _) = wait_for_members(members, replicas, Duration::from_secs(120)).await?;
-    Ok(primary.name)
+    hand_over(members, &leader_rest, &leader.name, to, replicas).await
+}
+
+/// Asks `leader` to switch over and waits until another member is the primary with every
+/// replica streaming again. Patroni 4 may drop the request's connection while it demotes
+/// itself: the outcome is read from the cluster, not from the answer.
+async fn hand_over(
+    members: &[Rest],
+    leader_rest: &Rest,
+    leader: &str,
+    to: Option<&str>,
+    replicas: usize,
+) -> Result<String, RestError> {
+    let asked = leader_rest.switchover(leader, to).await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let (primary, _) = wait_for_members(members, replicas, remaining).await?;
+        if primary.name != leader {
+            return Ok(primary.name);
+        }
+        // Patroni's refusal (an HTTP status, "POST /switchover: 412 ...") ends it; a lost
+        // connection does not.
+        if let Err(e) = &asked
+            && e.message.starts_with("POST ")
+        {
+            return Err(e.clone());
+        }
+        if Instant::now() > deadline {
+            return Err(RestError { url: leader_rest.base.clone(), message: format!("{leader} is still the primary") });
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 #[cfg(test)]

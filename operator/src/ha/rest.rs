@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("Patroni at {url}: {message}")]
 pub struct RestError {
     pub url: String,
@@ -112,7 +112,11 @@ impl Rest {
             let mut response = response.map_err(|e| e.to_string())?;
             let status = response.status().as_u16();
             let text = response.body_mut().read_to_string().map_err(|e| e.to_string())?;
-            if (200..300).contains(&status) { Ok(text) } else { Err(format!("{method} {path}: {status} {}", text.trim())) }
+            if (200..300).contains(&status) {
+                Ok(text)
+            } else {
+                Err(format!("{method} {path}: {status} {}", text.trim()))
+            }
         })
         .await
         .map_err(|e| e.to_string())
@@ -132,6 +136,16 @@ impl Rest {
     /// The standbys connected to this member (a primary), from its pg_stat_replication.
     pub async fn replication(&self) -> Result<Vec<Replication>, RestError> {
         Ok(self.parse::<PatroniAnswer>(&self.call("GET", "/patroni", None).await?)?.replication)
+    }
+
+    /// Whether this member holds the leader lock with its Postgres running (`GET /primary`
+    /// answers 200 there and 503 anywhere else).
+    pub async fn is_primary(&self) -> Result<bool, RestError> {
+        match self.call("GET", "/primary", None).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.message.starts_with("GET /primary: ") => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// The configuration every member shares.

@@ -4,7 +4,8 @@ use super::*;
 
 #[test]
 fn agreeing_configurations_need_no_patch_whatever_the_value_types() {
-    let current = json!({"ttl": 30, "postgresql": {"parameters": {"work_mem": "64MB", "max_connections": 100}}, "slots": {}});
+    let current =
+        json!({"ttl": 30, "postgresql": {"parameters": {"work_mem": "64MB", "max_connections": 100}}, "slots": {}});
     let desired = json!({"ttl": 30, "postgresql": {"parameters": {"work_mem": "64MB", "max_connections": "100"}}});
     assert_eq!(config_patch(&current, &desired), None);
 }

@@ -83,7 +83,8 @@ pub fn members(stack: &ValidatedStack, stack_dir: &Path, ports: &[MemberPorts]) 
         .collect()
 }
 
-/// Processes (not their launchers, `runuser`/`chroot`) with `argument` on their command line.
+/// Processes (not their launchers, `runuser`/`chroot`) with `argument` on their command line,
+/// as the host sees it or (run in a root) as the process does: a tail of it.
 fn processes_with_argument(argument: &Path) -> Vec<u32> {
     let wanted = argument.as_os_str().as_encoded_bytes();
     let mut pids = Vec::new();
@@ -92,7 +93,8 @@ fn processes_with_argument(argument: &Path) -> Vec<u32> {
         let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
         let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
         let launcher = args.first().is_some_and(|a| a.ends_with(b"runuser") || a.ends_with(b"chroot"));
-        if !launcher && args.iter().skip(1).any(|a| a.ends_with(wanted)) {
+        let names = |a: &&[u8]| a.ends_with(wanted) || (a.starts_with(b"/") && wanted.ends_with(a));
+        if !launcher && args.iter().skip(1).any(names) {
             pids.push(pid);
         }
     }
@@ -386,7 +388,11 @@ pub(super) async fn stop(stack: &ValidatedStack, stack_dir: &Path, state: &HaSta
 }
 
 /// The members as the lock store knows them.
-pub async fn instances(stack: &ValidatedStack, stack_dir: &Path, state: &HaState) -> Result<Vec<ClusterMember>, LocalError> {
+pub async fn instances(
+    stack: &ValidatedStack,
+    stack_dir: &Path,
+    state: &HaState,
+) -> Result<Vec<ClusterMember>, LocalError> {
     let rests: Vec<Rest> = members(stack, stack_dir, &state.members).iter().map(LocalMember::rest).collect();
     ha::cluster_from_any(&rests).await.map_err(|e| LocalError::Invalid(e.to_string()))
 }

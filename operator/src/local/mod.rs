@@ -147,7 +147,11 @@ impl Local {
             local.port = primary.and_then(|p| p.port).ok_or_else(|| {
                 LocalError::Connect(format!(
                     "no primary among {}",
-                    members.iter().map(|m| format!("{} ({} {})", m.name, m.role, m.state)).collect::<Vec<_>>().join(", ")
+                    members
+                        .iter()
+                        .map(|m| format!("{} ({} {})", m.name, m.role, m.state))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ))
             })?;
             return Ok(local);
@@ -376,8 +380,7 @@ fn write_state(
     workers: &[u16],
     ha: Option<&ha::HaState>,
 ) -> Result<(), LocalError> {
-    let state =
-        State { stack: stack.name.clone(), port: local.port, workers: workers.to_vec(), ha: ha.cloned() };
+    let state = State { stack: stack.name.clone(), port: local.port, workers: workers.to_vec(), ha: ha.cloned() };
     let path = local.cluster.dir.join(STATE_FILE);
     std::fs::write(&path, serde_json::to_string(&state).expect("state serializes")).map_err(io(&path))
 }
@@ -453,11 +456,12 @@ pub async fn status(stack: &ValidatedStack, options: &LocalOptions, out: &mut dy
     let (local, state) = Local::open(stack, options)?;
     if let Some(ha_state) = state.as_ref().and_then(|s| s.ha.as_ref()) {
         let members = ha::instances(stack, &local.cluster.dir, ha_state).await?;
-        print_instances(&members, out).map_err(|e| LocalError::Io(e.to_string()))?;
         let local = Local::running(stack, options).await?;
         let mut conn = local.connect(&local.database).await?;
         let status = sql::status::read_status(&mut conn).await.map_err(|e| LocalError::Connect(e.to_string()))?;
-        return local_report(stack, &local, &status).print(out).map_err(|e| LocalError::Io(e.to_string()));
+        let mut report = local_report(stack, &local, &status);
+        report.instances = members.iter().map(instance_status).collect();
+        return report.print(out).map_err(|e| LocalError::Io(e.to_string()));
     }
     if state.is_none() || !local.cluster.initialized() {
         return Err(LocalError::NotCreated(local.cluster.dir.display().to_string()));
@@ -488,17 +492,15 @@ pub async fn status(stack: &ValidatedStack, options: &LocalOptions, out: &mut dy
     report.print(out).map_err(|e| LocalError::Io(e.to_string()))
 }
 
-/// The instances of a stack run by Patroni: one line each.
-fn print_instances(members: &[crate::ha::ClusterMember], out: &mut dyn Write) -> std::io::Result<()> {
-    writeln!(out, "INSTANCES")?;
-    writeln!(out, "  {:<24} {:<14} {:<10} {:>8} {:>12}", "NAME", "ROLE", "STATE", "TIMELINE", "LAG BYTES")?;
-    for m in members {
-        let timeline = m.timeline.map_or("-".to_string(), |t| t.to_string());
-        let lag = if m.is_primary() { "-".to_string() } else { m.lag_bytes().map_or("unknown".into(), |l| l.to_string()) };
-        let role = if m.is_primary() { "primary" } else { m.role.as_str() };
-        writeln!(out, "  {:<24} {:<14} {:<10} {timeline:>8} {lag:>12}", m.name, role, m.state)?;
+/// A member as the status shows it, from Patroni's account.
+fn instance_status(member: &crate::ha::ClusterMember) -> crate::api::InstanceStatus {
+    crate::api::InstanceStatus {
+        pod: member.name.clone(),
+        role: if member.is_primary() { "primary".into() } else { member.role.clone() },
+        state: member.state.clone(),
+        timeline: member.timeline.and_then(|t| i64::try_from(t).ok()),
+        lag_bytes: if member.is_primary() { None } else { member.lag_bytes().and_then(|l| i64::try_from(l).ok()) },
     }
-    writeln!(out)
 }
 
 /// A planned switchover of a local stack run by Patroni, to `to` or any healthy replica.

@@ -70,6 +70,7 @@ pub fn local_report(stack: &ValidatedStack, local: &Local, status: &WarehouseSta
             })
             .collect(),
         nodes: status.nodes.clone(),
+        instances: Vec::new(),
         logins: report::logins(&stack.spec.roles, &format!("127.0.0.1:{}", local.port), &stack.database),
         ..StackReport::default()
     }

@@ -106,7 +106,11 @@ pub fn agent(stack: &ValidatedStack, image: &str, base: &Container) -> Option<Co
         &format!("--database={}", stack.database),
     ]
     .map(String::from);
-    Some(agent_container("backup-agent", image, args.to_vec(), env, mounts, base))
+    let mut args = args.to_vec();
+    if stack.highly_available() {
+        args.push(format!("--patroni-api=http://127.0.0.1:{}", super::patroni::API_PORT));
+    }
+    Some(agent_container("backup-agent", image, args, env, mounts, base))
 }
 
 /// A container running `pgwarehouse agent` from the stack image, as locked down as Postgres's.

@@ -6,6 +6,7 @@ use sha2::{Digest, Sha256};
 use super::config::{postgresql_conf, settings};
 use super::config_name;
 use super::labels::metadata;
+use super::patroni::PATRONI_KEY;
 use crate::validate::ValidatedStack;
 
 pub const CONFIG_KEY: &str = "postgresql.conf";
@@ -15,16 +16,26 @@ pub fn configmap(stack: &ValidatedStack) -> ConfigMap {
     ConfigMap { metadata: metadata(stack, config_name(stack)), data: Some(data(stack)), ..ConfigMap::default() }
 }
 
-/// postgresql.conf and, with backups, pgBackRest's config files.
+/// postgresql.conf (Patroni's configuration instead with more than one instance: Patroni writes
+/// postgresql.conf) and, with backups, pgBackRest's config files.
 fn data(stack: &ValidatedStack) -> BTreeMap<String, String> {
     let mut data = super::backup::config_files(stack);
-    data.insert(CONFIG_KEY.to_string(), postgresql_conf(&settings(stack)));
+    if stack.highly_available() {
+        data.insert(PATRONI_KEY.to_string(), super::ha::patroni_yaml(stack));
+    } else {
+        data.insert(CONFIG_KEY.to_string(), postgresql_conf(&settings(stack)));
+    }
     data
 }
 
-/// Changes whenever a config file does; on the pod template it rolls the pod.
+/// Changes whenever a config file a restart would pick up does; on the pod template it rolls
+/// the pods. Under Patroni, postgresql.conf changes reach the pods through Patroni instead.
 pub fn config_checksum(stack: &ValidatedStack) -> String {
-    checksum(&data(stack))
+    let mut data = data(stack);
+    if stack.highly_available() {
+        data.insert(PATRONI_KEY.to_string(), super::ha::patroni_yaml_after_bootstrap(stack));
+    }
+    checksum(&data)
 }
 
 /// A digest of config files, by name.

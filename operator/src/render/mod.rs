@@ -5,6 +5,7 @@
 mod backup;
 pub mod config;
 mod configmap;
+mod ha;
 mod labels;
 pub mod patroni;
 mod secret;
@@ -18,8 +19,11 @@ use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Servi
 
 pub use backup::{RESTORE_STEP, backup_paths};
 pub use configmap::{CONFIG_KEY, config_checksum, configmap};
+pub use ha::{HaObjects, ha_objects, patroni_name, patroni_rules, replicas_service_name, role_selector};
 pub use labels::{labels, owner_reference, selector_labels};
-pub use secret::{PASSWORD_KEY, USERNAME_KEY, superuser_secret};
+pub use secret::{
+    PASSWORD_KEY, REPLICATION_PASSWORD_KEY, REWIND_PASSWORD_KEY, StackPasswords, USERNAME_KEY, superuser_secret,
+};
 pub use services::{client_service, headless_service};
 pub use statefulset::{POSTGRES_UID, statefulset};
 pub use volumes::DATA_MOUNT;
@@ -60,19 +64,22 @@ pub struct Objects {
     pub statefulset: StatefulSet,
     /// A distributed stack's Citus workers.
     pub workers: Option<WorkerObjects>,
+    /// A stack of more than one instance: Patroni's account and role, the replicas' Service, the
+    /// disruption budget.
+    pub ha: Option<HaObjects>,
 }
 
-/// Renders every object as the spec asks; `superuser_password` is the existing Secret's, or a new
-/// one.
-pub fn objects(stack: &ValidatedStack, superuser_password: &str) -> Objects {
+/// Renders every object as the spec asks; `passwords` are the existing Secret's, or new ones.
+pub fn objects(stack: &ValidatedStack, passwords: &StackPasswords) -> Objects {
     Objects {
-        secret: superuser_secret(stack, superuser_password),
+        secret: superuser_secret(stack, passwords),
         configmap: configmap(stack),
         headless: headless_service(stack),
         client: client_service(stack),
         backup_claim: backup::backup_claim(stack),
         statefulset: statefulset(stack),
         workers: worker_objects(stack, wanted_workers(stack)),
+        ha: ha_objects(stack),
     }
 }
 
@@ -85,12 +92,17 @@ impl Objects {
     /// Every object as multi-document YAML.
     pub fn to_yaml(&self) -> String {
         let docs = [
+            self.ha.as_ref().map(|h| serde_saphyr::to_string(&h.service_account)),
+            self.ha.as_ref().map(|h| serde_saphyr::to_string(&h.role)),
+            self.ha.as_ref().map(|h| serde_saphyr::to_string(&h.role_binding)),
             Some(serde_saphyr::to_string(&self.secret)),
             Some(serde_saphyr::to_string(&self.configmap)),
             Some(serde_saphyr::to_string(&self.headless)),
             Some(serde_saphyr::to_string(&self.client)),
+            self.ha.as_ref().map(|h| serde_saphyr::to_string(&h.replicas_service)),
             self.backup_claim.as_ref().map(serde_saphyr::to_string),
             Some(serde_saphyr::to_string(&self.statefulset)),
+            self.ha.as_ref().map(|h| serde_saphyr::to_string(&h.disruption_budget)),
             self.workers.as_ref().map(|w| serde_saphyr::to_string(&w.configmap)),
             self.workers.as_ref().map(|w| serde_saphyr::to_string(&w.service)),
             self.workers.as_ref().map(|w| serde_saphyr::to_string(&w.statefulset)),

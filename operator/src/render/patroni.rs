@@ -156,8 +156,7 @@ pub fn patroni_config(stack: &ValidatedStack, dcs: &Dcs, member: &Member) -> Val
     }
     if let Some(pgbackrest) = &member.pgbackrest {
         postgresql["create_replica_methods"] = json!(["pgbackrest", "basebackup"]);
-        postgresql["pgbackrest"] =
-            json!({"command": pgbackrest.create_replica, "keep_data": true, "no_params": true});
+        postgresql["pgbackrest"] = json!({"command": pgbackrest.create_replica, "keep_data": true, "no_params": true});
         postgresql["recovery_conf"] = json!({"restore_command": pgbackrest.restore_command});
     }
     let mut restapi = json!({"listen": member.api_listen});

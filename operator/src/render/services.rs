@@ -38,13 +38,18 @@ pub(super) fn headless_service_selecting(metadata: ObjectMeta, selector: BTreeMa
     }
 }
 
-/// What BI tools and the operator connect to: `<stack>.<namespace>.svc:5432`.
+/// What BI tools and the operator connect to: `<stack>.<namespace>.svc:5432`; under Patroni, the
+/// pod it labels primary.
 pub fn client_service(stack: &ValidatedStack) -> Service {
+    let selector = match stack.highly_available() {
+        true => super::ha::role_selector(stack, super::patroni::PRIMARY_ROLE),
+        false => selector_labels(stack),
+    };
     Service {
         metadata: metadata(stack, client_name(stack)),
         spec: Some(ServiceSpec {
             type_: Some("ClusterIP".into()),
-            selector: Some(selector_labels(stack)),
+            selector: Some(selector),
             ports: Some(vec![port()]),
             ..ServiceSpec::default()
         }),

@@ -2,10 +2,11 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource, ExecAction,
+    Affinity, Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource, ExecAction,
     PersistentVolumeClaim, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
     SecretKeySelector, SecurityContext, Volume, VolumeMount,
 };
+use k8s_openapi::api::core::v1::{PodAffinityTerm, PodAntiAffinity, WeightedPodAffinityTerm};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
 use super::backup;
@@ -127,6 +128,24 @@ pub(super) fn pod_security_context() -> PodSecurityContext {
     }
 }
 
+/// Pods `selector` picks land on different nodes when they can.
+pub(super) fn spread_over_nodes(selector: BTreeMap<String, String>) -> Affinity {
+    Affinity {
+        pod_anti_affinity: Some(PodAntiAffinity {
+            preferred_during_scheduling_ignored_during_execution: Some(vec![WeightedPodAffinityTerm {
+                weight: 100,
+                pod_affinity_term: PodAffinityTerm {
+                    label_selector: Some(LabelSelector { match_labels: Some(selector), ..LabelSelector::default() }),
+                    topology_key: "kubernetes.io/hostname".into(),
+                    ..PodAffinityTerm::default()
+                },
+            }]),
+            ..PodAntiAffinity::default()
+        }),
+        ..Affinity::default()
+    }
+}
+
 /// The pod's configuration files, from the ConfigMap `name`.
 pub(super) fn config_volume(name: String) -> Volume {
     Volume {
@@ -151,7 +170,7 @@ pub fn statefulset(stack: &ValidatedStack) -> StatefulSet {
     volumes.extend(backup::volumes(stack));
     let mut pod_labels = labels(stack);
     pod_labels.extend(selector_labels(stack));
-    StatefulSet {
+    let mut statefulset = StatefulSet {
         metadata: metadata(stack, client_name(stack)),
         spec: Some(StatefulSetSpec {
             replicas: Some(1),
@@ -180,5 +199,9 @@ pub fn statefulset(stack: &ValidatedStack) -> StatefulSet {
             ..StatefulSetSpec::default()
         }),
         ..StatefulSet::default()
+    };
+    if stack.highly_available() {
+        super::ha::make_highly_available(stack, &mut statefulset);
     }
+    statefulset
 }

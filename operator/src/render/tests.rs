@@ -14,6 +14,14 @@ fn quickstart() -> ValidatedStack {
     validate(&stack).unwrap()
 }
 
+fn passwords() -> StackPasswords {
+    StackPasswords {
+        superuser: "golden-password".into(),
+        replication: "golden-replication".into(),
+        rewind: "golden-rewind".into(),
+    }
+}
+
 fn golden(name: &str, rendered: &str) {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/render/golden").join(format!("{name}.yaml"));
     if std::env::var_os("PGW_UPDATE_GOLDEN").is_some() {
@@ -33,7 +41,7 @@ fn yaml<T: serde::Serialize>(object: &T) -> String {
 
 #[test]
 fn every_object_matches_its_golden_file() {
-    let objects = objects(&quickstart(), "golden-password");
+    let objects = objects(&quickstart(), &passwords());
     golden("secret", &yaml(&objects.secret));
     golden("configmap", &yaml(&objects.configmap));
     golden("service-headless", &yaml(&objects.headless));
@@ -60,8 +68,8 @@ fn a_config_change_rolls_the_pod_and_storage_can_be_released() {
     assert_eq!(policy(&before).when_deleted.as_deref(), Some("Retain"));
     assert_eq!(policy(&after).when_deleted.as_deref(), Some("Delete"));
     // The superuser Secret lives exactly as long as the data it opens.
-    assert!(superuser_secret(&stack, "pw").metadata.owner_references.is_none());
-    assert!(superuser_secret(&changed, "pw").metadata.owner_references.is_some());
+    assert!(superuser_secret(&stack, &passwords()).metadata.owner_references.is_none());
+    assert!(superuser_secret(&changed, &passwords()).metadata.owner_references.is_some());
 }
 
 #[test]
@@ -146,7 +154,7 @@ fn backups_add_archiving_the_agent_and_the_repository_volume() {
     let claims: Vec<_> =
         spec.volume_claim_templates.iter().flatten().map(|c| c.metadata.name.clone().unwrap()).collect();
     assert_eq!(claims, ["data"], "the repository's claim is not a template: backups can be turned on later");
-    let claim = objects(&stack, "pw").backup_claim.unwrap();
+    let claim = objects(&stack, &passwords()).backup_claim.unwrap();
     assert_eq!(claim.metadata.name.as_deref(), Some("quickstart-backup"));
     assert!(claim.metadata.owner_references.is_none(), "backups outlive the stack");
     let pod = spec.template.spec.as_ref().unwrap();
@@ -171,7 +179,7 @@ fn a_restored_stack_restores_before_postgres_starts_and_keys_stay_in_the_secret(
     let claims: Vec<_> =
         spec.volume_claim_templates.iter().flatten().map(|c| c.metadata.name.clone().unwrap()).collect();
     assert_eq!(claims, ["data"]);
-    assert!(objects(&stack, "pw").backup_claim.is_none(), "an S3 repository needs no volume");
+    assert!(objects(&stack, &passwords()).backup_claim.is_none(), "an S3 repository needs no volume");
     let pod = spec.template.spec.as_ref().unwrap();
     let restore = &pod.init_containers.as_ref().unwrap()[0];
     assert_eq!(
@@ -220,17 +228,17 @@ fn distributed_example() -> ValidatedStack {
 
 #[test]
 fn workers_match_their_golden_files_and_only_a_distributed_stack_has_them() {
-    let workers = objects(&distributed_example(), "golden-password").workers.unwrap();
+    let workers = objects(&distributed_example(), &passwords()).workers.unwrap();
     golden("worker-configmap", &yaml(&workers.configmap));
     golden("service-workers", &yaml(&workers.service));
     golden("statefulset-worker", &yaml(&workers.statefulset));
-    assert!(objects(&quickstart(), "pw").workers.is_none());
+    assert!(objects(&quickstart(), &passwords()).workers.is_none());
 }
 
 #[test]
 fn workers_are_their_own_pods_with_the_stacks_secret_and_hardening() {
     let stack = distributed_example();
-    let rendered = objects(&stack, "pw");
+    let rendered = objects(&stack, &passwords());
     let workers = rendered.workers.as_ref().unwrap();
     let selector = |s: &StatefulSet| s.spec.as_ref().unwrap().selector.match_labels.clone().unwrap();
     let (coordinator, worker) = (selector(&rendered.statefulset), selector(&workers.statefulset));
@@ -275,4 +283,62 @@ fn worker_volumes_and_resources_default_to_the_stacks() {
     stack.spec.distributed.as_mut().unwrap().storage =
         Some(crate::api::StorageSpec { size: Some("200Gi".into()), ..Default::default() });
     assert_eq!(claim(&stack), ("200Gi".to_string(), "fast".to_string()), "a worker's own size, the stack's class");
+}
+
+fn ha_example() -> ValidatedStack {
+    let mut stack = load_manifest(include_str!("../../../stack-templates/examples/ha-warehouse.yaml")).unwrap();
+    stack.metadata.namespace = Some("analytics".into());
+    stack.metadata.uid = Some("8d3c1f2e-0000-4000-8000-000000000003".into());
+    validate(&stack).unwrap()
+}
+
+#[test]
+fn patroni_objects_match_their_golden_files_and_only_a_stack_of_several_instances_has_them() {
+    let objects = objects(&ha_example(), &passwords());
+    let ha = objects.ha.as_ref().unwrap();
+    golden("statefulset-ha", &yaml(&objects.statefulset));
+    golden("configmap-ha", &yaml(&objects.configmap));
+    golden("service-client-ha", &yaml(&objects.client));
+    golden("service-ro", &yaml(&ha.replicas_service));
+    golden("role-patroni", &yaml(&ha.role));
+    golden("rolebinding-patroni", &yaml(&ha.role_binding));
+    golden("pdb", &yaml(&ha.disruption_budget));
+    assert!(super::objects(&quickstart(), &passwords()).ha.is_none());
+}
+
+#[test]
+fn services_follow_patronis_role_label_which_the_pod_template_leaves_to_patroni() {
+    let stack = ha_example();
+    let objects = objects(&stack, &passwords());
+    let selector = |s: &Service| s.spec.as_ref().unwrap().selector.clone().unwrap();
+    assert_eq!(selector(&objects.client)["role"], "primary");
+    assert_eq!(selector(&objects.ha.as_ref().unwrap().replicas_service)["role"], "replica");
+    assert!(!selector(&objects.headless).contains_key("role"), "every member has its DNS name");
+    let spec = objects.statefulset.spec.as_ref().unwrap();
+    assert_eq!(spec.replicas, Some(3));
+    assert_eq!(spec.pod_management_policy.as_deref(), Some("Parallel"));
+    let template = spec.template.metadata.as_ref().unwrap().labels.as_ref().unwrap();
+    assert!(!template.contains_key("role"), "a role label in the template would fight Patroni's");
+    let secret = objects.secret.string_data.as_ref().unwrap();
+    assert_eq!(secret[REPLICATION_PASSWORD_KEY], "golden-replication");
+    assert_eq!(secret[REWIND_PASSWORD_KEY], "golden-rewind");
+    let plain = super::objects(&quickstart(), &passwords()).secret.string_data.unwrap();
+    assert!(!plain.contains_key(REPLICATION_PASSWORD_KEY), "one instance has no replication role");
+    let budget = objects.ha.as_ref().unwrap().disruption_budget.spec.clone().unwrap();
+    assert_eq!(budget.max_unavailable, Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(1)));
+}
+
+#[test]
+fn a_parameter_change_does_not_roll_patronis_pods_but_reaches_its_configuration() {
+    let stack = ha_example();
+    let mut changed = stack.clone();
+    changed.spec.postgres.parameters.insert("work_mem".into(), "256MB".into());
+    let checksum = |s: &ValidatedStack| config_checksum(s);
+    assert_eq!(checksum(&stack), checksum(&changed), "Patroni applies it: no rollout");
+    let dynamic = patroni::dynamic_config(&changed);
+    assert_eq!(dynamic["postgresql"]["parameters"]["work_mem"], "256MB");
+    assert_eq!(dynamic["postgresql"]["parameters"]["wal_log_hints"], "on", "pg_rewind needs it");
+    assert_eq!(dynamic["synchronous_mode"], true);
+    assert_eq!((dynamic["ttl"].as_u64(), dynamic["loop_wait"].as_u64()), (Some(20), Some(5)));
+    assert!(dynamic["postgresql"]["parameters"].get("port").is_none(), "Patroni owns listen and port");
 }

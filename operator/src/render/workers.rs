@@ -7,9 +7,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
-use k8s_openapi::api::core::v1::{
-    Affinity, ConfigMap, PodAffinityTerm, PodAntiAffinity, PodSpec, PodTemplateSpec, Service, WeightedPodAffinityTerm,
-};
+use k8s_openapi::api::core::v1::{ConfigMap, PodSpec, PodTemplateSpec, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
 use super::config::{postgresql_conf, worker_settings};
@@ -18,6 +16,7 @@ use super::labels::{labels, metadata};
 use super::services::headless_service_selecting;
 use super::statefulset::{
     CONFIG_CHECKSUM_ANNOTATION, claim_retention, config_volume, container, data_claim, pod_security_context,
+    spread_over_nodes,
 };
 use super::{CONFIG_KEY, headless_name};
 use crate::api::StorageSpec;
@@ -115,23 +114,6 @@ fn worker_statefulset(stack: &ValidatedStack, replicas: u32, config: &BTreeMap<S
         .and_then(|d| d.resources.clone())
         .or_else(|| stack.spec.postgres.resources.clone());
     let storage = worker_storage(stack);
-    let spread = Affinity {
-        pod_anti_affinity: Some(PodAntiAffinity {
-            preferred_during_scheduling_ignored_during_execution: Some(vec![WeightedPodAffinityTerm {
-                weight: 100,
-                pod_affinity_term: PodAffinityTerm {
-                    label_selector: Some(LabelSelector {
-                        match_labels: Some(worker_selector_labels(stack)),
-                        ..LabelSelector::default()
-                    }),
-                    topology_key: "kubernetes.io/hostname".into(),
-                    ..PodAffinityTerm::default()
-                },
-            }]),
-            ..PodAntiAffinity::default()
-        }),
-        ..Affinity::default()
-    };
     StatefulSet {
         metadata: worker_metadata(stack, worker_statefulset_name(stack)),
         spec: Some(StatefulSetSpec {
@@ -148,7 +130,7 @@ fn worker_statefulset(stack: &ValidatedStack, replicas: u32, config: &BTreeMap<S
                 }),
                 spec: Some(PodSpec {
                     containers: vec![container(stack, resources)],
-                    affinity: Some(spread),
+                    affinity: Some(spread_over_nodes(worker_selector_labels(stack))),
                     security_context: Some(pod_security_context()),
                     termination_grace_period_seconds: Some(60),
                     volumes: Some(vec![config_volume(worker_config_name(stack))]),

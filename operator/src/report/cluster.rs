@@ -145,6 +145,7 @@ pub fn cluster_report(stack: &DataWarehouseStack, now: DateTime<Utc>) -> StackRe
                 bytes: n.bytes,
             })
             .collect(),
+        instances: status.instances.clone(),
         logins: logins(&spec.roles, &host_port, &database),
     }
 }

@@ -685,6 +685,12 @@ fn high_availability(report: &mut Report, spec: &DataWarehouseStackSpec) {
                 ),
             );
         }
+        if spec.bootstrap.as_ref().is_some_and(|b| b.restore.is_some()) {
+            report.error(
+                "spec.bootstrap.restore",
+                "restores into one instance only for now: restore with instances: 1, then raise instances",
+            );
+        }
         if spec.distributed.is_some() {
             report.error(
                 "spec.postgres.instances",

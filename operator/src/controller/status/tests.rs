@@ -18,7 +18,7 @@ fn at(second: i64) -> Time {
 fn transition_times_move_only_when_a_condition_changes() {
     let mut stack = stack();
     let validated = validate(&stack).unwrap();
-    let first = build(&stack, Some(&validated), &Outcome::Provisioning, &at(100));
+    let first = build(&stack, Some(&validated), &Outcome::Provisioning, None, &at(100));
     assert_eq!(first.phase.as_deref(), Some("Provisioning"));
     stack.status = Some(first);
     let report = ApplyReport::default();
@@ -27,6 +27,7 @@ fn transition_times_move_only_when_a_condition_changes() {
         &stack,
         Some(&validated),
         &Outcome::Converged { report: &report, nodes: None, warehouse: &warehouse, refresh_now_started: true },
+        None,
         &at(200),
     );
     let times: Vec<(&str, &str, i64)> = second
@@ -40,6 +41,7 @@ fn transition_times_move_only_when_a_condition_changes() {
         &stack,
         Some(&validated),
         &Outcome::Converged { report: &report, nodes: None, warehouse: &warehouse, refresh_now_started: true },
+        None,
         &at(300),
     );
     assert!(third.conditions.iter().all(|c| c.last_transition_time.0.as_second() == 200), "no transition, no new time");
@@ -95,15 +97,16 @@ fn a_new_refresh_now_value_is_asked_once_and_recorded_when_converged() {
         }],
         ..WarehouseStatus::default()
     };
-    let unconverged = build(&stack, Some(&validated), &Outcome::Provisioning, &at(100));
+    let unconverged = build(&stack, Some(&validated), &Outcome::Provisioning, None, &at(100));
     assert_eq!(unconverged.refresh_now_handled, None, "only a converged reconcile runs them");
     let busy = Outcome::Converged { report: &report, nodes: None, warehouse: &warehouse, refresh_now_started: false };
-    let still_running = build(&stack, Some(&validated), &busy, &at(150));
+    let still_running = build(&stack, Some(&validated), &busy, None, &at(150));
     assert_eq!(still_running.refresh_now_handled, None, "not started (the earlier run goes on): asked still");
     let status = build(
         &stack,
         Some(&validated),
         &Outcome::Converged { report: &report, nodes: None, warehouse: &warehouse, refresh_now_started: true },
+        None,
         &at(200),
     );
     assert_eq!(status.refresh_now_handled.as_deref(), Some("2026-11-25T10:00"));
@@ -147,6 +150,7 @@ fn backups_fill_status_and_the_backed_up_condition_which_outlives_an_unreachable
         &stack,
         Some(&validated),
         &Outcome::Converged { report: &report, nodes: None, warehouse: &warehouse, refresh_now_started: true },
+        None,
         &at(100),
     );
     let backup = status.backup.clone().unwrap();
@@ -161,7 +165,7 @@ fn backups_fill_status_and_the_backed_up_condition_which_outlives_an_unreachable
     assert_eq!((backed_up.status.as_str(), backed_up.reason.as_str()), ("True", "BackedUp"));
 
     stack.status = Some(status);
-    let later = build(&stack, Some(&validated), &Outcome::DatabaseUnavailable("refused".into()), &at(200));
+    let later = build(&stack, Some(&validated), &Outcome::DatabaseUnavailable("refused".into()), None, &at(200));
     let kept = later.conditions.iter().find(|c| c.type_ == "BackedUp").unwrap();
     assert_eq!((kept.status.as_str(), kept.last_transition_time.0.as_second()), ("True", 100));
     assert!(later.backup.is_some(), "the last seen backups stay");
@@ -174,16 +178,16 @@ fn a_restore_is_complete_once_the_restored_database_converged() {
     )
     .unwrap();
     let validated = validate(&stack).unwrap();
-    let starting = build(&stack, Some(&validated), &Outcome::Provisioning, &at(100));
+    let starting = build(&stack, Some(&validated), &Outcome::Provisioning, None, &at(100));
     assert_eq!(starting.restored, None, "the restore step may still run");
     stack.status = Some(starting);
     assert!(!restore_completed(&stack));
     let (report, warehouse) = (ApplyReport::default(), WarehouseStatus::default());
     let converged =
         Outcome::Converged { report: &report, nodes: None, warehouse: &warehouse, refresh_now_started: false };
-    stack.status = Some(build(&stack, Some(&validated), &converged, &at(200)));
+    stack.status = Some(build(&stack, Some(&validated), &converged, None, &at(200)));
     assert!(restore_completed(&stack));
-    let later = build(&stack, Some(&validated), &Outcome::DatabaseUnavailable("x".into()), &at(300));
+    let later = build(&stack, Some(&validated), &Outcome::DatabaseUnavailable("x".into()), None, &at(300));
     assert_eq!(later.restored, Some(true), "kept whatever happens next");
 }
 
@@ -220,7 +224,7 @@ fn a_distributed_stack_reports_its_nodes_workers_and_rebalance() {
         refresh_now_started: false,
     };
     assert_eq!(outcome.phase(), Phase::Provisioning);
-    let status = build(&stack, Some(&validated), &outcome, &at(100));
+    let status = build(&stack, Some(&validated), &outcome, None, &at(100));
     assert_eq!(condition(&status), ("False".into(), "WorkersNotReady".into(), "1/2 worker pod(s) ready".into()));
     assert_eq!(status.conditions[0].status, "False", "not Ready while workers are missing");
     assert_eq!(status.distributed.as_ref().unwrap().ready_workers, "1/2");
@@ -241,7 +245,7 @@ fn a_distributed_stack_reports_its_nodes_workers_and_rebalance() {
         refresh_now_started: false,
     };
     assert_eq!(outcome.phase(), Phase::Ready, "a rebalance moves shards while queries run");
-    let status = build(&stack, Some(&validated), &outcome, &at(200));
+    let status = build(&stack, Some(&validated), &outcome, None, &at(200));
     assert_eq!(
         condition(&status),
         ("True".into(), "Rebalancing".into(), "moving shards to new workers: 3/8 moves done".into())
@@ -259,8 +263,8 @@ fn a_distributed_stack_reports_its_nodes_workers_and_rebalance() {
         Outcome::Converged { report: &report, nodes: Some(&failed), warehouse: &warehouse, refresh_now_started: false };
     assert_eq!(outcome.phase(), Phase::Degraded);
     assert!(outcome.message().contains("Citus nodes: worker 1: connection refused"), "{}", outcome.message());
-    stack.status = Some(build(&stack, Some(&validated), &outcome, &at(300)));
-    let unreachable = build(&stack, Some(&validated), &Outcome::DatabaseUnavailable("x".into()), &at(400));
+    stack.status = Some(build(&stack, Some(&validated), &outcome, None, &at(300)));
+    let unreachable = build(&stack, Some(&validated), &Outcome::DatabaseUnavailable("x".into()), None, &at(400));
     assert_eq!(
         condition(&unreachable).1,
         "NodesFailed",
