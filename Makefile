@@ -81,7 +81,7 @@ test-pg15:
 ## our FDWs and pgBackRest included. (The pod's agent runs the host's programs as their owner, so
 ## its tests run on the host's generation only.)
 test-pg17:
-	PGW_PG_CHROOT=$(PG17_ROOT) PGW_PG_BINDIR=$(PG17_BINDIR) $(SUDO) env "PATH=$$PATH" cargo test -p pgwarehouse --test engine --test cli --test prometheus_fdw --test clerk_fdw --test refresh --test columnar --test distributed --test backup --test local_upgrade \
+	PGW_PG_CHROOT=$(PG17_ROOT) PGW_PG_BINDIR=$(PG17_BINDIR) $(SUDO) env "PATH=$$PATH" cargo test -p pgwarehouse --test engine --test cli --test prometheus_fdw --test clerk_fdw --test refresh --test columnar --test distributed --test ha --test backup --test local_upgrade \
 	  -- --skip agent_
 
 ## The end-to-end scenarios: the quickstart under `local up` (and, with KUBECONFIG, a cluster).

@@ -5,7 +5,9 @@
 //! new stack restored from that repository with every row; and the chart installed as the
 //! README installs it (`helm install --wait`), its operator Ready with `/readyz` answering 200.
 //! A distributed stack runs a coordinator and two Citus workers, its rows on both, and keeps
-//! every row when a worker's pod is replaced.
+//! every row when a worker's pod is replaced. A stack of three instances under Patroni keeps
+//! every acknowledged insert of a writer when its primary's pod is deleted, gracefully and by
+//! force: a replica takes over, the client Service and the status follow it.
 //! Without a reachable cluster each scenario prints that it skipped, and why.
 //! With `PGW_E2E_INSTALLED_OPERATOR=1` the operator already installed in the cluster (the
 //! chart, as `.github/workflows/e2e-kind.yml` does) does the work instead of an in-process one.
@@ -18,7 +20,7 @@ use tokio::task::AbortHandle;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod, Secret, Service};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Client, CustomResourceExt};
 use pgwarehouse::api::DataWarehouseStack;
 use pgwarehouse::controller::RunOptions;
@@ -427,6 +429,170 @@ async fn a_distributed_stack_keeps_every_row_when_a_worker_pod_is_replaced() {
     assert!(scenario.claim_exists("data-dist-worker-2").await, "a removed worker's volume is kept");
     println!("  ok: scaled 2 -> 3 (rebalanced) -> 2 (drained first), every row kept");
     scenario.finish("citus").await;
+}
+
+/// The pod Patroni labels primary, when exactly one is.
+async fn primary_pod(pods: &Api<Pod>, stack: &str) -> Option<String> {
+    let selector = format!("app.kubernetes.io/instance={stack},role=primary");
+    let listed = pods.list(&ListParams::default().labels(&selector)).await.ok()?;
+    match listed.items.as_slice() {
+        [one] => one.metadata.name.clone(),
+        _ => None,
+    }
+}
+
+/// A connection to `pod`'s warehouse database through a port-forward; none while it refuses.
+async fn connect_pod(pods: &Api<Pod>, pod: &str, password: &str) -> Option<PgConnection> {
+    let mut forwarder = pods.portforward(pod, &[5432]).await.ok()?;
+    let mut upstream = forwarder.take_stream(5432)?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.ok()?;
+    let port = listener.local_addr().ok()?.port();
+    tokio::spawn(async move {
+        if let Ok((mut local, _)) = listener.accept().await {
+            let _ = tokio::io::copy_bidirectional(&mut local, &mut upstream).await;
+        }
+        drop(forwarder);
+    });
+    let url = format!("postgres://postgres:{password}@127.0.0.1:{port}/warehouse");
+    tokio::time::timeout(Duration::from_secs(5), PgConnection::connect(&url)).await.ok()?.ok()
+}
+
+type Acked = std::sync::Arc<std::sync::Mutex<Vec<(i64, Instant)>>>;
+
+/// Inserts 1, 2, ... into `t` on whichever pod is primary, logging each acknowledged id.
+fn writer(
+    pods: Api<Pod>,
+    password: String,
+    acked: Acked,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut id = 0i64;
+        let mut conn: Option<PgConnection> = None;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            if conn.is_none() {
+                conn = match primary_pod(&pods, "ha").await {
+                    Some(pod) => connect_pod(&pods, &pod, &password).await,
+                    None => None,
+                };
+                if conn.is_none() {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    continue;
+                }
+            }
+            id += 1;
+            let insert = sqlx::query("INSERT INTO t VALUES ($1)").bind(id as i32).execute(conn.as_mut().unwrap());
+            match tokio::time::timeout(Duration::from_secs(3), insert).await {
+                Ok(Ok(_)) => acked.lock().unwrap().push((id, Instant::now())),
+                _ => conn = None,
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+}
+
+/// The longest wait between two acknowledged inserts since `since`.
+fn write_gap(acked: &Acked, since: Instant) -> Duration {
+    let times: Vec<Instant> = acked.lock().unwrap().iter().map(|(_, t)| *t).collect();
+    let start = times.iter().rposition(|t| *t <= since).unwrap_or(0);
+    times[start..].windows(2).map(|w| w[1] - w[0]).max().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_instances_keep_every_acknowledged_row_when_the_primary_pod_goes() {
+    let Some(scenario) = Scenario::start("ha").await else { return };
+    let spec = json!({
+        "postgres": {
+            "image": std::env::var("PGW_E2E_IMAGE").unwrap_or_else(|_| "ghcr.io/pgwarehouse/stack-datawarehouse:17".into()),
+            "storage": {"size": "1Gi"},
+            "instances": 3, "synchronous": "on",
+            "failover": {"ttlSeconds": 20, "loopWaitSeconds": 5, "retryTimeoutSeconds": 5},
+        },
+        "migrations": [{"name": "001_t", "sql": "CREATE TABLE t (id int PRIMARY KEY)"}],
+    });
+    scenario.apply("ha", spec).await;
+    let highly_available = |s: &DataWarehouseStack| {
+        ready(s)
+            && condition_true(s, "HighlyAvailable")
+            && s.status.as_ref().and_then(|s| s.ready_instances.as_deref()) == Some("3/3")
+    };
+    scenario
+        .wait_until("ha", "Ready and HighlyAvailable, 3/3 instances", Duration::from_secs(600), highly_available)
+        .await;
+    let ns = scenario.ns.clone();
+    let pods: Api<Pod> = Api::namespaced(scenario.client.clone(), &ns);
+    let secret = Api::<Secret>::namespaced(scenario.client.clone(), &ns).get("ha-superuser").await.unwrap();
+    let password = String::from_utf8(secret.data.unwrap()["password"].0.clone()).unwrap();
+    let acked: Acked = Default::default();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let task = writer(pods.clone(), password.clone(), acked.clone(), stop.clone());
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    for (how, force) in [("graceful delete", false), ("--force --grace-period=0", true)] {
+        let old = primary_pod(&pods, "ha").await.expect("one primary");
+        let old_uid = pods.get(&old).await.unwrap().metadata.uid;
+        let started = Instant::now();
+        let params = match force {
+            true => DeleteParams { grace_period_seconds: Some(0), ..DeleteParams::default() },
+            false => DeleteParams::default(),
+        };
+        pods.delete(&old, &params).await.unwrap();
+        // Deleted gracefully, Patroni hands its lock over as it stops; deleted by force, the lock
+        // outlives the pod, and the pod the StatefulSet makes again under the same name may take
+        // it back before it expires: either way one primary, and writes go on.
+        let written = acked.lock().unwrap().len();
+        let new = wait_for(
+            &format!("{how}: a primary again, and the writer writes on it"),
+            Duration::from_secs(180),
+            || async {
+                let replaced = pods.get_opt(&old).await.ok()?.is_none_or(|p| p.metadata.uid != old_uid);
+                let primary = primary_pod(&pods, "ha").await?;
+                (replaced && acked.lock().unwrap().len() > written + 5).then_some(primary)
+            },
+        )
+        .await;
+        let gap = write_gap(&acked, started);
+        let endpoints =
+            wait_for(&format!("{how}: the client Service selects {new} only"), Duration::from_secs(60), || async {
+                let slices =
+                    Api::<k8s_openapi::api::discovery::v1::EndpointSlice>::namespaced(scenario.client.clone(), &ns)
+                        .list(&ListParams::default().labels("kubernetes.io/service-name=ha"))
+                        .await
+                        .ok()?;
+                let targets: Vec<String> = slices
+                    .items
+                    .iter()
+                    .flat_map(|s| &s.endpoints)
+                    .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(false))
+                    .filter_map(|e| e.target_ref.as_ref()?.name.clone())
+                    .collect();
+                (targets == [new.clone()]).then_some(targets)
+            })
+            .await;
+        let status = scenario
+            .wait_until("ha", &format!("{how}: status shows {new} primary, 3/3 again"), Duration::from_secs(300), |s| {
+                highly_available(s) && s.status.as_ref().and_then(|s| s.primary.as_deref()) == Some(new.as_str())
+            })
+            .await;
+        let ids: Vec<i32> = acked.lock().unwrap().iter().map(|(id, _)| *id as i32).collect();
+        let mut db = connect_pod(&pods, &new, &password).await.expect("the new primary answers");
+        let found: i64 = sqlx::query_scalar("SELECT count(*) FROM t WHERE id = ANY ($1)")
+            .bind(&ids)
+            .fetch_one(&mut db)
+            .await
+            .unwrap();
+        let lost = ids.len() as i64 - found;
+        println!(
+            "  {how} of {old}: primary {new}, write gap {:.1} s, {lost} of {} acknowledged rows missing, Service -> {endpoints:?}, status primary {:?}",
+            gap.as_secs_f64(),
+            ids.len(),
+            status.status.as_ref().and_then(|s| s.primary.clone()),
+        );
+        assert_eq!(lost, 0, "{how}: synchronous: on loses no acknowledged row");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    task.await.unwrap();
+    scenario.finish("ha").await;
 }
 
 /// `helm` from PATH (`make deps` puts one in `.cache/tools`).

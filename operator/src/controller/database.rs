@@ -65,11 +65,8 @@ async fn primary_pod(client: &Client, stack: &ValidatedStack) -> Result<String, 
         return Ok(format!("{}-0", client_name(stack)));
     }
     let pods: Api<Pod> = Api::namespaced(client.clone(), stack.namespace_or_default());
-    let selector = crate::render::role_selector(stack, crate::render::patroni::PRIMARY_ROLE)
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",");
+    let selector =
+        crate::render::selector_text(&crate::render::role_selector(stack, crate::render::patroni::PRIMARY_ROLE));
     let listed = pods.list(&ListParams::default().labels(&selector)).await.map_err(|e| api_error::one_line(&e))?;
     match listed.items.as_slice() {
         [one] => Ok(one.name_any()),
@@ -103,10 +100,22 @@ pub async fn connect(
     stack: &ValidatedStack,
     password: &str,
 ) -> Result<PgConnection, String> {
-    let address = tokio::time::timeout(settings.connect_timeout, address(client, settings, stack))
-        .await
-        .map_err(|_| format!("no port-forward to the pod within {:?}", settings.connect_timeout))??;
-    connect_at(settings, stack, password, address).await
+    let reach = || async {
+        tokio::time::timeout(settings.connect_timeout, address(client, settings, stack))
+            .await
+            .map_err(|_| format!("no port-forward to the pod within {:?}", settings.connect_timeout))?
+    };
+    match connect_at(settings, stack, password, reach().await?).await {
+        // Patroni's bootstrap (initdb) makes no warehouse database, unlike the image's entrypoint:
+        // created here, over a connection of its own (a port-forward carries one).
+        Err(ConnectError::NoDatabase(_)) if stack.highly_available() => {
+            let mut admin = connect_to(settings, password, reach().await?, "postgres").await.map_err(String::from)?;
+            let create = format!("CREATE DATABASE {}", crate::sql::quote::ident(&stack.database));
+            sqlx::Executor::execute(&mut admin, sqlx::AssertSqlSafe(create)).await.map_err(|e| e.to_string())?;
+            Ok(connect_at(settings, stack, password, reach().await?).await?)
+        }
+        other => Ok(other?),
+    }
 }
 
 /// The stack's database on worker `index`.
@@ -120,39 +129,54 @@ pub async fn connect_worker(
     let address = tokio::time::timeout(settings.connect_timeout, worker_address(client, settings, stack, index))
         .await
         .map_err(|_| format!("no port-forward to worker {index} within {:?}", settings.connect_timeout))??;
-    connect_at(settings, stack, password, address).await
+    Ok(connect_at(settings, stack, password, address).await?)
 }
 
-async fn create_database(options: PgConnectOptions, database: &str) -> Result<PgConnection, sqlx::Error> {
-    use sqlx::Executor;
-    let mut admin = crate::sql::connection::connect(options.clone().database("postgres")).await?;
-    let create = format!("CREATE DATABASE {}", crate::sql::quote::ident(database));
-    admin.execute(sqlx::AssertSqlSafe(create)).await?;
-    crate::sql::connection::connect(options).await
+/// Why a connection was not made; a missing database is told apart.
+#[derive(Debug)]
+enum ConnectError {
+    NoDatabase(String),
+    Other(String),
+}
+
+impl From<ConnectError> for String {
+    fn from(e: ConnectError) -> String {
+        match e {
+            ConnectError::NoDatabase(m) | ConnectError::Other(m) => m,
+        }
+    }
 }
 
 async fn connect_at(
     settings: &Settings,
     stack: &ValidatedStack,
     password: &str,
+    address: (String, u16),
+) -> Result<PgConnection, ConnectError> {
+    connect_to(settings, password, address, &stack.database).await
+}
+
+async fn connect_to(
+    settings: &Settings,
+    password: &str,
     (host, port): (String, u16),
-) -> Result<PgConnection, String> {
+    database: &str,
+) -> Result<PgConnection, ConnectError> {
     let statement_timeout = format!("{}s", settings.statement_timeout.as_secs());
     let options = PgConnectOptions::new()
         .host(&host)
         .port(port)
         .username("postgres")
         .password(password)
-        .database(&stack.database)
+        .database(database)
         .application_name("pgwarehouse-operator")
         .options([("statement_timeout", statement_timeout.as_str())]);
-    match tokio::time::timeout(settings.connect_timeout, crate::sql::connection::connect(options.clone())).await {
+    match tokio::time::timeout(settings.connect_timeout, crate::sql::connection::connect(options)).await {
         Ok(Ok(conn)) => Ok(conn),
-        // Patroni's bootstrap (initdb) makes no warehouse database, unlike the image's entrypoint.
-        Ok(Err(sqlx::Error::Database(e))) if stack.highly_available() && e.code().as_deref() == Some("3D000") => {
-            create_database(options, &stack.database).await.map_err(|e| format!("{host}:{port}: {e}"))
+        Ok(Err(sqlx::Error::Database(e))) if e.code().as_deref() == Some("3D000") => {
+            Err(ConnectError::NoDatabase(format!("{host}:{port}: {e}")))
         }
-        Ok(Err(e)) => Err(format!("{host}:{port}: {e}")),
-        Err(_) => Err(format!("{host}:{port}: no answer within {:?}", settings.connect_timeout)),
+        Ok(Err(e)) => Err(ConnectError::Other(format!("{host}:{port}: {e}"))),
+        Err(_) => Err(ConnectError::Other(format!("{host}:{port}: no answer within {:?}", settings.connect_timeout))),
     }
 }

@@ -117,7 +117,7 @@ pub async fn observe(client: &Client, stack: &ValidatedStack) -> Result<Option<I
         return Ok(None);
     }
     let pods: Api<Pod> = Api::namespaced(client.clone(), stack.namespace_or_default());
-    let selector = selector_labels(stack).iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
+    let selector = crate::render::selector_text(&selector_labels(stack));
     let listed = pods.list(&ListParams::default().labels(&selector)).await?;
     Ok(Some(from_pods(&listed.items, stack.instances())))
 }

@@ -33,7 +33,7 @@ pub async fn member_apis(client: &Client, settings: &Settings, stack: &Validated
             .into());
     }
     let pods: Api<Pod> = Api::namespaced(client.clone(), stack.namespace_or_default());
-    let selector = selector_labels(stack).iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
+    let selector = crate::render::selector_text(&selector_labels(stack));
     let listed =
         pods.list(&ListParams::default().labels(&selector)).await.map_err(|e| super::api_error::one_line(&e))?;
     let apis: Vec<Rest> = listed

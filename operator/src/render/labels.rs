@@ -21,6 +21,11 @@ pub fn selector_labels(stack: &ValidatedStack) -> BTreeMap<String, String> {
     ])
 }
 
+/// `labels` as a label selector's text (`k=v,k=v`), for list calls.
+pub fn selector_text(labels: &BTreeMap<String, String>) -> String {
+    labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+}
+
 /// The stack as controlling owner, when it came from the API server (it then has a uid).
 pub fn owner_reference(stack: &ValidatedStack) -> Option<OwnerReference> {
     Some(OwnerReference {

@@ -20,7 +20,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Servi
 pub use backup::{RESTORE_STEP, backup_paths};
 pub use configmap::{CONFIG_KEY, config_checksum, configmap};
 pub use ha::{HaObjects, ha_objects, patroni_name, patroni_rules, replicas_service_name, role_selector};
-pub use labels::{labels, owner_reference, selector_labels};
+pub use labels::{labels, owner_reference, selector_labels, selector_text};
 pub use secret::{
     PASSWORD_KEY, REPLICATION_PASSWORD_KEY, REWIND_PASSWORD_KEY, StackPasswords, USERNAME_KEY, superuser_secret,
 };

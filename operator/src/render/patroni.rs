@@ -150,6 +150,8 @@ pub fn patroni_config(stack: &ValidatedStack, dcs: &Dcs, member: &Member) -> Val
         "pg_hba": hba(member),
         "parameters": member.parameters,
         "use_unix_socket": true,
+        // A new replica's base backup starts at once instead of after a spread checkpoint.
+        "basebackup": [{"checkpoint": "fast"}],
     });
     if let Some(address) = &member.postgres_connect {
         postgresql["connect_address"] = json!(address);
