@@ -291,6 +291,8 @@ pub enum CliError {
     RefreshesFailed(usize),
     #[error("{0}")]
     Timeout(String),
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// The whole program: `pgwarehouse` and its kubectl-plugin name `kubectl-pgwarehouse` are this.
@@ -414,10 +416,13 @@ async fn switchover(
     loop {
         let stack = api.get(name).await.map_err(CliError::Kube)?;
         let status = stack.status.unwrap_or_default();
-        if status.switchover_handled.as_deref() == Some(request.as_str())
-            && let Some(primary) = status.primary
-        {
-            return Ok(primary);
+        if status.switchover_handled.as_deref() == Some(request.as_str()) {
+            if let Some(error) = status.switchover_error {
+                return Err(CliError::Refused(format!("the switchover of {namespace}/{name} failed: {error}")));
+            }
+            if let Some(primary) = status.primary {
+                return Ok(primary);
+            }
         }
         if std::time::Instant::now() > deadline {
             return Err(CliError::Timeout(format!(

@@ -59,6 +59,9 @@ pub struct DataWarehouseStackStatus {
     /// The last value of the annotation `pgwarehouse.dev/switchover-to` acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub switchover_handled: Option<String>,
+    /// Why the switchover `switchoverHandled` names was refused or failed; none when it was made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub switchover_error: Option<String>,
     /// The pod Patroni runs as primary, with more than one instance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub primary: Option<String>,

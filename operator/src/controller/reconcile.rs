@@ -119,11 +119,11 @@ async fn converge(stack: &DataWarehouseStack, ctx: &Context) -> Result<Action, E
         (Ok(_), Some(_)) => start_refresh_now(stack, &validated, &password, ctx).await,
         _ => false,
     };
-    let nodes_settling = match &report_and_status {
+    let settling = match &report_and_status {
         Ok((applied, nodes, warehouse)) => {
             let outcome = Outcome::Converged { report: applied, nodes: nodes.as_ref(), warehouse, refresh_now_started };
-            report(stack, Some(&validated), &outcome, ctx).await?;
-            !matches!(nodes, None | Some(nodes::Nodes::Converged(_)))
+            !report(stack, Some(&validated), &outcome, ctx).await?
+                || !matches!(nodes, None | Some(nodes::Nodes::Converged(_)))
                 || warehouse.rebalance.as_ref().is_some_and(|r| r.in_progress())
         }
         Err(e) => {
@@ -131,9 +131,9 @@ async fn converge(stack: &DataWarehouseStack, ctx: &Context) -> Result<Action, E
             false
         }
     };
-    // While asked-for refreshes run or shards move, look again soon: their outcome reaches the
-    // status then.
-    if ctx.refresh_now.running(&key(stack)) || nodes_settling {
+    // While asked-for refreshes run, shards move or replicas are not streaming yet, look again
+    // soon: their outcome reaches the status then.
+    if ctx.refresh_now.running(&key(stack)) || settling {
         return Ok(Action::requeue(WAIT));
     }
     Ok(Action::requeue(ctx.settings.requeue))
@@ -157,14 +157,17 @@ async fn converge_patroni(stack: &DataWarehouseStack, validated: &ValidatedStack
         Ok(_) => {}
         Err(error) => tracing::warn!(stack = %stack.name_any(), %error, "Patroni's configuration"),
     }
+    // A request is answered once, made or refused (Patroni's reason in the status); asking again
+    // is a new request.
     if let Some(asked) = patroni::switchover_asked(stack) {
-        match patroni::switchover(&ctx.client, &ctx.settings, validated, asked).await {
-            Ok(primary) => {
-                tracing::info!(stack = %stack.name_any(), %primary, "switched over");
-                seen.status.get_or_insert_default().switchover_handled = Some(asked.clone());
-            }
+        let outcome = patroni::switchover(&ctx.client, &ctx.settings, validated, asked).await;
+        match &outcome {
+            Ok(primary) => tracing::info!(stack = %stack.name_any(), %primary, "switched over"),
             Err(error) => tracing::warn!(stack = %stack.name_any(), %asked, %error, "switchover"),
         }
+        let status = seen.status.get_or_insert_default();
+        status.switchover_handled = Some(asked.clone());
+        status.switchover_error = outcome.err();
     }
     seen
 }
@@ -202,13 +205,14 @@ async fn read_warehouse(
 }
 
 /// Writes the status (server-side apply on the subresource) and an Event when the phase changes
-/// or a failure's message does.
+/// or a failure's message does. False while a stack of several instances is not yet highly
+/// available: pods are not watched, so the caller looks again soon.
 async fn report(
     stack: &DataWarehouseStack,
     validated: Option<&ValidatedStack>,
     outcome: &Outcome<'_>,
     ctx: &Context,
-) -> Result<(), Error> {
+) -> Result<bool, Error> {
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     // Patroni's account of the pods; a failed read leaves the last one standing.
     let instances = match validated {
@@ -244,7 +248,7 @@ async fn report(
         };
         ctx.recorder.publish(&event, &stack.object_ref(&())).await?;
     }
-    Ok(())
+    Ok(instances.is_none_or(|i| i.condition().0))
 }
 
 /// A failed reconcile retries later each time it fails again (5 s doubling up to 5 min), with up
