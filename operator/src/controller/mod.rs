@@ -16,6 +16,7 @@ pub mod patroni;
 pub mod rbac;
 mod reconcile;
 pub mod refresh_now;
+pub mod rollout;
 mod run;
 mod server;
 pub mod status;

@@ -28,6 +28,9 @@ pub fn cluster_role(name: &str) -> ClusterRole {
             // Patroni's lock and configuration ConfigMaps and its pod labels: what its Role grants.
             rule("", &["configmaps"], &["get", "list", "watch", "create", "patch", "update"]),
             rule("", &["pods"], &["get", "list", "watch", "patch", "update"]),
+            // Rollouts of a stack of several instances replace pods by eviction (the disruption
+            // budget applies), replicas first.
+            rule("", &["pods/eviction"], &["create"]),
             rule("", &["serviceaccounts"], READ_APPLY),
             rule("rbac.authorization.k8s.io", &["roles", "rolebindings"], READ_APPLY),
             rule("policy", &["poddisruptionbudgets"], READ_APPLY),
@@ -72,10 +75,13 @@ mod tests {
             ("roles", "patch"),
             ("rolebindings", "patch"),
             ("poddisruptionbudgets", "patch"),
+            ("pods/eviction", "create"),
         ] {
             assert!(allows(resource, verb), "{resource} {verb}");
         }
-        assert!(!rules.iter().any(|r| r.resources.as_ref().unwrap().iter().any(|x| x.starts_with("pods/"))), "no exec");
+        let pod_subresources: Vec<&String> =
+            rules.iter().flat_map(|r| r.resources.as_ref().unwrap()).filter(|x| x.starts_with("pods/")).collect();
+        assert_eq!(pod_subresources, ["pods/eviction"], "no exec, no port-forward");
         assert!(!rules.iter().any(|r| r.verbs.iter().any(|v| v == "delete" || v == "*")), "the operator never deletes");
         assert!(!rules.iter().any(|r| r.verbs.iter().any(|v| v == "escalate" || v == "bind")));
     }

@@ -9,7 +9,9 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use super::status::{self, Outcome, Phase};
-use super::{Context, Error, FIELD_MANAGER, api_error, bootstrap, database, deploy, dereference, nodes, patroni};
+use super::{
+    Context, Error, FIELD_MANAGER, api_error, bootstrap, database, deploy, dereference, nodes, patroni, rollout,
+};
 use crate::api::DataWarehouseStack;
 use crate::validate::{ValidatedStack, ValidationErrors, validate};
 use crate::{render, secrets, sql, template};
@@ -72,7 +74,7 @@ async fn converge(stack: &DataWarehouseStack, ctx: &Context) -> Result<Action, E
         report(stack, Some(&validated), &Outcome::Provisioning, ctx).await?;
         return Ok(Action::requeue(WAIT));
     }
-    let seen = converge_patroni(stack, &validated, ctx).await;
+    let (seen, rolling) = converge_patroni(stack, &validated, ctx).await;
     let stack = &seen;
     let found = dereference::referenced_secrets(&ctx.client, &validated).await?;
     // A Secret that is not there holds back only the items that name it.
@@ -123,6 +125,7 @@ async fn converge(stack: &DataWarehouseStack, ctx: &Context) -> Result<Action, E
         Ok((applied, nodes, warehouse)) => {
             let outcome = Outcome::Converged { report: applied, nodes: nodes.as_ref(), warehouse, refresh_now_started };
             !report(stack, Some(&validated), &outcome, ctx).await?
+                || rolling
                 || !matches!(nodes, None | Some(nodes::Nodes::Converged(_)))
                 || warehouse.rebalance.as_ref().is_some_and(|r| r.in_progress())
         }
@@ -139,12 +142,17 @@ async fn converge(stack: &DataWarehouseStack, ctx: &Context) -> Result<Action, E
     Ok(Action::requeue(ctx.settings.requeue))
 }
 
-/// Under Patroni: the shared configuration converged through the leader, then a switchover the
-/// annotation asks for. Returns the stack as the status should record it (the request handled).
-async fn converge_patroni(stack: &DataWarehouseStack, validated: &ValidatedStack, ctx: &Context) -> DataWarehouseStack {
+/// Under Patroni: the shared configuration converged through the leader, a switchover the
+/// annotation asks for, then the next step of a rollout. Returns the stack as the status should
+/// record it (the request handled), and whether a rollout goes on.
+async fn converge_patroni(
+    stack: &DataWarehouseStack,
+    validated: &ValidatedStack,
+    ctx: &Context,
+) -> (DataWarehouseStack, bool) {
     let mut seen = stack.clone();
     if !validated.highly_available() {
-        return seen;
+        return (seen, false);
     }
     match patroni::converge(&ctx.client, &ctx.settings, validated).await {
         Ok(done) if done != Default::default() => tracing::info!(
@@ -169,7 +177,25 @@ async fn converge_patroni(stack: &DataWarehouseStack, validated: &ValidatedStack
         status.switchover_handled = Some(asked.clone());
         status.switchover_error = outcome.err();
     }
-    seen
+    let rolling = match super::instances::observe(&ctx.client, validated).await {
+        Ok(Some(instances)) => match rollout::roll(&ctx.client, &ctx.settings, validated, &instances).await {
+            Ok(rollout::Step::Done) => false,
+            Ok(step) => {
+                tracing::info!(stack = %stack.name_any(), ?step, "rolling the pods onto the new template");
+                true
+            }
+            Err(error) => {
+                tracing::warn!(stack = %stack.name_any(), %error, "rollout");
+                true
+            }
+        },
+        Ok(None) => false,
+        Err(error) => {
+            tracing::warn!(stack = %stack.name_any(), error = %api_error::one_line(&error), "reading the pods");
+            true
+        }
+    };
+    (seen, rolling)
 }
 
 /// Starts the stack's refreshes in the background on a connection of their own; false when the

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetUpdateStrategy};
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector, Probe, SecretKeySelector,
     Service, ServiceAccount,
@@ -230,11 +230,13 @@ fn patroni_container(stack: &ValidatedStack, postgres: &mut Container) {
 }
 
 /// Turns the one-instance StatefulSet into Patroni's: N pods started together and spread over
-/// nodes, no `role` label in the template (Patroni owns it).
+/// nodes, no `role` label in the template (Patroni owns it), replaced by the operator.
 pub fn make_highly_available(stack: &ValidatedStack, statefulset: &mut StatefulSet) {
     let Some(spec) = statefulset.spec.as_mut() else { return };
     spec.replicas = Some(i32::try_from(stack.instances()).unwrap_or(1));
     spec.pod_management_policy = Some("Parallel".into());
+    // The operator replaces pods itself: replicas first, the primary after a switchover.
+    spec.update_strategy = Some(StatefulSetUpdateStrategy { type_: Some("OnDelete".into()), rolling_update: None });
     let Some(pod) = spec.template.spec.as_mut() else { return };
     pod.service_account_name = Some(patroni_name(stack));
     pod.affinity = Some(spread_over_nodes(selector_labels(stack)));
