@@ -1,6 +1,7 @@
 //! Server-side apply of the rendered objects: one field manager, forced, in dependency order.
 
 use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::apps::v1::StatefulSet;
 use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, Resource};
 use serde::Serialize;
@@ -37,6 +38,9 @@ pub async fn apply_objects(client: &Client, objects: &Objects) -> Result<(), kub
     if let Some(claim) = &objects.backup_claim {
         apply(client, claim).await?;
     }
+    if objects.ha.is_some() {
+        switch_to_on_delete(client, &objects.statefulset).await?;
+    }
     apply(client, &objects.statefulset).await?;
     if let Some(ha) = &objects.ha {
         apply(client, &ha.replicas_service).await?;
@@ -51,6 +55,22 @@ pub async fn apply_workers(client: &Client, workers: Option<&WorkerObjects>) -> 
         apply(client, &workers.configmap).await?;
         apply(client, &workers.service).await?;
         apply(client, &workers.statefulset).await?;
+    }
+    Ok(())
+}
+
+/// A StatefulSet that rolled its own pods (a stack that had one instance) keeps the API server's
+/// defaulted `rollingUpdate`, which no apply owns and which `OnDelete` forbids: it is removed with
+/// the strategy's change, once.
+async fn switch_to_on_delete(client: &Client, statefulset: &StatefulSet) -> Result<(), kube::Error> {
+    let meta = &statefulset.metadata;
+    let api: Api<StatefulSet> = Api::namespaced(client.clone(), meta.namespace.as_deref().unwrap_or("default"));
+    let name = meta.name.as_deref().unwrap_or_default();
+    let live = api.get_opt(name).await?;
+    let strategy = live.and_then(|s| s.spec?.update_strategy?.type_);
+    if strategy.is_some_and(|t| t != "OnDelete") {
+        let patch = serde_json::json!({"spec": {"updateStrategy": {"type": "OnDelete", "rollingUpdate": null}}});
+        api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
     }
     Ok(())
 }
