@@ -93,7 +93,7 @@ test-e2e:
 ## 1,000 foreign tables, 50 jobs, 20 partition sets: first apply vs floor, and the no-op apply;
 ## the FDWs and refreshes against their floors; backup and restore of 1 GB against tar.
 bench: deps
-	PGW_PG_BINDIR=$(PG15_BINDIR) cargo bench --bench converge --bench fdw --bench refresh --bench backup --bench citus
+	PGW_PG_BINDIR=$(PG15_BINDIR) cargo bench --bench converge --bench fdw --bench refresh --bench backup --bench citus --bench ha
 
 ## Regenerate every checked-in copy of the CRD and the RBAC rules from the Rust types.
 crd:

@@ -510,7 +510,7 @@ async fn three_instances_keep_every_acknowledged_row_when_the_primary_pod_goes()
         },
         "migrations": [{"name": "001_t", "sql": "CREATE TABLE t (id int PRIMARY KEY)"}],
     });
-    scenario.apply("ha", spec).await;
+    scenario.apply("ha", spec.clone()).await;
     let highly_available = |s: &DataWarehouseStack| {
         ready(s)
             && condition_true(s, "HighlyAvailable")
@@ -592,6 +592,19 @@ async fn three_instances_keep_every_acknowledged_row_when_the_primary_pod_goes()
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     task.await.unwrap();
+
+    // Back to one instance in place is refused with the field's path, and the pods stay.
+    let mut one = spec.clone();
+    one["postgres"]["instances"] = json!(1);
+    scenario.apply("ha", one).await;
+    let refused = |s: &DataWarehouseStack| {
+        let status = s.status.as_ref();
+        status.and_then(|s| s.phase.as_deref()) == Some("Failed")
+            && status.is_some_and(|s| s.conditions.iter().any(|c| c.message.contains("spec.postgres.instances")))
+    };
+    scenario.wait_until("ha", "instances: 1 refused, naming its field", Duration::from_secs(120), refused).await;
+    let left = pods.list(&ListParams::default().labels("app.kubernetes.io/instance=ha")).await.unwrap();
+    assert_eq!(left.items.len(), 3, "the refused change touched no pod");
     scenario.finish("ha").await;
 }
 

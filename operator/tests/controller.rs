@@ -25,6 +25,8 @@ const NS: &str = "analytics";
 enum Reply {
     /// The request's own body (what server-side apply and create return, near enough).
     Echo,
+    /// An applied object as the API server returns it: the body with the status it holds.
+    Applied(Value),
     NotFound,
     /// What an API server answers a service account without the permission.
     Forbidden(&'static str),
@@ -48,6 +50,12 @@ impl ApiServer {
         let body: Value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
         let (status, reply) = match reply {
             Reply::Echo => (200, body.clone()),
+            Reply::Applied(status) => {
+                let mut applied = body.clone();
+                applied["metadata"]["generation"] = json!(1);
+                applied["status"] = status;
+                (200, applied)
+            }
             Reply::Json(value) => (200, value),
             Reply::StackWithStatus(mut stack) => {
                 stack["status"] = body["status"].clone();
@@ -114,35 +122,32 @@ fn secret(name: &str, key: &str, value: &str) -> Value {
     serde_json::to_value(secret).unwrap()
 }
 
-fn statefulset(ready: i32) -> Value {
-    json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "w", "namespace": NS},
-           "spec": {"selector": {}, "template": {}, "serviceName": "w-headless"}, "status": {"replicas": 1, "readyReplicas": ready}})
-}
-
 const STATUS: &str = "/apis/pgwarehouse.dev/v1alpha1/namespaces/analytics/datawarehousestacks/w/status";
 const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/analytics/events";
 const SUPERUSER: &str = "/api/v1/namespaces/analytics/secrets/w-superuser";
 const STATEFULSET: &str = "/apis/apps/v1/namespaces/analytics/statefulsets/w";
 const WORKER_STATEFULSET: &str = "/apis/apps/v1/namespaces/analytics/statefulsets/w-worker";
 
-/// The five server-side applies of a valid stack, in order; returns their bodies.
-async fn expect_objects_applied(api: &mut ApiServer) -> Vec<Value> {
+/// The five server-side applies of a valid stack, in order, the StatefulSet's answer with `ready`
+/// pods; returns their bodies.
+async fn expect_objects_applied(api: &mut ApiServer, ready: i32) -> Vec<Value> {
     let mut bodies = Vec::new();
     for path in [
         SUPERUSER,
         "/api/v1/namespaces/analytics/configmaps/w-config",
         "/api/v1/namespaces/analytics/services/w-headless",
         "/api/v1/namespaces/analytics/services/w",
-        STATEFULSET,
     ] {
         bodies.push(api.expect(Method::PATCH, path, Reply::Echo).await);
     }
+    let status = json!({"replicas": 1, "readyReplicas": ready});
+    bodies.push(api.expect(Method::PATCH, STATEFULSET, Reply::Applied(status)).await);
     bodies
 }
 
-/// The pod is not ready yet: the status patch and the Event that follow, and nothing after them.
+/// The pod is not ready yet (the applied StatefulSet said so): the status patch and the Event
+/// that follow, and nothing after them.
 async fn expect_provisioning(mut api: ApiServer, stack_json: Value) -> (Value, Value) {
-    api.expect(Method::GET, STATEFULSET, Reply::Json(statefulset(0))).await;
     let patch = api.expect(Method::PATCH, STATUS, Reply::StackWithStatus(stack_json)).await;
     let event = api.expect(Method::POST, EVENTS, Reply::Echo).await;
     api.done().await;
@@ -183,9 +188,10 @@ async fn a_distributed_stack_gets_its_workers_and_a_scale_down_keeps_their_pods_
         "metadata": {"name": "w-worker", "namespace": NS},
         "spec": {"replicas": 3, "selector": {}, "template": {}, "serviceName": "w-workers"}, "status": {"replicas": 3}});
     let scenario = tokio::spawn(async move {
+        api.expect(Method::GET, STATEFULSET, Reply::NotFound).await;
         api.expect(Method::GET, SUPERUSER, Reply::NotFound).await;
         api.expect(Method::GET, WORKER_STATEFULSET, Reply::Json(running_workers)).await;
-        let mut applied = expect_objects_applied(&mut api).await;
+        let mut applied = expect_objects_applied(&mut api, 0).await;
         for path in [
             "/api/v1/namespaces/analytics/configmaps/w-worker-config",
             "/api/v1/namespaces/analytics/services/w-workers",
@@ -219,8 +225,9 @@ async fn new_stack_gets_its_objects_and_status_provisioning() {
     let (ctx, mut api) = context(Settings::default());
     let stack_json = serde_json::to_value(&stack).unwrap();
     let scenario = tokio::spawn(async move {
+        api.expect(Method::GET, STATEFULSET, Reply::NotFound).await;
         api.expect(Method::GET, SUPERUSER, Reply::NotFound).await;
-        let applied = expect_objects_applied(&mut api).await;
+        let applied = expect_objects_applied(&mut api, 0).await;
         let (patch, event) = expect_provisioning(api, stack_json).await;
         (applied, patch, event)
     });
@@ -240,7 +247,7 @@ async fn new_stack_gets_its_objects_and_status_provisioning() {
 
 /// Once its restore completed (status.restored), a restored stack's pod runs without the restore
 /// step and without the source stack's repository claim (which may be ReadWriteOnce elsewhere,
-/// or deleted), and the restore-conflict check no longer runs.
+/// or deleted), and no restore conflict is looked for.
 #[tokio::test]
 async fn a_completed_restore_leaves_the_pod_and_the_source_claim_alone() {
     let mut stack = stack("bootstrap: {restore: {repository: {volume: {}}, stack: source, target: latest}}");
@@ -248,8 +255,9 @@ async fn a_completed_restore_leaves_the_pod_and_the_source_claim_alone() {
     let (ctx, mut api) = context(Settings::default());
     let stack_json = serde_json::to_value(&stack).unwrap();
     let scenario = tokio::spawn(async move {
+        api.expect(Method::GET, STATEFULSET, Reply::NotFound).await;
         api.expect(Method::GET, SUPERUSER, Reply::Json(secret("w-superuser", "password", "pw"))).await;
-        let applied = expect_objects_applied(&mut api).await;
+        let applied = expect_objects_applied(&mut api, 0).await;
         let (patch, _) = expect_provisioning(api, stack_json).await;
         (applied, patch)
     });
@@ -270,6 +278,7 @@ async fn a_refused_api_call_reaches_status_and_events_as_one_readable_line() {
     let stack_json = serde_json::to_value(&stack).unwrap();
     const REFUSAL: &str = "secrets \"w-superuser\" is forbidden: User \"system:serviceaccount:ops:pgw\" cannot get resource \"secrets\" in API group \"\" in the namespace \"analytics\"";
     let scenario = tokio::spawn(async move {
+        api.expect(Method::GET, STATEFULSET, Reply::NotFound).await;
         api.expect(Method::GET, SUPERUSER, Reply::Forbidden(REFUSAL)).await;
         let patch = api.expect(Method::PATCH, STATUS, Reply::StackWithStatus(stack_json)).await;
         let event = api.expect(Method::POST, EVENTS, Reply::Echo).await;
@@ -298,11 +307,12 @@ fn database_settings(fx: &Fixture) -> Settings {
     Settings { database_host_override: Some(format!("127.0.0.1:{}", fx.server.port)), ..Settings::default() }
 }
 
-/// The calls up to a ready pod: the superuser Secret read, the objects applied, the StatefulSet.
+/// The calls up to a ready pod: the superuser Secret read, the objects applied (the StatefulSet's
+/// answer saying its pod is ready).
 async fn expect_a_ready_pod(api: &mut ApiServer) {
+    api.expect(Method::GET, STATEFULSET, Reply::NotFound).await;
     api.expect(Method::GET, SUPERUSER, Reply::Json(secret("w-superuser", "password", PASSWORD))).await;
-    expect_objects_applied(api).await;
-    api.expect(Method::GET, STATEFULSET, Reply::Json(statefulset(1))).await;
+    expect_objects_applied(api, 1).await;
 }
 
 /// A ready pod, then the engine against the harness's database.
@@ -329,6 +339,166 @@ async fn converge_scenario(fx: &Fixture, cp_password: &'static str) -> Value {
         format!("{:?}", kube::runtime::controller::Action::requeue(Duration::from_secs(300)))
     );
     scenario.await.unwrap()["status"].clone()
+}
+
+fn patroni_pod(name: &str, role: &str, state: &str, position: i64) -> Value {
+    let annotation = json!({"state": state, "role": role, "timeline": 2, "xlog_location": position,
+                            "api_url": "http://10.244.0.9:8008/patroni"});
+    json!({"metadata": {"name": name, "namespace": NS,
+                        "labels": {"role": role, "controller-revision-hash": "w-7c9d"},
+                        "annotations": {"status": annotation.to_string()}}})
+}
+
+/// The calls of a reconcile of a settled stack of three instances up to its database stage: the
+/// StatefulSet read once (the conflict check; its apply answers with its status), the objects
+/// applied, and the pods listed once; returns the StatefulSet applied.
+async fn expect_a_settled_ha_stack(api: &mut ApiServer) -> Value {
+    let mut stored = secret("w-superuser", "password", PASSWORD);
+    stored["data"]["replication-password"] = json!("cmVwbGljYXRpb24=");
+    stored["data"]["rewind-password"] = json!("cmV3aW5k");
+    let live = json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "w", "namespace": NS},
+        "spec": {"selector": {}, "serviceName": "w-headless", "template": {"spec": {"containers": [
+            {"name": "postgres", "command": ["tini", "--", "patroni"]}]}}}});
+    api.expect(Method::GET, STATEFULSET, Reply::Json(live)).await;
+    api.expect(Method::GET, SUPERUSER, Reply::Json(stored)).await;
+    for path in [
+        "/api/v1/namespaces/analytics/serviceaccounts/w-patroni",
+        "/apis/rbac.authorization.k8s.io/v1/namespaces/analytics/roles/w-patroni",
+        "/apis/rbac.authorization.k8s.io/v1/namespaces/analytics/rolebindings/w-patroni",
+        SUPERUSER,
+        "/api/v1/namespaces/analytics/configmaps/w-config",
+        "/api/v1/namespaces/analytics/services/w-headless",
+        "/api/v1/namespaces/analytics/services/w",
+    ] {
+        api.expect(Method::PATCH, path, Reply::Echo).await;
+    }
+    let rolled = json!({"replicas": 3, "readyReplicas": 3, "observedGeneration": 1,
+                        "currentRevision": "w-7c9d", "updateRevision": "w-7c9d"});
+    let applied = api.expect(Method::PATCH, STATEFULSET, Reply::Applied(rolled)).await;
+    api.expect(Method::PATCH, "/api/v1/namespaces/analytics/services/w-ro", Reply::Echo).await;
+    api.expect(Method::PATCH, "/apis/policy/v1/namespaces/analytics/poddisruptionbudgets/w", Reply::Echo).await;
+    let pods = json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": [
+        patroni_pod("w-0", "replica", "streaming", 4096),
+        patroni_pod("w-1", "primary", "running", 8192),
+        patroni_pod("w-2", "replica", "streaming", 8192),
+    ]});
+    api.expect(Method::GET, "/api/v1/namespaces/analytics/pods", Reply::Json(pods)).await;
+    applied
+}
+
+/// Settings for a stack of several instances: the harness's database, and an operator outside
+/// the cluster (Patroni's API out of reach; the rest goes on).
+fn ha_settings(fx: &Fixture) -> Settings {
+    Settings { port_forward: true, ..database_settings(fx) }
+}
+
+/// A settled stack of three instances, reconciled again: one pod list serves Patroni's API
+/// addresses, the rollout and the status, which shows Patroni's account of the members.
+#[tokio::test]
+async fn an_idle_highly_available_stack_lists_its_pods_once() {
+    let fx = Fixture::start().await;
+    let stack = stack("postgres: {instances: 3}");
+    let (ctx, mut api) = context(ha_settings(&fx));
+    let stack_json = serde_json::to_value(&stack).unwrap();
+    let scenario = tokio::spawn(async move {
+        let applied = expect_a_settled_ha_stack(&mut api).await;
+        let patch = api.expect(Method::PATCH, STATUS, Reply::StackWithStatus(stack_json)).await;
+        api.expect(Method::POST, EVENTS, Reply::Echo).await;
+        api.done().await;
+        (applied, patch)
+    });
+    reconcile(Arc::new(stack), ctx).await.unwrap();
+    let (applied, patch) = scenario.await.unwrap();
+    assert_eq!(applied["spec"]["replicas"], 3);
+    let status = &patch["status"];
+    assert_eq!(status["phase"], "Ready", "{status:#}");
+    assert_eq!((status["primary"].as_str(), status["readyInstances"].as_str()), (Some("w-1"), Some("3/3")));
+    assert_eq!(status["instances"][0]["lagBytes"], 4096);
+    let available = status["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "HighlyAvailable").unwrap();
+    assert_eq!((available["status"].as_str(), available["reason"].as_str()), (Some("True"), Some("Streaming")));
+}
+
+const ASKED: &str = "any 2026-12-05T05:54:00Z";
+
+fn asking_switchover() -> DataWarehouseStack {
+    let mut stack = stack("postgres: {instances: 3}");
+    stack.metadata.annotations = Some([("pgwarehouse.dev/switchover-to".to_string(), ASKED.to_string())].into());
+    stack
+}
+
+/// The watch cache a reconcile starts from may lack the status the previous reconcile wrote
+/// (seen on a real cluster: one request, two switchovers). The status is read afresh; a request
+/// already answered is not made again, and its answer is kept.
+#[tokio::test]
+async fn a_switchover_already_answered_is_not_made_again_from_a_stale_cache() {
+    let fx = Fixture::start().await;
+    let stack = asking_switchover();
+    let (ctx, mut api) = context(ha_settings(&fx));
+    let mut answered = serde_json::to_value(&stack).unwrap();
+    answered["status"] = json!({"switchoverHandled": ASKED, "switchoverError": "candidate name does not match"});
+    let stack_json = serde_json::to_value(&stack).unwrap();
+    let scenario = tokio::spawn(async move {
+        expect_a_settled_ha_stack(&mut api).await;
+        api.expect(Method::GET, STATUS, Reply::Json(answered)).await;
+        let patch = api.expect(Method::PATCH, STATUS, Reply::StackWithStatus(stack_json)).await;
+        api.expect(Method::POST, EVENTS, Reply::Echo).await;
+        api.done().await;
+        patch
+    });
+    reconcile(Arc::new(stack), ctx).await.unwrap();
+    let status = scenario.await.unwrap()["status"].clone();
+    assert_eq!(status["switchoverHandled"], ASKED);
+    assert_eq!(status["switchoverError"], "candidate name does not match", "the first answer stands");
+}
+
+/// A new request is recorded as begun before the switchover is tried, so that no later reconcile
+/// (or a restarted operator) makes it again; its answer follows in the status.
+#[tokio::test]
+async fn a_switchover_is_recorded_before_it_is_made() {
+    let fx = Fixture::start().await;
+    let stack = asking_switchover();
+    let (ctx, mut api) = context(ha_settings(&fx));
+    let stack_json = serde_json::to_value(&stack).unwrap();
+    let scenario = tokio::spawn(async move {
+        expect_a_settled_ha_stack(&mut api).await;
+        api.expect(Method::GET, STATUS, Reply::Json(stack_json.clone())).await;
+        let claim = api.expect(Method::PATCH, STATUS, Reply::StackWithStatus(stack_json.clone())).await;
+        let patch = api.expect(Method::PATCH, STATUS, Reply::StackWithStatus(stack_json)).await;
+        api.expect(Method::POST, EVENTS, Reply::Echo).await;
+        api.done().await;
+        (claim, patch)
+    });
+    reconcile(Arc::new(stack), ctx).await.unwrap();
+    let (claim, patch) = scenario.await.unwrap();
+    assert_eq!(claim, json!({"status": {"switchoverStarted": ASKED}}));
+    let status = &patch["status"];
+    assert_eq!((&status["switchoverStarted"], &status["switchoverHandled"]), (&json!(ASKED), &json!(ASKED)));
+    let error = status["switchoverError"].as_str().unwrap();
+    assert!(error.contains("run the operator in the cluster"), "{error}");
+}
+
+/// A stack running one instance without Patroni is not grown in place: members started beside
+/// it would initialise an empty cluster. Refused with the field's path; nothing is applied.
+#[tokio::test]
+async fn one_instance_does_not_grow_to_three_in_place() {
+    let stack = stack("postgres: {instances: 3}");
+    let (ctx, mut api) = context(Settings::default());
+    let stack_json = serde_json::to_value(&stack).unwrap();
+    let scenario = tokio::spawn(async move {
+        let live = json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "w", "namespace": NS},
+            "spec": {"selector": {}, "serviceName": "w-headless", "template": {"spec": {"containers": [
+                {"name": "postgres", "args": ["-c", "config_file=/etc/pgwarehouse/postgresql.conf"]}]}}}});
+        api.expect(Method::GET, STATEFULSET, Reply::Json(live)).await;
+        let patch = api.expect(Method::PATCH, STATUS, Reply::StackWithStatus(stack_json)).await;
+        api.expect(Method::POST, EVENTS, Reply::Echo).await;
+        api.done().await;
+        patch
+    });
+    reconcile(Arc::new(stack), ctx).await.unwrap();
+    let status = scenario.await.unwrap()["status"].clone();
+    assert_eq!(status["phase"], "Failed");
+    let message = status["conditions"][0]["message"].as_str().unwrap();
+    assert!(message.contains("spec.postgres.instances: the stack runs one instance without Patroni"), "{message}");
 }
 
 #[tokio::test]

@@ -193,7 +193,10 @@ pub struct PostgresSpec {
     pub instances: Option<u32>,
     /// Synchronous replication with more than one instance (default `off`): `on` waits for one
     /// replica before a commit returns, so a failover loses no acknowledged commit; `quorum`
-    /// waits for any one of them (Patroni's quorum commit).
+    /// waits for any one of them (Patroni's quorum commit). With `off` a failover may lose
+    /// acknowledged commits: those not yet replicated when the primary dies, and, when only the
+    /// primary's Patroni hangs, whatever the old primary acknowledged after a replica took over
+    /// until Patroni (or the pod's liveness probe) stops it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub synchronous: Option<Synchronous>,
     /// Patroni's failure detection: how soon a lost primary is replaced.

@@ -62,6 +62,10 @@ pub struct DataWarehouseStackStatus {
     /// Why the switchover `switchoverHandled` names was refused or failed; none when it was made.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub switchover_error: Option<String>,
+    /// The value of `pgwarehouse.dev/switchover-to` whose switchover the operator has begun,
+    /// recorded before it is made so that no request is made twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub switchover_started: Option<String>,
     /// The pod Patroni runs as primary, with more than one instance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub primary: Option<String>,

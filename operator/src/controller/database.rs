@@ -16,10 +16,9 @@ use crate::validate::ValidatedStack;
 
 pub const PORT: u16 = 5432;
 
-pub async fn pod_ready(client: &Client, stack: &ValidatedStack) -> Result<bool, kube::Error> {
-    let api: Api<StatefulSet> = Api::namespaced(client.clone(), stack.namespace_or_default());
-    let statefulset = api.get_opt(&client_name(stack)).await?;
-    Ok(statefulset.and_then(|s| s.status?.ready_replicas).unwrap_or(0) >= 1)
+/// Whether a Postgres pod is ready, by the StatefulSet's status as applied.
+pub fn pod_ready(statefulset: &StatefulSet) -> bool {
+    statefulset.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0) >= 1
 }
 
 /// The client Service's cluster DNS name.

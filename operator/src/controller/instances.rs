@@ -111,15 +111,14 @@ pub fn from_pods(pods: &[Pod], wanted: u32) -> Instances {
     Instances { wanted, members }
 }
 
-/// The stack's pods, when it runs more than one instance.
-pub async fn observe(client: &Client, stack: &ValidatedStack) -> Result<Option<Instances>, kube::Error> {
+/// The stack's Postgres pods, when it runs more than one instance.
+pub async fn list_pods(client: &Client, stack: &ValidatedStack) -> Result<Option<Vec<Pod>>, kube::Error> {
     if !stack.highly_available() {
         return Ok(None);
     }
     let pods: Api<Pod> = Api::namespaced(client.clone(), stack.namespace_or_default());
     let selector = crate::render::selector_text(&selector_labels(stack));
-    let listed = pods.list(&ListParams::default().labels(&selector)).await?;
-    Ok(Some(from_pods(&listed.items, stack.instances())))
+    Ok(Some(pods.list(&ListParams::default().labels(&selector)).await?.items))
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ListParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use serde::Deserialize;
 
@@ -15,7 +15,6 @@ use super::Settings;
 use crate::api::DataWarehouseStack;
 use crate::ha::{self, HaReport, Rest};
 use crate::render::patroni::{self, Timing};
-use crate::render::selector_labels;
 use crate::validate::ValidatedStack;
 
 pub const SWITCHOVER_TO: &str = "pgwarehouse.dev/switchover-to";
@@ -25,19 +24,14 @@ struct PublishedApi {
     api_url: Option<String>,
 }
 
-/// The REST API of each member, as its pod publishes it.
-pub async fn member_apis(client: &Client, settings: &Settings, stack: &ValidatedStack) -> Result<Vec<Rest>, String> {
+/// The REST API of each member, as the stack's `pods` publish it.
+pub fn member_apis(settings: &Settings, pods: &[Pod]) -> Result<Vec<Rest>, String> {
     if settings.port_forward {
         return Err("Patroni's REST API is on the pod network: run the operator in the cluster to converge \
                     Patroni's configuration and to switch over"
             .into());
     }
-    let pods: Api<Pod> = Api::namespaced(client.clone(), stack.namespace_or_default());
-    let selector = crate::render::selector_text(&selector_labels(stack));
-    let listed =
-        pods.list(&ListParams::default().labels(&selector)).await.map_err(|e| super::api_error::one_line(&e))?;
-    let apis: Vec<Rest> = listed
-        .items
+    let apis: Vec<Rest> = pods
         .iter()
         .filter_map(|pod| pod.annotations().get("status"))
         .filter_map(|text| serde_json::from_str::<PublishedApi>(text).ok()?.api_url)
@@ -50,10 +44,9 @@ pub async fn member_apis(client: &Client, settings: &Settings, stack: &Validated
 }
 
 /// Brings the shared configuration to the spec's, through the leader.
-pub async fn converge(client: &Client, settings: &Settings, stack: &ValidatedStack) -> Result<HaReport, String> {
-    let apis = member_apis(client, settings, stack).await?;
+pub async fn converge(apis: &[Rest], stack: &ValidatedStack) -> Result<HaReport, String> {
     let loop_wait = Duration::from_secs(Timing::of(&stack.spec.postgres).loop_wait.into());
-    ha::converge(&apis, &patroni::dynamic_config(stack), loop_wait).await.map_err(|e| e.to_string())
+    ha::converge(apis, &patroni::dynamic_config(stack), loop_wait).await.map_err(|e| e.to_string())
 }
 
 /// The annotation's value when it asks for a switchover not yet made.
@@ -62,20 +55,55 @@ pub fn switchover_asked(stack: &DataWarehouseStack) -> Option<&String> {
     stack.annotations().get(SWITCHOVER_TO).filter(|asked| Some(*asked) != handled)
 }
 
+/// Whether this reconcile acts on a switchover request, from the stack as the API server holds it.
+#[derive(Debug, PartialEq)]
+pub enum Claim {
+    /// Recorded as begun before anything is done: it is this reconcile's to make.
+    Ours,
+    /// Already answered (the watch cache this reconcile started from had not seen it yet), or
+    /// begun by an operator that stopped before answering it; with the answer to record.
+    Answered { error: Option<String> },
+}
+
+/// What the stack's current status says of the request `asked`: none when nothing has been done
+/// about it yet.
+pub fn answered(fresh: &DataWarehouseStack, asked: &str) -> Option<Claim> {
+    let status = fresh.status.as_ref()?;
+    if status.switchover_handled.as_deref() == Some(asked) {
+        return Some(Claim::Answered { error: status.switchover_error.clone() });
+    }
+    (status.switchover_started.as_deref() == Some(asked)).then(|| Claim::Answered {
+        error: Some(
+            "the operator stopped while making this switchover: see status.primary, and ask again if \
+                     it is still wanted"
+                .into(),
+        ),
+    })
+}
+
+/// Records the request `asked` as begun before it is acted on. A reconcile starts from the watch
+/// cache, which may not hold the status the previous one wrote moments ago, and an operator may
+/// restart mid-switchover: reading the status afresh and recording the request first means no
+/// request is made twice.
+pub async fn claim_switchover(client: &Client, stack: &DataWarehouseStack, asked: &str) -> Result<Claim, kube::Error> {
+    let api: Api<DataWarehouseStack> = Api::namespaced(client.clone(), &stack.namespace().unwrap_or_default());
+    let fresh = api.get_status(&stack.name_any()).await?;
+    if let Some(answer) = answered(&fresh, asked) {
+        return Ok(answer);
+    }
+    let patch = serde_json::json!({"status": {"switchoverStarted": asked}});
+    api.patch_status(&stack.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    Ok(Claim::Ours)
+}
+
 /// The pod a request names (its first word); `any` lets Patroni choose the healthiest replica.
 pub fn switchover_target(asked: &str) -> Option<&str> {
     asked.split_whitespace().next().filter(|target| *target != "any")
 }
 
 /// Runs the switchover `asked`; the new primary's pod.
-pub async fn switchover(
-    client: &Client,
-    settings: &Settings,
-    stack: &ValidatedStack,
-    asked: &str,
-) -> Result<String, String> {
-    let apis = member_apis(client, settings, stack).await?;
-    ha::switchover(&apis, switchover_target(asked)).await.map_err(|e| e.to_string())
+pub async fn switchover(apis: &[Rest], asked: &str) -> Result<String, String> {
+    ha::switchover(apis, switchover_target(asked)).await.map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -100,5 +128,29 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(switchover_asked(&stack), None);
+    }
+
+    #[test]
+    fn a_request_begun_or_answered_is_not_made_again() {
+        let stack = |handled: Option<&str>, error: Option<&str>, started: Option<&str>| {
+            let mut stack = DataWarehouseStack::new("wh", Default::default());
+            stack.status = Some(crate::api::DataWarehouseStackStatus {
+                switchover_handled: handled.map(String::from),
+                switchover_error: error.map(String::from),
+                switchover_started: started.map(String::from),
+                ..Default::default()
+            });
+            stack
+        };
+        assert_eq!(answered(&stack(None, None, None), "wh-1 t2"), None, "new");
+        assert_eq!(answered(&stack(Some("wh-1 t1"), Some("refused"), Some("wh-1 t1")), "wh-1 t2"), None);
+        let made = answered(&stack(Some("wh-1 t2"), Some("refused"), Some("wh-1 t2")), "wh-1 t2");
+        assert_eq!(made, Some(Claim::Answered { error: Some("refused".into()) }), "the first answer stands");
+        let Some(Claim::Answered { error: Some(interrupted) }) =
+            answered(&stack(None, None, Some("wh-1 t2")), "wh-1 t2")
+        else {
+            panic!("begun and never answered");
+        };
+        assert!(interrupted.contains("ask again"), "{interrupted}");
     }
 }

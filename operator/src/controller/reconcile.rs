@@ -1,6 +1,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -10,7 +12,8 @@ use serde_json::json;
 
 use super::status::{self, Outcome, Phase};
 use super::{
-    Context, Error, FIELD_MANAGER, api_error, bootstrap, database, deploy, dereference, nodes, patroni, rollout,
+    Context, Error, FIELD_MANAGER, api_error, bootstrap, database, deploy, dereference, instances, nodes, patroni,
+    rollout,
 };
 use crate::api::DataWarehouseStack;
 use crate::validate::{ValidatedStack, ValidationErrors, validate};
@@ -26,7 +29,7 @@ pub async fn reconcile(stack: Arc<DataWarehouseStack>, ctx: Arc<Context>) -> Res
     ctx.metrics.observe_reconcile(started.elapsed().as_secs_f64());
     if let Err(Error::Kube(error)) = &result {
         // Best effort: when the failing call was the status write itself, this fails too.
-        let _ = report(&stack, None, &Outcome::ApiFailed(api_error::one_line(error)), &ctx).await;
+        let _ = report(&stack, None, None, &Outcome::ApiFailed(api_error::one_line(error)), &ctx).await;
     }
     if result.is_ok() {
         ctx.failures.lock().expect("failures lock").remove(&key(&stack));
@@ -52,13 +55,13 @@ async fn converge(stack: &DataWarehouseStack, ctx: &Context) -> Result<Action, E
         Ok(v) => v,
         Err(errors) => {
             // Nothing is applied for an invalid spec; a new generation triggers the next look.
-            report(stack, None, &Outcome::Invalid(errors.to_string()), ctx).await?;
+            report(stack, None, None, &Outcome::Invalid(errors.to_string()), ctx).await?;
             return Ok(Action::await_change());
         }
     };
     if let Some(conflict) = bootstrap::check(&ctx.client, &validated).await? {
         // Nothing is applied: the data that is there stays as it is.
-        report(stack, None, &Outcome::Invalid(conflict), ctx).await?;
+        report(stack, None, None, &Outcome::Invalid(conflict), ctx).await?;
         return Ok(Action::await_change());
     }
     let passwords = dereference::stack_passwords(&ctx.client, &validated).await?;
@@ -69,20 +72,37 @@ async fn converge(stack: &DataWarehouseStack, ctx: &Context) -> Result<Action, E
         None => 0,
     };
     objects.workers = render::worker_objects(&validated, worker_pods);
-    deploy::apply_objects(&ctx.client, &objects).await?;
-    if !database::pod_ready(&ctx.client, &validated).await? {
-        report(stack, Some(&validated), &Outcome::Provisioning, ctx).await?;
+    let statefulset = deploy::apply_objects(&ctx.client, &objects).await?;
+    // A stack of several instances has its pods listed once per reconcile: Patroni's API
+    // addresses, the rollout and the status all read this one list.
+    let pods = instances::list_pods(&ctx.client, &validated).await?;
+    let mut observed = pods.as_deref().map(|pods| instances::from_pods(pods, validated.instances()));
+    if !database::pod_ready(&statefulset) {
+        report(stack, Some(&validated), observed.as_ref(), &Outcome::Provisioning, ctx).await?;
         return Ok(Action::requeue(WAIT));
     }
-    let (seen, rolling) = converge_patroni(stack, &validated, ctx).await;
+    let mut rolling = false;
+    let seen = match (&pods, &observed) {
+        (Some(pods), Some(instances)) => {
+            let pass = converge_patroni(stack, &validated, &statefulset, pods, instances, ctx).await;
+            if pass.acted {
+                // Roles moved or pods went: the status tells what is there now.
+                observed = reobserve(stack, &validated, ctx).await.or(observed);
+            }
+            rolling = pass.rolling;
+            pass.seen
+        }
+        _ => stack.clone(),
+    };
     let stack = &seen;
+    let observed = observed.as_ref();
     let found = dereference::referenced_secrets(&ctx.client, &validated).await?;
     // A Secret that is not there holds back only the items that name it.
     let secrets = secrets::resolve_available(&validated, &found);
     let mut conn = match database::connect(&ctx.client, &ctx.settings, &validated, &password).await {
         Ok(conn) => conn,
         Err(e) => {
-            report(stack, Some(&validated), &Outcome::DatabaseUnavailable(e), ctx).await?;
+            report(stack, Some(&validated), observed, &Outcome::DatabaseUnavailable(e), ctx).await?;
             return Ok(Action::requeue(WAIT));
         }
     };
@@ -105,7 +125,7 @@ async fn converge(stack: &DataWarehouseStack, ctx: &Context) -> Result<Action, E
     let limit = ctx.settings.database_stage_limit;
     let Ok(report_and_status) = tokio::time::timeout(limit, database_stage).await else {
         let stalled = format!("the database stage did not finish within {limit:?}: the connection stalled");
-        report(stack, Some(&validated), &Outcome::DatabaseUnavailable(stalled), ctx).await?;
+        report(stack, Some(&validated), observed, &Outcome::DatabaseUnavailable(stalled), ctx).await?;
         return Ok(Action::requeue(WAIT));
     };
     let report_and_status = report_and_status?;
@@ -124,13 +144,13 @@ async fn converge(stack: &DataWarehouseStack, ctx: &Context) -> Result<Action, E
     let settling = match &report_and_status {
         Ok((applied, nodes, warehouse)) => {
             let outcome = Outcome::Converged { report: applied, nodes: nodes.as_ref(), warehouse, refresh_now_started };
-            !report(stack, Some(&validated), &outcome, ctx).await?
+            !report(stack, Some(&validated), observed, &outcome, ctx).await?
                 || rolling
                 || !matches!(nodes, None | Some(nodes::Nodes::Converged(_)))
                 || warehouse.rebalance.as_ref().is_some_and(|r| r.in_progress())
         }
         Err(e) => {
-            report(stack, Some(&validated), &Outcome::EngineFailed(e.clone()), ctx).await?;
+            report(stack, Some(&validated), observed, &Outcome::EngineFailed(e.clone()), ctx).await?;
             false
         }
     };
@@ -142,60 +162,114 @@ async fn converge(stack: &DataWarehouseStack, ctx: &Context) -> Result<Action, E
     Ok(Action::requeue(ctx.settings.requeue))
 }
 
+/// What a pass through Patroni left behind.
+struct PatroniPass {
+    /// The stack as the status should record it (a switchover request handled).
+    seen: DataWarehouseStack,
+    /// A rollout goes on: look again soon.
+    rolling: bool,
+    /// Members restarted, switched over or had a pod replaced: the pods listed before are stale.
+    acted: bool,
+}
+
 /// Under Patroni: the shared configuration converged through the leader, a switchover the
-/// annotation asks for, then the next step of a rollout. Returns the stack as the status should
-/// record it (the request handled), and whether a rollout goes on.
+/// annotation asks for, then the next step of a rollout, all from the pods listed once.
 async fn converge_patroni(
     stack: &DataWarehouseStack,
     validated: &ValidatedStack,
+    statefulset: &StatefulSet,
+    pods: &[Pod],
+    instances: &instances::Instances,
     ctx: &Context,
-) -> (DataWarehouseStack, bool) {
-    let mut seen = stack.clone();
-    if !validated.highly_available() {
-        return (seen, false);
-    }
-    match patroni::converge(&ctx.client, &ctx.settings, validated).await {
-        Ok(done) if done != Default::default() => tracing::info!(
-            stack = %stack.name_any(),
-            changed = ?done.changed,
-            restarted = ?done.restarted,
-            switched_to = ?done.switched_to,
-            "Patroni's configuration converged"
-        ),
+) -> PatroniPass {
+    let mut pass = PatroniPass { seen: stack.clone(), rolling: false, acted: false };
+    let apis = patroni::member_apis(&ctx.settings, pods);
+    let converged = match &apis {
+        Ok(apis) => patroni::converge(apis, validated).await,
+        Err(unreachable) => Err(unreachable.clone()),
+    };
+    match converged {
+        Ok(done) if done != Default::default() => {
+            tracing::info!(
+                stack = %stack.name_any(),
+                changed = ?done.changed,
+                restarted = ?done.restarted,
+                switched_to = ?done.switched_to,
+                "Patroni's configuration converged"
+            );
+            pass.acted = !done.restarted.is_empty() || done.switched_to.is_some();
+        }
         Ok(_) => {}
         Err(error) => tracing::warn!(stack = %stack.name_any(), %error, "Patroni's configuration"),
     }
     // A request is answered once, made or refused (Patroni's reason in the status); asking again
     // is a new request.
     if let Some(asked) = patroni::switchover_asked(stack) {
-        let outcome = patroni::switchover(&ctx.client, &ctx.settings, validated, asked).await;
-        match &outcome {
-            Ok(primary) => tracing::info!(stack = %stack.name_any(), %primary, "switched over"),
-            Err(error) => tracing::warn!(stack = %stack.name_any(), %asked, %error, "switchover"),
-        }
-        let status = seen.status.get_or_insert_default();
-        status.switchover_handled = Some(asked.clone());
-        status.switchover_error = outcome.err();
-    }
-    let rolling = match super::instances::observe(&ctx.client, validated).await {
-        Ok(Some(instances)) => match rollout::roll(&ctx.client, &ctx.settings, validated, &instances).await {
-            Ok(rollout::Step::Done) => false,
-            Ok(step) => {
-                tracing::info!(stack = %stack.name_any(), ?step, "rolling the pods onto the new template");
-                true
+        // The request's answer: made (no error) or refused (Patroni's reason); none while it
+        // could not be recorded, so that the next reconcile asks again.
+        let answer = match patroni::claim_switchover(&ctx.client, stack, asked).await {
+            Ok(patroni::Claim::Ours) => {
+                let outcome = match &apis {
+                    Ok(apis) => patroni::switchover(apis, asked).await,
+                    Err(unreachable) => Err(unreachable.clone()),
+                };
+                match &outcome {
+                    Ok(primary) => tracing::info!(stack = %stack.name_any(), %primary, "switched over"),
+                    Err(error) => tracing::warn!(stack = %stack.name_any(), %asked, %error, "switchover"),
+                }
+                pass.acted |= outcome.is_ok();
+                Some(outcome.err())
             }
+            Ok(patroni::Claim::Answered { error }) => Some(error),
             Err(error) => {
-                tracing::warn!(stack = %stack.name_any(), %error, "rollout");
-                true
+                let error = api_error::one_line(&error);
+                tracing::warn!(stack = %stack.name_any(), %asked, %error, "switchover: recording the request");
+                None
             }
-        },
-        Ok(None) => false,
+        };
+        if let Some(error) = answer {
+            let status = pass.seen.status.get_or_insert_default();
+            status.switchover_started = Some(asked.clone());
+            status.switchover_handled = Some(asked.clone());
+            status.switchover_error = error;
+        }
+    }
+    let roll = if pass.acted {
+        // Roles moved since the pods were listed: the next reconcile plans from a fresh list.
+        Ok(rollout::Step::Wait("members were restarted or switched over".into()))
+    } else {
+        rollout::roll(&ctx.client, validated, statefulset, pods, instances, apis.as_deref().ok()).await
+    };
+    pass.rolling = match roll {
+        Ok(rollout::Step::Done) => false,
+        Ok(step) => {
+            if matches!(step, rollout::Step::Replace(_) | rollout::Step::SwitchOverThenReplace(_)) {
+                tracing::info!(stack = %stack.name_any(), ?step, "rolling the pods onto the new template");
+                pass.acted = true;
+            }
+            true
+        }
         Err(error) => {
-            tracing::warn!(stack = %stack.name_any(), error = %api_error::one_line(&error), "reading the pods");
+            tracing::warn!(stack = %stack.name_any(), %error, "rollout");
             true
         }
     };
-    (seen, rolling)
+    pass
+}
+
+/// Patroni's account of the pods read again; a failed read leaves the last one standing.
+async fn reobserve(
+    stack: &DataWarehouseStack,
+    validated: &ValidatedStack,
+    ctx: &Context,
+) -> Option<instances::Instances> {
+    match instances::list_pods(&ctx.client, validated).await {
+        Ok(pods) => pods.map(|pods| instances::from_pods(&pods, validated.instances())),
+        Err(error) => {
+            tracing::warn!(stack = %stack.name_any(), error = %api_error::one_line(&error), "reading the pods");
+            None
+        }
+    }
 }
 
 /// Starts the stack's refreshes in the background on a connection of their own; false when the
@@ -231,24 +305,18 @@ async fn read_warehouse(
 }
 
 /// Writes the status (server-side apply on the subresource) and an Event when the phase changes
-/// or a failure's message does. False while a stack of several instances is not yet highly
-/// available: pods are not watched, so the caller looks again soon.
+/// or a failure's message does; `instances` is Patroni's account of the pods (none leaves the
+/// last one standing). False while a stack of several instances is not yet highly available:
+/// pods are not watched, so the caller looks again soon.
 async fn report(
     stack: &DataWarehouseStack,
     validated: Option<&ValidatedStack>,
+    instances: Option<&instances::Instances>,
     outcome: &Outcome<'_>,
     ctx: &Context,
 ) -> Result<bool, Error> {
     let now = Time(k8s_openapi::jiff::Timestamp::now());
-    // Patroni's account of the pods; a failed read leaves the last one standing.
-    let instances = match validated {
-        Some(v) => super::instances::observe(&ctx.client, v).await.unwrap_or_else(|error| {
-            tracing::warn!(stack = %stack.name_any(), error = %api_error::one_line(&error), "reading the pods");
-            None
-        }),
-        None => None,
-    };
-    let new = status::build(stack, validated, outcome, instances.as_ref(), &now);
+    let new = status::build(stack, validated, outcome, instances, &now);
     let previous = stack.status.as_ref();
     let phase = outcome.phase();
     let ready_message = |s: Option<&crate::api::DataWarehouseStackStatus>| {

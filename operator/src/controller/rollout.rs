@@ -7,11 +7,10 @@
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
-use kube::api::{Api, EvictParams, ListParams};
+use kube::api::{Api, EvictParams};
 
-use super::Settings;
 use super::instances::Instances;
-use crate::render::{client_name, selector_labels, selector_text};
+use crate::ha::Rest;
 use crate::validate::ValidatedStack;
 
 const REVISION_LABEL: &str = "controller-revision-hash";
@@ -47,25 +46,30 @@ pub fn next_step(revision: &str, pods: &[(String, Option<String>)], instances: &
     }
 }
 
-/// Takes the rollout's next step; what it did, for the log.
+/// The template revision pods should run, once the StatefulSet controller has seen the latest
+/// template (until then its revisions describe the previous one).
+pub fn wanted_revision(statefulset: &StatefulSet) -> Option<&str> {
+    let status = statefulset.status.as_ref()?;
+    if status.observed_generation < statefulset.metadata.generation {
+        return None;
+    }
+    status.update_revision.as_deref()
+}
+
+/// Takes the rollout's next step for the stack's `pods` (as listed once by this reconcile), with
+/// Patroni's API when the operator reaches it; what it did, for the log.
 pub async fn roll(
     client: &Client,
-    settings: &Settings,
     stack: &ValidatedStack,
+    statefulset: &StatefulSet,
+    pods: &[Pod],
     instances: &Instances,
+    apis: Option<&[Rest]>,
 ) -> Result<Step, String> {
-    let failed = |e: kube::Error| super::api_error::one_line(&e);
-    let namespace = stack.namespace_or_default();
-    let statefulset =
-        Api::<StatefulSet>::namespaced(client.clone(), namespace).get(&client_name(stack)).await.map_err(failed)?;
-    let Some(revision) = statefulset.status.and_then(|s| s.update_revision) else {
-        return Ok(Step::Wait("the StatefulSet has no revision yet".into()));
+    let Some(revision) = wanted_revision(statefulset) else {
+        return Ok(Step::Wait("the StatefulSet controller has not yet seen the latest template".into()));
     };
-    let pods_api: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let listed =
-        pods_api.list(&ListParams::default().labels(&selector_text(&selector_labels(stack)))).await.map_err(failed)?;
-    let pods: Vec<(String, Option<String>)> = listed
-        .items
+    let pods: Vec<(String, Option<String>)> = pods
         .iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
         .filter_map(|p| {
@@ -73,18 +77,23 @@ pub async fn roll(
             Some((p.metadata.name.clone()?, revision))
         })
         .collect();
-    let step = next_step(&revision, &pods, instances);
+    let step = next_step(revision, &pods, instances);
+    let evict = |pod: &str| {
+        let pods_api: Api<Pod> = Api::namespaced(client.clone(), stack.namespace_or_default());
+        let pod = pod.to_string();
+        async move { pods_api.evict(&pod, &EvictParams::default()).await.map_err(|e| super::api_error::one_line(&e)) }
+    };
     match &step {
         Step::Replace(pod) => {
-            pods_api.evict(pod, &EvictParams::default()).await.map_err(failed)?;
+            evict(pod).await?;
         }
         Step::SwitchOverThenReplace(pod) => {
             // Without Patroni's API (an operator outside the cluster), the primary's own shutdown
             // hands the lock over: slower, but no write is lost with synchronous replication.
-            if let Ok(apis) = super::patroni::member_apis(client, settings, stack).await {
-                crate::ha::switchover(&apis, None).await.map_err(|e| e.to_string())?;
+            if let Some(apis) = apis {
+                crate::ha::switchover(apis, None).await.map_err(|e| e.to_string())?;
             }
-            pods_api.evict(pod, &EvictParams::default()).await.map_err(failed)?;
+            evict(pod).await?;
         }
         Step::Done | Step::Wait(_) => {}
     }
@@ -123,6 +132,22 @@ mod tests {
         assert_eq!(next_step("b", &replicas_done, &all), Step::SwitchOverThenReplace("wh-1".into()));
         let done = pods(&[("wh-0", "b"), ("wh-1", "b"), ("wh-2", "b")]);
         assert_eq!(next_step("b", &done, &all), Step::Done);
+    }
+
+    #[test]
+    fn the_revision_waits_for_the_statefulset_controller_to_see_the_latest_template() {
+        let statefulset = |generation: i64, observed: i64| StatefulSet {
+            metadata: kube::api::ObjectMeta { generation: Some(generation), ..Default::default() },
+            status: Some(k8s_openapi::api::apps::v1::StatefulSetStatus {
+                observed_generation: Some(observed),
+                update_revision: Some("w-5d4f".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(wanted_revision(&statefulset(4, 4)), Some("w-5d4f"));
+        assert_eq!(wanted_revision(&statefulset(5, 4)), None, "the revision describes the previous template");
+        assert_eq!(wanted_revision(&StatefulSet::default()), None);
     }
 
     #[test]

@@ -131,43 +131,51 @@ pub async fn wait_for_members(
 }
 
 /// Brings the shared configuration to `desired` through the leader, then restarts the members
-/// a changed setting waits on: replicas one at a time, then a switchover to a streaming replica
-/// and the old primary last, so that the primary's pause is a switchover's, not a restart's.
+/// the change left waiting: replicas one at a time, then a switchover to a streaming replica and
+/// the old primary last, so that the primary's pause is a switchover's, not a restart's. Only a
+/// change made here restarts anything: a member that stays pending (say, a setting Patroni
+/// cannot apply) is not restarted again on every converge.
 pub async fn converge(members: &[Rest], desired: &Value, loop_wait: Duration) -> Result<HaReport, RestError> {
-    let cluster = cluster_from_any(members).await?;
+    let mut cluster = cluster_from_any(members).await?;
     let leader = cluster.iter().find(|m| m.is_primary()).ok_or_else(|| RestError {
         url: members.first().map(|m| m.base.clone()).unwrap_or_default(),
         message: "no member holds the leader lock".into(),
     })?;
     let leader_rest = member_rest(leader).ok_or_else(|| unreachable(leader))?;
     let mut report = HaReport::default();
-    if let Some((patch, changed)) = config_patch(&leader_rest.config().await?, desired) {
-        leader_rest.patch_config(&patch).await?;
-        report.changed = changed;
-        // Members apply the new configuration on their next loop; a setting that needs a restart
-        // then shows as pending.
-        let settle = Instant::now() + loop_wait + Duration::from_secs(3);
-        while Instant::now() < settle {
-            let now = cluster_from_any(members).await?;
-            if now.iter().all(|m| m.pending_restart) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
+    let Some((patch, changed)) = config_patch(&leader_rest.config().await?, desired) else {
+        return Ok(report);
+    };
+    leader_rest.patch_config(&patch).await?;
+    report.changed = changed;
+    // Members apply the new configuration on their next loop; a setting that needs a restart
+    // then shows as pending.
+    let settle = Instant::now() + loop_wait + Duration::from_secs(3);
+    loop {
+        cluster = cluster_from_any(members).await?;
+        if cluster.iter().all(|m| m.pending_restart) || Instant::now() >= settle {
+            break;
         }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    restart_pending(members, &mut report).await?;
+    restart_pending(members, &cluster, loop_wait, &mut report).await?;
     Ok(report)
 }
 
-/// Restarts pending members: replicas first, the primary after handing its role over.
-pub async fn restart_pending(members: &[Rest], report: &mut HaReport) -> Result<(), RestError> {
-    let cluster = cluster_from_any(members).await?;
+/// Restarts the members `cluster` shows pending: replicas first, the primary after handing its
+/// role over.
+async fn restart_pending(
+    members: &[Rest],
+    cluster: &[ClusterMember],
+    loop_wait: Duration,
+    report: &mut HaReport,
+) -> Result<(), RestError> {
     for replica in cluster.iter().filter(|m| !m.is_primary() && m.pending_restart) {
         member_rest(replica).ok_or_else(|| unreachable(replica))?.restart_pending().await?;
         report.restarted.push(replica.name.clone());
     }
     let Some(primary) = cluster.iter().find(|m| m.is_primary() && m.pending_restart) else {
-        return Ok(());
+        return lower_from_the_primary(members, loop_wait, report).await;
     };
     let primary_rest = member_rest(primary).ok_or_else(|| unreachable(primary))?;
     let replicas = cluster.iter().filter(|m| !m.is_primary()).count();
@@ -187,6 +195,36 @@ pub async fn restart_pending(members: &[Rest], report: &mut HaReport) -> Result<
         primary_rest.restart_pending().await?;
     }
     report.restarted.push(primary.name.clone());
+    lower_from_the_primary(members, loop_wait, report).await
+}
+
+/// A hot standby runs `max_connections` and its kin at no less than its primary's value, so
+/// after a decrease restarted replicas (and a replica promoted by the switchover) stay pending
+/// with the old value: the primary then restarts in place (handing the role on would not help:
+/// every other member holds the old value too), and the replicas after it.
+async fn lower_from_the_primary(members: &[Rest], loop_wait: Duration, report: &mut HaReport) -> Result<(), RestError> {
+    if report.restarted.is_empty() {
+        return Ok(());
+    }
+    let replicas = members.len() - 1;
+    let pending = || async {
+        let (primary, _) = wait_for_members(members, replicas, Duration::from_secs(120)).await?;
+        // Patroni looks at its server's settings again on its next loop.
+        tokio::time::sleep(loop_wait + Duration::from_secs(3)).await;
+        let now = cluster_from_any(members).await?;
+        Ok::<_, RestError>((primary, now.into_iter().filter(|m| m.pending_restart).collect::<Vec<_>>()))
+    };
+    let (primary, still) = pending().await?;
+    if still.is_empty() {
+        return Ok(());
+    }
+    member_rest(&primary).ok_or_else(|| unreachable(&primary))?.restart().await?;
+    report.restarted.push(primary.name.clone());
+    let (_, still) = pending().await?;
+    for replica in still.iter().filter(|m| !m.is_primary()) {
+        member_rest(replica).ok_or_else(|| unreachable(replica))?.restart_pending().await?;
+        report.restarted.push(replica.name.clone());
+    }
     Ok(())
 }
 

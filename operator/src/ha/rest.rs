@@ -163,6 +163,11 @@ impl Rest {
         self.call("POST", "/restart", Some(serde_json::json!({"restart_pending": true}))).await.map(drop)
     }
 
+    /// Restarts this member's Postgres whether or not a setting waits for it; returns once up.
+    pub async fn restart(&self) -> Result<(), RestError> {
+        self.call("POST", "/restart", Some(serde_json::json!({}))).await.map(drop)
+    }
+
     /// Hands the primary role from `leader` to `candidate` (any healthy replica when none);
     /// returns once the candidate is the primary.
     pub async fn switchover(&self, leader: &str, candidate: Option<&str>) -> Result<String, RestError> {
