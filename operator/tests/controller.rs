@@ -145,9 +145,8 @@ async fn expect_objects_applied(api: &mut ApiServer, ready: i32) -> Vec<Value> {
     bodies
 }
 
-/// The pod is not ready yet (the applied StatefulSet said so): the status patch and the Event
-/// that follow, and nothing after them.
-async fn expect_provisioning(mut api: ApiServer, stack_json: Value) -> (Value, Value) {
+/// The status patch and the Event that end a reconcile, and nothing after them.
+async fn expect_status_and_event(mut api: ApiServer, stack_json: Value) -> (Value, Value) {
     let patch = api.expect(Method::PATCH, STATUS, Reply::StackWithStatus(stack_json)).await;
     let event = api.expect(Method::POST, EVENTS, Reply::Echo).await;
     api.done().await;
@@ -199,7 +198,7 @@ async fn a_distributed_stack_gets_its_workers_and_a_scale_down_keeps_their_pods_
         ] {
             applied.push(api.expect(Method::PATCH, path, Reply::Echo).await);
         }
-        let (patch, _) = expect_provisioning(api, stack_json).await;
+        let (patch, _) = expect_status_and_event(api, stack_json).await;
         (applied, patch)
     });
     reconcile(Arc::new(stack), ctx).await.unwrap();
@@ -228,7 +227,7 @@ async fn new_stack_gets_its_objects_and_status_provisioning() {
         api.expect(Method::GET, STATEFULSET, Reply::NotFound).await;
         api.expect(Method::GET, SUPERUSER, Reply::NotFound).await;
         let applied = expect_objects_applied(&mut api, 0).await;
-        let (patch, event) = expect_provisioning(api, stack_json).await;
+        let (patch, event) = expect_status_and_event(api, stack_json).await;
         (applied, patch, event)
     });
     reconcile(Arc::new(stack), ctx).await.unwrap();
@@ -258,7 +257,7 @@ async fn a_completed_restore_leaves_the_pod_and_the_source_claim_alone() {
         api.expect(Method::GET, STATEFULSET, Reply::NotFound).await;
         api.expect(Method::GET, SUPERUSER, Reply::Json(secret("w-superuser", "password", "pw"))).await;
         let applied = expect_objects_applied(&mut api, 0).await;
-        let (patch, _) = expect_provisioning(api, stack_json).await;
+        let (patch, _) = expect_status_and_event(api, stack_json).await;
         (applied, patch)
     });
     reconcile(Arc::new(stack), ctx).await.unwrap();
@@ -349,6 +348,12 @@ fn patroni_pod(name: &str, role: &str, state: &str, position: i64) -> Value {
                         "annotations": {"status": annotation.to_string()}}})
 }
 
+/// The stack's StatefulSet as the API server holds it, its pod running `postgres` (a container).
+fn running_statefulset(postgres: Value) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "w", "namespace": NS},
+           "spec": {"selector": {}, "serviceName": "w-headless", "template": {"spec": {"containers": [postgres]}}}})
+}
+
 /// The calls of a reconcile of a settled stack of three instances up to its database stage: the
 /// StatefulSet read once (the conflict check; its apply answers with its status), the objects
 /// applied, and the pods listed once; returns the StatefulSet applied.
@@ -356,9 +361,7 @@ async fn expect_a_settled_ha_stack(api: &mut ApiServer) -> Value {
     let mut stored = secret("w-superuser", "password", PASSWORD);
     stored["data"]["replication-password"] = json!("cmVwbGljYXRpb24=");
     stored["data"]["rewind-password"] = json!("cmV3aW5k");
-    let live = json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "w", "namespace": NS},
-        "spec": {"selector": {}, "serviceName": "w-headless", "template": {"spec": {"containers": [
-            {"name": "postgres", "command": ["tini", "--", "patroni"]}]}}}});
+    let live = running_statefulset(json!({"name": "postgres", "command": ["tini", "--", "patroni"]}));
     api.expect(Method::GET, STATEFULSET, Reply::Json(live)).await;
     api.expect(Method::GET, SUPERUSER, Reply::Json(stored)).await;
     for path in [
@@ -402,10 +405,7 @@ async fn an_idle_highly_available_stack_lists_its_pods_once() {
     let stack_json = serde_json::to_value(&stack).unwrap();
     let scenario = tokio::spawn(async move {
         let applied = expect_a_settled_ha_stack(&mut api).await;
-        let patch = api.expect(Method::PATCH, STATUS, Reply::StackWithStatus(stack_json)).await;
-        api.expect(Method::POST, EVENTS, Reply::Echo).await;
-        api.done().await;
-        (applied, patch)
+        (applied, expect_status_and_event(api, stack_json).await.0)
     });
     reconcile(Arc::new(stack), ctx).await.unwrap();
     let (applied, patch) = scenario.await.unwrap();
@@ -440,10 +440,7 @@ async fn a_switchover_already_answered_is_not_made_again_from_a_stale_cache() {
     let scenario = tokio::spawn(async move {
         expect_a_settled_ha_stack(&mut api).await;
         api.expect(Method::GET, STATUS, Reply::Json(answered)).await;
-        let patch = api.expect(Method::PATCH, STATUS, Reply::StackWithStatus(stack_json)).await;
-        api.expect(Method::POST, EVENTS, Reply::Echo).await;
-        api.done().await;
-        patch
+        expect_status_and_event(api, stack_json).await.0
     });
     reconcile(Arc::new(stack), ctx).await.unwrap();
     let status = scenario.await.unwrap()["status"].clone();
@@ -463,10 +460,7 @@ async fn a_switchover_is_recorded_before_it_is_made() {
         expect_a_settled_ha_stack(&mut api).await;
         api.expect(Method::GET, STATUS, Reply::Json(stack_json.clone())).await;
         let claim = api.expect(Method::PATCH, STATUS, Reply::StackWithStatus(stack_json.clone())).await;
-        let patch = api.expect(Method::PATCH, STATUS, Reply::StackWithStatus(stack_json)).await;
-        api.expect(Method::POST, EVENTS, Reply::Echo).await;
-        api.done().await;
-        (claim, patch)
+        (claim, expect_status_and_event(api, stack_json).await.0)
     });
     reconcile(Arc::new(stack), ctx).await.unwrap();
     let (claim, patch) = scenario.await.unwrap();
@@ -485,14 +479,9 @@ async fn one_instance_does_not_grow_to_three_in_place() {
     let (ctx, mut api) = context(Settings::default());
     let stack_json = serde_json::to_value(&stack).unwrap();
     let scenario = tokio::spawn(async move {
-        let live = json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "w", "namespace": NS},
-            "spec": {"selector": {}, "serviceName": "w-headless", "template": {"spec": {"containers": [
-                {"name": "postgres", "args": ["-c", "config_file=/etc/pgwarehouse/postgresql.conf"]}]}}}});
-        api.expect(Method::GET, STATEFULSET, Reply::Json(live)).await;
-        let patch = api.expect(Method::PATCH, STATUS, Reply::StackWithStatus(stack_json)).await;
-        api.expect(Method::POST, EVENTS, Reply::Echo).await;
-        api.done().await;
-        patch
+        let plain = json!({"name": "postgres", "args": ["-c", "config_file=/etc/pgwarehouse/postgresql.conf"]});
+        api.expect(Method::GET, STATEFULSET, Reply::Json(running_statefulset(plain))).await;
+        expect_status_and_event(api, stack_json).await.0
     });
     reconcile(Arc::new(stack), ctx).await.unwrap();
     let status = scenario.await.unwrap()["status"].clone();
