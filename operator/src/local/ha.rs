@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::cluster::Binaries;
 use super::{LocalError, free_port_besides, io, write_secret};
 use crate::ha::{self, ClusterMember, Rest};
-use crate::render::patroni::{self, Dcs, Member, Timing};
+use crate::render::patroni::{self, Dcs, EtcdApi, Member, Timing};
 use crate::validate::ValidatedStack;
 
 const REPLICATION_PASSWORD_FILE: &str = "replication-password";
@@ -27,6 +27,10 @@ const START_TIMEOUT: Duration = Duration::from_secs(180);
 pub struct HaState {
     pub etcd_client: u16,
     pub etcd_peer: u16,
+    /// Chosen when the stack is first placed and kept: members of one stack must share a store
+    /// (state written before the choice existed ran the v3 API).
+    #[serde(default)]
+    pub etcd_api: EtcdApi,
     pub members: Vec<MemberPorts>,
 }
 
@@ -134,8 +138,14 @@ fn read_or_create_password(dir: &Path, file: &str) -> Result<String, LocalError>
     Ok(password)
 }
 
-/// The ports recorded, with free ones for instances and etcd not yet placed.
-pub fn place(recorded: Option<HaState>, instances: usize, first_port: u16) -> Result<HaState, LocalError> {
+/// The ports recorded, with free ones for instances and etcd not yet placed; a new stack's etcd
+/// API is `etcd_api()`'s.
+pub fn place(
+    recorded: Option<HaState>,
+    instances: usize,
+    first_port: u16,
+    etcd_api: impl FnOnce() -> Result<EtcdApi, LocalError>,
+) -> Result<HaState, LocalError> {
     let mut taken: Vec<u16> = vec![first_port];
     if let Some(state) = &recorded {
         taken.extend([state.etcd_client, state.etcd_peer]);
@@ -148,7 +158,12 @@ pub fn place(recorded: Option<HaState>, instances: usize, first_port: u16) -> Re
     };
     let mut state = match recorded {
         Some(state) => state,
-        None => HaState { etcd_client: next(&mut taken)?, etcd_peer: next(&mut taken)?, members: Vec::new() },
+        None => HaState {
+            etcd_client: next(&mut taken)?,
+            etcd_peer: next(&mut taken)?,
+            etcd_api: etcd_api()?,
+            members: Vec::new(),
+        },
     };
     state.members.truncate(instances);
     while state.members.len() < instances {
@@ -181,6 +196,9 @@ fn start_etcd(stack_dir: &Path, state: &HaState, out: &mut dyn Write) -> Result<
             .arg(format!("--listen-peer-urls={peer}"))
             .arg(format!("--initial-advertise-peer-urls={peer}"))
             .arg(format!("--initial-cluster=pgwarehouse={peer}"));
+        if state.etcd_api == EtcdApi::V2 {
+            command.arg("--enable-v2=true");
+        }
         spawn_detached(command, log)?;
         let _ = writeln!(out, "- etcd (Patroni's lock store) on 127.0.0.1:{}", state.etcd_client);
     }
@@ -226,6 +244,32 @@ fn patroni_program(binaries: &Binaries) -> Result<PathBuf, LocalError> {
     )))
 }
 
+/// The etcd API the installed Patroni holds its lock through safely.
+pub fn etcd_api(binaries: &Binaries) -> Result<EtcdApi, LocalError> {
+    let program = patroni_program(binaries)?;
+    let out = binaries
+        .command_at(&program)
+        .arg("--version")
+        .output()
+        .map_err(|e| LocalError::Io(format!("{}: {e}", program.display())))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    etcd_api_for(&text).ok_or_else(|| {
+        LocalError::Invalid(format!("{} --version answered {:?}, not `patroni X.Y.Z`", program.display(), text.trim()))
+    })
+}
+
+/// Patroni before 3.0.3 renews its etcd v3 leader key with an unconditional put from its cached
+/// view (fixed by zalando/patroni#2693): a primary whose Patroni was frozen past the ttl thaws,
+/// overwrites the key a replica took meanwhile and stays primary, and the new primary's
+/// acknowledged commits are rewound away, synchronous mode or not. Its v2 client renews with a
+/// compare-and-swap on the holder's name, so those versions get the v2 API.
+fn etcd_api_for(version_output: &str) -> Option<EtcdApi> {
+    let version = version_output.split_whitespace().find(|w| w.starts_with(|c: char| c.is_ascii_digit()))?;
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().ok());
+    let numbers = (parts.next()??, parts.next().flatten().unwrap_or(0), parts.next().flatten().unwrap_or(0));
+    Some(if numbers < (3, 0, 3) { EtcdApi::V2 } else { EtcdApi::V3 })
+}
+
 /// The member's Patroni configuration, as a pod's but on loopback with etcd as lock store.
 fn member_config(stack: &ValidatedStack, binaries: &Binaries, state: &HaState, member: &LocalMember) -> String {
     let in_server = |p: PathBuf| binaries.in_server(&p).display().to_string();
@@ -244,7 +288,7 @@ fn member_config(stack: &ValidatedStack, binaries: &Binaries, state: &HaState, m
         parameters: [("unix_socket_directories".to_string(), in_server(member.dir.clone()))].into(),
         pgbackrest: None,
     };
-    let dcs = Dcs::Etcd { hosts: vec![format!("127.0.0.1:{}", state.etcd_client)] };
+    let dcs = Dcs::Etcd { hosts: vec![format!("127.0.0.1:{}", state.etcd_client)], api: state.etcd_api };
     patroni::to_yaml(&patroni::patroni_config(stack, &dcs, &rendered))
 }
 
@@ -406,4 +450,29 @@ pub async fn switchover(
 ) -> Result<String, LocalError> {
     let rests: Vec<Rest> = members(stack, stack_dir, &state.members).iter().map(LocalMember::rest).collect();
     ha::switchover(&rests, to).await.map_err(|e| LocalError::Invalid(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patroni_before_the_etcd3_leader_key_fix_gets_the_v2_api() {
+        assert_eq!(etcd_api_for("patroni 3.0.2\n"), Some(EtcdApi::V2));
+        assert_eq!(etcd_api_for("patroni 2.1.6"), Some(EtcdApi::V2));
+        assert_eq!(etcd_api_for("patroni 3.0.3"), Some(EtcdApi::V3));
+        assert_eq!(etcd_api_for("patroni 4.0.7\n"), Some(EtcdApi::V3));
+        assert_eq!(etcd_api_for("patroni 3.1"), Some(EtcdApi::V3));
+        assert_eq!(etcd_api_for("usage: patroni"), None);
+    }
+
+    #[test]
+    fn a_placed_stack_keeps_its_etcd_api_and_an_old_state_file_ran_v3() {
+        let placed = place(None, 3, 15432, || Ok(EtcdApi::V2)).unwrap();
+        assert_eq!(placed.etcd_api, EtcdApi::V2);
+        let again = place(Some(placed.clone()), 3, 15432, || panic!("asked again")).unwrap();
+        assert_eq!(again, placed);
+        let old: HaState = serde_json::from_str(r#"{"etcd_client": 1, "etcd_peer": 2, "members": []}"#).unwrap();
+        assert_eq!(old.etcd_api, EtcdApi::V3);
+    }
 }

@@ -327,7 +327,7 @@ async fn up_highly_available(
         write_secret(&dir.join(PASSWORD_FILE), &local.password)?;
     }
     let first_port = recorded.as_ref().and_then(|r| r.members.first()).map_or(local.port, |m| m.postgres);
-    let placed = ha::place(recorded, stack.instances() as usize, first_port)?;
+    let placed = ha::place(recorded, stack.instances() as usize, first_port, || ha::etcd_api(&local.cluster.binaries))?;
     local.port = first_port;
     write_state(&local, stack, &[], Some(&placed))?;
     let primary = ha::start(stack, &local.cluster.binaries, &dir, &placed, &local.password, out).await?;

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::config;
@@ -51,8 +52,17 @@ pub enum Dcs {
     /// ConfigMaps in the stack's namespace, member pods found by these labels (the scope label,
     /// `app.kubernetes.io/instance`, holds the stack's name).
     Kubernetes { namespace: String, labels: BTreeMap<String, String> },
-    /// etcd's v3 API at these `host:port`s.
-    Etcd { hosts: Vec<String> },
+    /// etcd at these `host:port`s, through `api`.
+    Etcd { hosts: Vec<String>, api: EtcdApi },
+}
+
+/// Which of etcd's APIs Patroni speaks (`etcd:` or `etcd3:` in its configuration).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EtcdApi {
+    V2,
+    #[default]
+    V3,
 }
 
 /// One member's own addresses and paths; in a pod the name and connect addresses come from the
@@ -194,9 +204,13 @@ pub fn patroni_config(stack: &ValidatedStack, dcs: &Dcs, member: &Member) -> Val
                 "use_endpoints": false,
             });
         }
-        Dcs::Etcd { hosts } => {
+        Dcs::Etcd { hosts, api } => {
             document["namespace"] = json!("/pgwarehouse/");
-            document["etcd3"] = json!({"hosts": hosts});
+            let key = match api {
+                EtcdApi::V2 => "etcd",
+                EtcdApi::V3 => "etcd3",
+            };
+            document[key] = json!({"hosts": hosts});
         }
     }
     document
